@@ -1,0 +1,71 @@
+// Package kferr gives errors an exit code and a hint, so that the CLI can tell the user what went
+// wrong and what to do, and scripts can tell usage errors from environment problems.
+package kferr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Exit codes, documented in the README.
+const (
+	ExitOK          = 0
+	ExitInternal    = 1 // a failure of kubeforge or the cluster
+	ExitUsage       = 2 // bad flags, names or configuration
+	ExitEnvironment = 3 // something outside kubeforge is missing or broken (Docker, disk, ports)
+	ExitTimeout     = 4 // a wait ran out of time
+)
+
+// Error is an error with an exit code and advice.
+type Error struct {
+	Code int
+	Hint string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+func newf(code int, hint, format string, a ...any) error {
+	return &Error{Code: code, Hint: hint, Err: fmt.Errorf(format, a...)}
+}
+
+// Usage is a mistake in what the user asked for.
+func Usage(format string, a ...any) error { return newf(ExitUsage, "", format, a...) }
+
+// Environment is a problem outside kubeforge; hint says how to fix it.
+func Environment(hint string, format string, a ...any) error {
+	return newf(ExitEnvironment, hint, format, a...)
+}
+
+// Timeout is a wait that ran out.
+func Timeout(hint string, format string, a ...any) error { return newf(ExitTimeout, hint, format, a...) }
+
+// WithHint wraps err with a code and advice.
+func WithHint(err error, code int, hint string) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Hint: hint, Err: err}
+}
+
+// Code returns the exit code for err.
+func Code(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ExitInternal
+}
+
+// Hint returns the advice carried by err, if any.
+func Hint(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Hint
+	}
+	return ""
+}

@@ -1,0 +1,135 @@
+// Package provision defines the seam between kubeforge and the machines its nodes run on. A
+// Driver makes networks and nodes (Docker containers, libvirt VMs); a Node runs commands and
+// takes files. Bootstrap and the cluster flow talk only to these interfaces, so every driver
+// shares one code path.
+package provision
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+)
+
+// Labels every driver puts on what it creates, so that delete removes exactly what belongs to a
+// cluster and nothing else.
+const (
+	LabelCluster = "dev.kubeforge.cluster"
+	LabelNode    = "dev.kubeforge.node"
+	LabelRole    = "dev.kubeforge.role"
+	// LabelAPIPort records the host port the API server is published on (control planes).
+	LabelAPIPort = "dev.kubeforge.apiserver-port"
+)
+
+// Network is the cluster's own network.
+type Network struct {
+	Name    string
+	Subnet  netip.Prefix
+	Gateway netip.Addr
+}
+
+// NodeConfig is what a driver needs to create a node.
+type NodeConfig struct {
+	Cluster string
+	Name    string
+	Role    string
+	Image   string
+	Network Network
+	IP      netip.Addr // fixed address on the cluster network
+	// APIServerHostPort, when non-zero, publishes the node's port 6443 on 127.0.0.1:APIServerHostPort.
+	APIServerHostPort int
+}
+
+// State of a node machine.
+type State string
+
+const (
+	StateRunning State = "running"
+	StateStopped State = "stopped"
+	StateMissing State = "missing"
+	StateOther   State = "other"
+)
+
+// Driver creates and removes the machines of clusters.
+type Driver interface {
+	// Name is the driver's name as users type it (--driver).
+	Name() string
+	// Ping checks that the driver's backend answers; its error tells the user how to fix it.
+	Ping(ctx context.Context) error
+	// EnsureNetwork returns the cluster's network, creating it if needed.
+	EnsureNetwork(ctx context.Context, cluster string) (Network, error)
+	// DeleteNetwork removes the cluster's network; a missing network is not an error.
+	DeleteNetwork(ctx context.Context, cluster string) error
+	// CreateNode creates a node machine, not yet started.
+	CreateNode(ctx context.Context, cfg NodeConfig) (Node, error)
+	// Nodes lists the nodes of a cluster, in name order.
+	Nodes(ctx context.Context, cluster string) ([]Node, error)
+	// Clusters lists the names of all clusters this driver has machines or networks for.
+	Clusters(ctx context.Context) ([]string, error)
+	// DeleteNode removes a node machine and its storage; a missing node is not an error.
+	DeleteNode(ctx context.Context, name string) error
+}
+
+// Node is one machine of a cluster.
+type Node interface {
+	Name() string
+	Role() string
+	// IP is the node's address on the cluster network.
+	IP() netip.Addr
+	// APIServerHostPort is the host port the API server is published on, 0 if none.
+	APIServerHostPort() int
+	State(ctx context.Context) (State, error)
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	// Run runs a command in the node. A failure is a *RunError holding the command and its output.
+	Run(ctx context.Context, cmd Cmd) error
+	// CopyTar unpacks a tar stream at the node's root; works before the node is started.
+	CopyTar(ctx context.Context, tar io.Reader) error
+	// ReadFile reads a file from the node.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// Logs streams the node's console (the supervisor's output).
+	Logs(ctx context.Context, w io.Writer, follow bool) error
+}
+
+// Cmd is a command to run in a node.
+type Cmd struct {
+	Args   []string
+	Stdin  io.Reader
+	Stdout io.Writer // nil: captured into the error on failure only
+	Stderr io.Writer
+}
+
+// RunError is a command that failed: it keeps the command, its exit code and its output.
+type RunError struct {
+	Node     string
+	Args     []string
+	ExitCode int
+	Output   string
+	Err      error
+}
+
+func (e *RunError) Error() string {
+	msg := fmt.Sprintf("command %q on node %s", strings.Join(e.Args, " "), e.Node)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	} else {
+		msg += fmt.Sprintf(" exited %d", e.ExitCode)
+	}
+	if out := strings.TrimSpace(e.Output); out != "" {
+		if len(out) > 4000 {
+			out = "..." + out[len(out)-4000:]
+		}
+		msg += ":\n" + out
+	}
+	return msg
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
+
+// Output runs cmd in node and returns its standard output.
+func Output(ctx context.Context, n Node, args ...string) (string, error) {
+	var out strings.Builder
+	err := n.Run(ctx, Cmd{Args: args, Stdout: &out})
+	return out.String(), err
+}
