@@ -1,0 +1,340 @@
+package docker
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/provision"
+)
+
+// Network adds address helpers to provision.Network: docker.Network(n).NodeIP(i).
+type Network provision.Network
+
+// NodeIP returns the address of the i-th node (i from 0) on the network: the gateway is .1, so
+// node 0 is .2, node 1 is .3, and so on. It returns the zero Addr when i is negative or the
+// address would leave the subnet or be its broadcast address.
+func (n Network) NodeIP(i int) netip.Addr {
+	if i < 0 || !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
+		return netip.Addr{}
+	}
+	base := n.Subnet.Masked().Addr().As4()
+	v := uint64(binary.BigEndian.Uint32(base[:])) + 2 + uint64(i)
+	size := uint64(1) << (32 - n.Subnet.Bits())
+	if v >= uint64(binary.BigEndian.Uint32(base[:]))+size-1 { // last address is broadcast
+		return netip.Addr{}
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	return netip.AddrFrom4(b)
+}
+
+// NetworkName is the Docker network of a cluster.
+func NetworkName(cluster string) string { return "kubeforge-" + cluster }
+
+// SubnetCandidates are the subnets a cluster network may get, in the order they are tried:
+// 192.168.49.0/24, 192.168.58.0/24, ... up to 192.168.247.0/24 (the third octet steps by 9).
+func SubnetCandidates() []netip.Prefix {
+	var out []netip.Prefix
+	for o := 49; o <= 247; o += 9 {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(o), 0}), 24))
+	}
+	return out
+}
+
+// ChooseSubnet returns the first candidate that overlaps none of taken.
+func ChooseSubnet(taken []netip.Prefix) (netip.Prefix, bool) {
+	for _, c := range SubnetCandidates() {
+		if !overlapsAny(c, taken) {
+			return c, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+func overlapsAny(p netip.Prefix, taken []netip.Prefix) bool {
+	for _, t := range taken {
+		if t.IsValid() && p.Overlaps(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostPrefixes returns the IPv4 prefixes of the host's interface addresses and routes (except
+// the default route), which a new network must not overlap.
+func hostPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list host interfaces: %w", err)
+	}
+	for _, ifc := range ifaces {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			if p, ok := ipNetPrefix(ipn); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	f, err := os.Open("/proc/net/route")
+	if err == nil {
+		defer f.Close()
+		routes, err := parseRoutes(f)
+		if err != nil {
+			return nil, fmt.Errorf("read /proc/net/route: %w", err)
+		}
+		out = append(out, routes...)
+	}
+	return out, nil
+}
+
+func ipNetPrefix(ipn *net.IPNet) (netip.Prefix, bool) {
+	addr, ok := netip.AddrFromSlice(ipn.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	addr = addr.Unmap()
+	if !addr.Is4() {
+		return netip.Prefix{}, false
+	}
+	ones, bits := ipn.Mask.Size()
+	if bits == 128 && ones >= 96 {
+		ones -= 96
+	} else if bits != 32 {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(addr, ones).Masked(), true
+}
+
+// parseRoutes reads the destinations of /proc/net/route (little-endian hex), skipping default
+// routes (mask 0), which would overlap everything.
+func parseRoutes(r io.Reader) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	sc := bufio.NewScanner(r)
+	first := true
+	for sc.Scan() {
+		if first { // header
+			first = false
+			continue
+		}
+		f := strings.Fields(sc.Text())
+		if len(f) < 8 {
+			continue
+		}
+		dst, err1 := hexLE(f[1])
+		mask, err2 := hexLE(f[7])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if binary.BigEndian.Uint32(mask[:]) == 0 {
+			continue
+		}
+		ones, _ := net.IPMask(mask[:]).Size()
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4(dst), ones).Masked())
+	}
+	return out, sc.Err()
+}
+
+// hexLE decodes an address as /proc/net/route prints it: 8 hex digits, host (little-endian)
+// byte order, so 0100A8C0 is 192.168.0.1.
+func hexLE(s string) ([4]byte, error) {
+	var b [4]byte
+	raw, err := hex.DecodeString(s)
+	if err != nil || len(raw) != 4 {
+		return b, fmt.Errorf("bad address %q", s)
+	}
+	b[0], b[1], b[2], b[3] = raw[3], raw[2], raw[1], raw[0]
+	return b, nil
+}
+
+// findNetwork returns the network named name, or ok false.
+func (d *Driver) findNetwork(ctx context.Context, name string) (network.Summary, bool, error) {
+	nets, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", name))})
+	if err != nil {
+		return network.Summary{}, false, fmt.Errorf("list docker networks: %w", err)
+	}
+	// The name filter matches substrings; several networks may share a name on old daemons.
+	sort.Slice(nets, func(i, j int) bool { return nets[i].Created.Before(nets[j].Created) })
+	for _, n := range nets {
+		if n.Name == name {
+			return n, true, nil
+		}
+	}
+	return network.Summary{}, false, nil
+}
+
+// toNetwork converts a Docker network of a cluster.
+func toNetwork(n network.Summary) (provision.Network, error) {
+	for _, c := range n.IPAM.Config {
+		p, err := netip.ParsePrefix(c.Subnet)
+		if err != nil || !p.Addr().Is4() {
+			continue
+		}
+		out := provision.Network{Name: n.Name, Subnet: p.Masked()}
+		if gw, err := netip.ParseAddr(c.Gateway); err == nil {
+			out.Gateway = gw
+		} else {
+			out.Gateway = p.Masked().Addr().Next()
+		}
+		return out, nil
+	}
+	return provision.Network{}, fmt.Errorf("docker network %s has no IPv4 subnet", n.Name)
+}
+
+// takenPrefixes returns what a new network must not overlap: the subnets of every Docker network
+// and the host's addresses and routes.
+func (d *Driver) takenPrefixes(ctx context.Context) ([]netip.Prefix, map[string]string, error) {
+	nets, err := d.cli.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list docker networks: %w", err)
+	}
+	var taken []netip.Prefix
+	var bridgeOpts map[string]string
+	for _, n := range nets {
+		if n.Name == "bridge" {
+			bridgeOpts = n.Options
+		}
+		for _, c := range n.IPAM.Config {
+			if p, err := netip.ParsePrefix(c.Subnet); err == nil {
+				taken = append(taken, p.Masked())
+			}
+		}
+	}
+	host, err := hostPrefixes()
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(taken, host...), bridgeOpts, nil
+}
+
+// EnsureNetwork returns the cluster's network kubeforge-<cluster>, creating it if needed on the
+// first free candidate subnet (see SubnetCandidates), gateway .1.
+func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.Network, error) {
+	name := NetworkName(cluster)
+	if n, ok, err := d.findNetwork(ctx, name); err != nil {
+		return provision.Network{}, err
+	} else if ok {
+		return existingNetwork(n, cluster)
+	}
+	taken, bridgeOpts, err := d.takenPrefixes(ctx)
+	if err != nil {
+		return provision.Network{}, err
+	}
+	opts := map[string]string{
+		"com.docker.network.bridge.enable_ip_masquerade": "true",
+		"com.docker.network.bridge.enable_icc":           "true",
+	}
+	if mtu := bridgeOpts["com.docker.network.driver.mtu"]; mtu != "" {
+		opts["com.docker.network.driver.mtu"] = mtu
+	}
+	for {
+		subnet, ok := ChooseSubnet(taken)
+		if !ok {
+			return provision.Network{}, kferr.Environment(
+				"delete unused clusters or Docker networks (docker network prune)",
+				"create network %s: every candidate subnet 192.168.49.0/24 ... 192.168.247.0/24 overlaps a Docker network or a host address or route", name)
+		}
+		gw := subnet.Addr().Next()
+		_, err := d.cli.NetworkCreate(ctx, name, network.CreateOptions{
+			Driver: "bridge",
+			IPAM: &network.IPAM{
+				Driver: "default",
+				Config: []network.IPAMConfig{{Subnet: subnet.String(), Gateway: gw.String()}},
+			},
+			Options: opts,
+			Labels:  map[string]string{provision.LabelCluster: cluster},
+		})
+		switch {
+		case err == nil:
+			return provision.Network{Name: name, Subnet: subnet, Gateway: gw}, nil
+		case isPoolOverlap(err):
+			// Another network took it since we looked (a concurrent create): try the next.
+			taken = append(taken, subnet)
+		case cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "already exists"):
+			// A concurrent EnsureNetwork of the same cluster won.
+			n, ok, ferr := d.findNetwork(ctx, name)
+			if ferr != nil {
+				return provision.Network{}, ferr
+			}
+			if !ok {
+				return provision.Network{}, fmt.Errorf("create network %s: %w", name, err)
+			}
+			return existingNetwork(n, cluster)
+		default:
+			return provision.Network{}, fmt.Errorf("create network %s (subnet %s): %w", name, subnet, err)
+		}
+	}
+}
+
+func isPoolOverlap(err error) bool {
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "pool overlaps") || strings.Contains(s, "overlapping") ||
+		strings.Contains(s, "overlaps with")
+}
+
+func existingNetwork(n network.Summary, cluster string) (provision.Network, error) {
+	if n.Labels[provision.LabelCluster] != cluster {
+		return provision.Network{}, kferr.Environment(
+			fmt.Sprintf("remove it (docker network rm %s) or choose another cluster name", n.Name),
+			"docker network %s exists but was not made by kubeforge for cluster %s", n.Name, cluster)
+	}
+	return toNetwork(n)
+}
+
+// DeleteNetwork removes the cluster's network; a missing network is not an error. It also removes
+// the cluster's volumes that no container uses any more (left by an interrupted create or
+// delete), so that deleting the nodes and then the network leaves nothing of the cluster.
+func (d *Driver) DeleteNetwork(ctx context.Context, cluster string) error {
+	name := NetworkName(cluster)
+	n, ok, err := d.findNetwork(ctx, name)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if n.Labels[provision.LabelCluster] != cluster {
+			return fmt.Errorf("delete network %s: not made by kubeforge for cluster %s; not removing it", name, cluster)
+		}
+		if err := d.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("delete network %s: %w (delete the cluster's nodes first)", name, err)
+		}
+	}
+	return d.removeOrphanVolumes(ctx, cluster)
+}
+
+// removeOrphanVolumes removes the volumes labelled with cluster that no container uses.
+func (d *Driver) removeOrphanVolumes(ctx context.Context, cluster string) error {
+	vols, err := d.cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", provision.LabelCluster+"="+cluster),
+		filters.Arg("dangling", "true"))})
+	if err != nil {
+		return fmt.Errorf("list volumes of cluster %s: %w", cluster, err)
+	}
+	for _, v := range vols.Volumes {
+		if err := d.cli.VolumeRemove(ctx, v.Name, false); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
+			return fmt.Errorf("remove volume %s of cluster %s: %w", v.Name, cluster, err)
+		}
+	}
+	return nil
+}
