@@ -1,0 +1,40 @@
+//go:build linux
+
+// Command kubeforge-init is a node's PID 1: it prepares the node (cgroups, mounts, sysctls),
+// runs the services listed in /etc/kubeforge/services.json in dependency order, restarts them,
+// reaps zombies, and stops everything in reverse order on SIGTERM.
+//
+//	kubeforge-init [-config FILE] [-setup auto|true|false]   run as the node's init
+//	kubeforge-init status [-json]                            show the services' state
+//
+// It must stay small: stdlib and golang.org/x/sys only, no Kubernetes packages.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"kubeforge.dev/kubeforge/kubelet/supervisor"
+)
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "status":
+			os.Exit(supervisor.StatusMain(args[1:], os.Stdout, os.Stderr))
+		case "help", "-h", "-help", "--help":
+			fmt.Fprint(os.Stdout, usage)
+			os.Exit(0)
+		}
+	}
+	os.Exit(supervisor.Main(args, os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  kubeforge-init [-config FILE] [-setup auto|true|false]   run as the node's init (PID 1)
+  kubeforge-init status [-json]                            show the state of the node's services
+
+Services come from ` + supervisor.ConfigPath + `; their logs are in ` + supervisor.LogDir + `/<name>.log
+and their state in ` + supervisor.StatusPath + `.
+`

@@ -1,0 +1,154 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Main is kubeforge-init's default command: node setup (as PID 1), then the services of the
+// services file until SIGTERM or SIGINT. It returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("kubeforge-init", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	configPath := fl.String("config", ConfigPath, "services file")
+	statusPath := fl.String("status-file", StatusPath, "status file to maintain")
+	logDir := fl.String("log-dir", LogDir, "directory of the services' log files")
+	setup := fl.String("setup", "auto", "node setup: auto (only as PID 1), true or false")
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if fl.NArg() > 0 {
+		fmt.Fprintf(stderr, "kubeforge-init: unexpected argument %q\n", fl.Arg(0))
+		return 2
+	}
+	doSetup := false
+	switch *setup {
+	case "auto":
+		doSetup = os.Getpid() == 1
+	case "true":
+		doSetup = true
+	case "false":
+	default:
+		fmt.Fprintf(stderr, "kubeforge-init: -setup must be auto, true or false\n")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+	defer stop()
+	con := &console{w: stdout}
+	started := time.Now()
+	phase := func(p string, err error) {
+		st := &Status{Phase: p, PID: os.Getpid(), StartedAt: started, UpdatedAt: time.Now(), Services: map[string]ServiceStatus{}}
+		if err != nil {
+			st.Error = err.Error()
+		}
+		if werr := WriteStatus(*statusPath, st); werr != nil && doSetup {
+			con.logf("writing status: %v", werr)
+		}
+	}
+
+	if doSetup {
+		con.logf("node setup")
+		if err := Setup(SetupOptions{Logf: con.logf}); err != nil {
+			con.logf("%v", err)
+			phase(PhaseFailed, err)
+			return 1
+		}
+	}
+
+	cfg, err := waitConfig(ctx, *configPath, con, func() { phase(PhaseWaitingConfig, nil) })
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			con.logf("stopped before any service started")
+			return 0
+		}
+		con.logf("%v", err)
+		phase(PhaseFailed, err)
+		return 1
+	}
+	sup, err := New(cfg, Options{StatusPath: *statusPath, LogDir: *logDir, Stdout: stdout, KillAll: os.Getpid() == 1})
+	if err != nil {
+		con.logf("%v", err)
+		phase(PhaseFailed, err)
+		return 1
+	}
+	sup.status.StartedAt = started
+	if err := sup.Run(ctx); err != nil {
+		con.logf("%v", err)
+		return 1
+	}
+	return 0
+}
+
+// waitConfig loads the services file, waiting for it to appear if the host has not written it
+// yet. A file that does not parse is read again for a short while (it may be half written).
+func waitConfig(ctx context.Context, path string, con *console, waiting func()) (*Config, error) {
+	announced := false
+	var firstBad time.Time
+	for {
+		cfg, err := LoadConfig(path)
+		if err == nil {
+			return cfg, nil
+		}
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if !announced {
+				con.logf("waiting for %s", path)
+				waiting()
+				announced = true
+			}
+		default:
+			if firstBad.IsZero() {
+				firstBad = time.Now()
+			} else if time.Since(firstBad) > 2*time.Second {
+				return nil, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// StatusMain is "kubeforge-init status": it prints the status file as a table, or as JSON with
+// -json.
+func StatusMain(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("kubeforge-init status", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	path := fl.String("status-file", StatusPath, "status file to read")
+	asJSON := fl.Bool("json", false, "print the status file as JSON")
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	if *asJSON {
+		b, err := os.ReadFile(*path)
+		if err != nil {
+			fmt.Fprintf(stderr, "kubeforge-init status: %v\n", err)
+			return 1
+		}
+		_, _ = stdout.Write(b)
+		return 0
+	}
+	st, err := ReadStatus(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "kubeforge-init status: %v\n", err)
+		return 1
+	}
+	if err := FormatStatus(stdout, st, time.Now()); err != nil {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,109 @@
+package supervisor
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Fingerprint hashes the paths and sizes of the regular files matching glob (sorted), so that a
+// done marker written for one set of files does not count for another. No match is a valid
+// (empty) set.
+func Fingerprint(glob string) (string, error) {
+	if glob == "" {
+		return "", nil
+	}
+	matches, err := filepath.Glob(glob)
+	if err != nil {
+		return "", fmt.Errorf("doneKey %q: %w", glob, err)
+	}
+	sort.Strings(matches)
+	h := sha256.New()
+	for _, m := range matches {
+		fi, err := os.Stat(m)
+		if err != nil {
+			return "", fmt.Errorf("doneKey: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		fmt.Fprintf(h, "%s\x00%d\n", m, fi.Size())
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// markerDone tells whether a oneshot service's done marker is present and, when the service has a
+// DoneKey, records the same fingerprint. It also returns the current fingerprint, to be written
+// after a successful run.
+func markerDone(s *Service) (done bool, fingerprint string, err error) {
+	if s.DoneMarker == "" {
+		return false, "", nil
+	}
+	fingerprint, err = Fingerprint(s.DoneKey)
+	if err != nil {
+		return false, "", err
+	}
+	f, err := os.Open(s.DoneMarker)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, fingerprint, nil
+	}
+	if err != nil {
+		return false, fingerprint, fmt.Errorf("reading done marker: %w", err)
+	}
+	defer f.Close()
+	if s.DoneKey == "" {
+		return true, fingerprint, nil
+	}
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	return strings.TrimSpace(line) == fingerprint, fingerprint, nil
+}
+
+// writeMarker records a successful run of a oneshot service.
+func writeMarker(s *Service, fingerprint string) error {
+	if s.DoneMarker == "" {
+		return nil
+	}
+	content := fingerprint + "\n"
+	if s.DoneKey != "" {
+		content += "# files matching " + s.DoneKey + " processed by service " + s.Name + "\n"
+	}
+	if err := writeFileAtomic(s.DoneMarker, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("writing done marker: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes a file through a temporary file and a rename, creating the directory.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
