@@ -1,0 +1,60 @@
+# images.mk: the node image's tool binaries. Included by the top Makefile; also usable alone:
+#   make -f images/images.mk tools
+# Each tool is built from its Go module through the module proxy, static (CGO off), into $(BIN_DIR).
+# A tool is rebuilt only when its version variable changes (a stamp file holds the version built).
+
+IMAGES_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+BIN_DIR ?= bin
+GO ?= go
+
+CONTAINERD_VERSION ?= v2.4.2
+CRICTL_VERSION ?= v1.36.0
+COREDNS_VERSION ?= v1.13.2
+
+CONTAINERD_MODULE := github.com/containerd/containerd/v2
+CONTAINERD_TAGS := no_devmapper,no_zfs,no_btrfs,no_aufs,no_systemd
+CONTAINERD_LDFLAGS := -X $(CONTAINERD_MODULE)/version.Version=$(CONTAINERD_VERSION) -X $(CONTAINERD_MODULE)/version.Revision=kubeforge
+CRICTL_MODULE := sigs.k8s.io/cri-tools
+CRICTL_LDFLAGS := -X $(CRICTL_MODULE)/pkg/version.Version=$(CRICTL_VERSION)
+COREDNS_MODULE := github.com/coredns/coredns
+
+GOBUILD_TOOL := $(IMAGES_DIR)/tools/gobuild.sh
+TOOL_BINS := $(BIN_DIR)/containerd $(BIN_DIR)/containerd-shim-runc-v2 $(BIN_DIR)/ctr \
+	$(BIN_DIR)/crictl $(BIN_DIR)/coredns $(BIN_DIR)/kubeforge-pause
+
+.PHONY: tools clean-tools
+tools: $(TOOL_BINS)
+
+clean-tools:
+	rm -f $(TOOL_BINS) $(BIN_DIR)/.containerd.version $(BIN_DIR)/.crictl.version $(BIN_DIR)/.coredns.version
+
+# A stamp file whose content is the version; it is rewritten (and so newer) only when it changes.
+define version_stamp
+$(BIN_DIR)/.$(1).version: .kubeforge-force
+	@mkdir -p $(BIN_DIR)
+	@echo '$(2)' | cmp -s - $$@ || echo '$(2)' > $$@
+endef
+$(eval $(call version_stamp,containerd,$(CONTAINERD_VERSION)))
+$(eval $(call version_stamp,crictl,$(CRICTL_VERSION)))
+$(eval $(call version_stamp,coredns,$(COREDNS_VERSION)))
+.PHONY: .kubeforge-force
+.kubeforge-force:
+
+$(BIN_DIR)/containerd: $(BIN_DIR)/.containerd.version $(GOBUILD_TOOL)
+	$(GOBUILD_TOOL) $(CONTAINERD_MODULE) $(CONTAINERD_VERSION) $(CONTAINERD_MODULE)/cmd/containerd $@ '$(CONTAINERD_TAGS)' '$(CONTAINERD_LDFLAGS)'
+
+$(BIN_DIR)/containerd-shim-runc-v2: $(BIN_DIR)/.containerd.version $(GOBUILD_TOOL)
+	$(GOBUILD_TOOL) $(CONTAINERD_MODULE) $(CONTAINERD_VERSION) $(CONTAINERD_MODULE)/cmd/containerd-shim-runc-v2 $@ '$(CONTAINERD_TAGS)' '$(CONTAINERD_LDFLAGS)'
+
+$(BIN_DIR)/ctr: $(BIN_DIR)/.containerd.version $(GOBUILD_TOOL)
+	$(GOBUILD_TOOL) $(CONTAINERD_MODULE) $(CONTAINERD_VERSION) $(CONTAINERD_MODULE)/cmd/ctr $@ '$(CONTAINERD_TAGS)' '$(CONTAINERD_LDFLAGS)'
+
+$(BIN_DIR)/crictl: $(BIN_DIR)/.crictl.version $(GOBUILD_TOOL)
+	$(GOBUILD_TOOL) $(CRICTL_MODULE) $(CRICTL_VERSION) $(CRICTL_MODULE)/cmd/crictl $@ '' '$(CRICTL_LDFLAGS)'
+
+$(BIN_DIR)/coredns: $(BIN_DIR)/.coredns.version $(GOBUILD_TOOL)
+	$(GOBUILD_TOOL) $(COREDNS_MODULE) $(COREDNS_VERSION) $(COREDNS_MODULE) $@ '' ''
+
+# The pause program is ours: built from this module's source.
+$(BIN_DIR)/kubeforge-pause: $(wildcard $(IMAGES_DIR)/pause/*.go)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./$(IMAGES_DIR)/pause

@@ -1,0 +1,317 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"kubeforge.dev/kubeforge/images/oci"
+	"kubeforge.dev/kubeforge/images/rootfs"
+)
+
+// fakeArtifacts makes ArtifactsDir/bin with a small file for every binary the image needs.
+func fakeArtifacts(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.MkdirAll(bin, 0o755)
+	for _, b := range append(append([]string{}, nodeBinaries...), preloadBinaries...) {
+		if err := os.WriteFile(filepath.Join(bin, b), []byte("#!fake "+b+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func testOptions(t *testing.T, artifacts string) BuildOptions {
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(ca, []byte("CA"), 0o644)
+	return BuildOptions{
+		ArtifactsDir:      artifacts,
+		KubernetesVersion: "v1.36.3",
+		CABundle:          ca,
+		Rootfs:            rootfs.Options{CacheDir: t.TempDir()},
+	}
+}
+
+var refPattern = regexp.MustCompile(`^kubeforge\.local/node:v1\.36\.3-[0-9a-f]{12}$`)
+
+func TestRefIsStable(t *testing.T) {
+	opts := testOptions(t, fakeArtifacts(t))
+	a, err := Ref(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !refPattern.MatchString(a) {
+		t.Fatalf("ref %q does not look like kubeforge.local/node:<version>-<12 hex>", a)
+	}
+	b, _ := Ref(opts)
+	if a != b {
+		t.Fatalf("same inputs, two refs: %s, %s", a, b)
+	}
+	// Touching a file without changing it keeps the tag.
+	later := time.Now().Add(time.Hour)
+	os.Chtimes(filepath.Join(opts.ArtifactsDir, "bin", "containerd"), later, later)
+	if c, _ := Ref(opts); c != a {
+		t.Fatalf("mtime changed the ref: %s -> %s", a, c)
+	}
+	// The cache directory is not an input.
+	opts.Rootfs.CacheDir = t.TempDir()
+	if c, _ := Ref(opts); c != a {
+		t.Fatalf("cache dir changed the ref: %s -> %s", a, c)
+	}
+}
+
+func TestRefChangesWithEveryInput(t *testing.T) {
+	base := testOptions(t, fakeArtifacts(t))
+	ref0, err := Ref(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{ref0: "base"}
+	check := func(what string, opts BuildOptions) {
+		t.Helper()
+		r, err := Ref(opts)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if prev, dup := seen[r]; dup {
+			t.Errorf("%s: ref %s is the same as for %s", what, r, prev)
+		}
+		seen[r] = what
+	}
+	for _, b := range append(append([]string{}, nodeBinaries...), preloadBinaries...) {
+		opts := testOptions(t, fakeArtifacts(t))
+		opts.CABundle = base.CABundle
+		os.WriteFile(filepath.Join(opts.ArtifactsDir, "bin", b), []byte("changed "+b), 0o755)
+		check("changed "+b, opts)
+	}
+	opts := base
+	opts.KubernetesVersion = "v1.36.4"
+	if r, _ := Ref(opts); !strings.HasPrefix(r, NodeRepo+":v1.36.4-") {
+		t.Errorf("ref %s does not carry the Kubernetes version", r)
+	}
+	check("kubernetes version", opts)
+	opts = base
+	opts.ContainerdVersion = "v2.4.1"
+	check("containerd version", opts)
+	opts = base
+	opts.CoreDNSVersion = "v1.13.1"
+	check("coredns version", opts)
+	opts = base
+	opts.Rootfs.Packages = append(append([]string{}, rootfs.DefaultPackages...), "strace")
+	check("rootfs packages", opts)
+	opts = base
+	opts.Rootfs.Suite = "trixie"
+	check("rootfs suite", opts)
+	ca := filepath.Join(t.TempDir(), "ca2.crt")
+	os.WriteFile(ca, []byte("another CA"), 0o644)
+	opts = base
+	opts.CABundle = ca
+	check("CA bundle", opts)
+}
+
+func TestVersionsFromStamps(t *testing.T) {
+	opts := testOptions(t, fakeArtifacts(t))
+	os.WriteFile(filepath.Join(opts.ArtifactsDir, "bin", ".containerd.version"), []byte("v2.9.9\n"), 0o644)
+	p, err := makePlan(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.info.ContainerdVersion != "v2.9.9" || p.info.CrictlVersion != DefaultCrictlVersion || p.info.CoreDNSVersion != DefaultCoreDNSVersion {
+		t.Fatalf("versions %+v", p.info)
+	}
+}
+
+func TestMissingBinaries(t *testing.T) {
+	opts := testOptions(t, fakeArtifacts(t))
+	os.Remove(filepath.Join(opts.ArtifactsDir, "bin", "kubeforge-node"))
+	os.Remove(filepath.Join(opts.ArtifactsDir, "bin", "crictl"))
+	_, err := Ref(opts)
+	if err == nil || !strings.Contains(err.Error(), "kubeforge-node, crictl") {
+		t.Fatalf("err = %v, want it to name kubeforge-node and crictl", err)
+	}
+}
+
+// The Makefile fragment and the Go defaults must agree.
+func TestMakefileDefaultsMatch(t *testing.T) {
+	mk, err := os.ReadFile("images.mk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, want := range map[string]string{"CONTAINERD_VERSION": DefaultContainerdVersion, "CRICTL_VERSION": DefaultCrictlVersion, "COREDNS_VERSION": DefaultCoreDNSVersion} {
+		m := regexp.MustCompile(`(?m)^` + v + ` \?= (\S+)$`).FindSubmatch(mk)
+		if m == nil || string(m[1]) != want {
+			t.Errorf("images.mk %s = %q, Go default %s", v, m, want)
+		}
+	}
+}
+
+type tarFile struct {
+	hdr  *tar.Header
+	data []byte
+}
+
+func readTar(t *testing.T, r io.Reader) (map[string]tarFile, []string) {
+	t.Helper()
+	files := map[string]tarFile{}
+	var order []string
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files, order
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		if _, dup := files[h.Name]; dup {
+			t.Errorf("%s twice in the tar", h.Name)
+		}
+		files[h.Name] = tarFile{h, b}
+		order = append(order, h.Name)
+	}
+}
+
+// fakeRootfs is a small tar laid out like GNU tar's output of a debootstrapped tree.
+func fakeRootfs(t *testing.T) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(h *tar.Header, data string) {
+		h.Size = int64(len(data))
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(data))
+	}
+	add(&tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	add(&tar.Header{Name: "./bin", Typeflag: tar.TypeSymlink, Linkname: "usr/bin", Mode: 0o777}, "")
+	add(&tar.Header{Name: "./etc/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	add(&tar.Header{Name: "./etc/crictl.yaml", Typeflag: tar.TypeReg, Mode: 0o644}, "old")
+	add(&tar.Header{Name: "./usr/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	add(&tar.Header{Name: "./usr/bin/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	add(&tar.Header{Name: "./usr/bin/perl", Typeflag: tar.TypeReg, Mode: 0o755}, "perl")
+	add(&tar.Header{Name: "./usr/bin/perl5.36.0", Typeflag: tar.TypeLink, Linkname: "./usr/bin/perl", Mode: 0o755}, "")
+	add(&tar.Header{Name: "./usr/local/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	add(&tar.Header{Name: "./usr/local/bin/", Typeflag: tar.TypeDir, Mode: 0o755}, "")
+	add(&tar.Header{Name: "./tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}, "")
+	tw.Close()
+	return buf.Bytes()
+}
+
+func TestNodeTarAssembly(t *testing.T) {
+	opts := testOptions(t, fakeArtifacts(t))
+	p, err := makePlan(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.generate(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := writeNodeTar(&out, bytes.NewReader(fakeRootfs(t)), p.files); err != nil {
+		t.Fatal(err)
+	}
+	files, order := readTar(t, &out)
+
+	// Rootfs entries pass through, renamed without "./", hard links too.
+	if f, ok := files["usr/bin/perl5.36.0"]; !ok || f.hdr.Typeflag != tar.TypeLink || f.hdr.Linkname != "usr/bin/perl" {
+		t.Errorf("hard link: %+v", f.hdr)
+	}
+	if f := files["tmp/"]; f.hdr == nil || f.hdr.Mode != 0o1777 {
+		t.Errorf("tmp/ lost its mode")
+	}
+	if f := files["bin"]; f.hdr == nil || f.hdr.Linkname != "usr/bin" {
+		t.Errorf("bin symlink lost")
+	}
+	if _, ok := files["./"]; ok {
+		t.Error("root entry copied")
+	}
+	// The overlay replaces a rootfs file instead of adding a second entry.
+	if got := string(files["etc/crictl.yaml"].data); !strings.Contains(got, "runtime-endpoint: unix:///run/containerd/containerd.sock") {
+		t.Errorf("etc/crictl.yaml = %q", got)
+	}
+	for _, b := range nodeBinaries {
+		f, ok := files["usr/local/bin/"+b]
+		if !ok {
+			t.Errorf("usr/local/bin/%s missing", b)
+			continue
+		}
+		if f.hdr.Mode != 0o755 || f.hdr.Uid != 0 || f.hdr.Gid != 0 || string(f.data) != "#!fake "+b+"\n" {
+			t.Errorf("usr/local/bin/%s: mode %o owner %d:%d data %q", b, f.hdr.Mode, f.hdr.Uid, f.hdr.Gid, f.data)
+		}
+	}
+	for _, b := range []string{"kubeforge-pause", "coredns"} {
+		if _, ok := files["usr/local/bin/"+b]; ok {
+			t.Errorf("%s is in the node's PATH; it belongs in its pod image only", b)
+		}
+	}
+	// Missing parents are made, before their children.
+	pos := map[string]int{}
+	for i, n := range order {
+		pos[strings.TrimSuffix(n, "/")] = i
+	}
+	for _, d := range []string{"kubeforge", "kubeforge/images", "etc/kubeforge"} {
+		if f, ok := files[d+"/"]; !ok || f.hdr.Typeflag != tar.TypeDir {
+			t.Errorf("directory %s/ missing", d)
+		}
+	}
+	for n := range pos {
+		if dir := filepath.Dir(n); dir != "." {
+			if _, ok := pos[dir]; ok && pos[dir] > pos[n] {
+				t.Errorf("%s comes before its directory", n)
+			}
+		}
+	}
+	// The preloaded images are docker archives named as the cluster will ask for them.
+	wantTags := map[string]string{
+		"pause":           "kubeforge.local/pause:3.10",
+		"kube-components": "kubeforge.local/kube-components:v1.36.3",
+		"coredns":         "kubeforge.local/coredns:" + DefaultCoreDNSVersion,
+	}
+	for file, tag := range wantTags {
+		f, ok := files["kubeforge/images/"+file+".tar"]
+		if !ok {
+			t.Errorf("kubeforge/images/%s.tar missing", file)
+			continue
+		}
+		inner, _ := readTar(t, bytes.NewReader(f.data))
+		var manifest []struct{ RepoTags []string }
+		json.Unmarshal(inner["manifest.json"].data, &manifest)
+		if len(manifest) != 1 || len(manifest[0].RepoTags) != 1 || manifest[0].RepoTags[0] != tag {
+			t.Errorf("%s.tar manifest %s, want tag %s", file, inner["manifest.json"].data, tag)
+		}
+	}
+	// image-info.json tells the versions and images.
+	var info ImageInfo
+	if err := json.Unmarshal(files["etc/kubeforge/image-info.json"].data, &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.KubernetesVersion != "v1.36.3" || info.ContainerdVersion != DefaultContainerdVersion || info.Images["pause"] != oci.PauseImage || len(info.Preload) != 3 {
+		t.Errorf("image-info.json: %+v", info)
+	}
+}
+
+func TestReadJSONStream(t *testing.T) {
+	if err := readJSONStream(strings.NewReader(`{"status":"sha256:abc"}` + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	err := readJSONStream(strings.NewReader(`{"status":"x"}{"errorDetail":{"message":"no space left"},"error":"no space left"}`))
+	if err == nil || err.Error() != "no space left" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestTagSafe(t *testing.T) {
+	if got := tagSafe("v1.36.3+kf.1"); got != "v1.36.3_kf.1" {
+		t.Fatal(got)
+	}
+}
