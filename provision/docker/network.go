@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
@@ -176,7 +177,12 @@ func (d *Driver) findNetwork(ctx context.Context, name string) (network.Summary,
 		return network.Summary{}, false, fmt.Errorf("list docker networks: %w", err)
 	}
 	// The name filter matches substrings; several networks may share a name on old daemons.
-	sort.Slice(nets, func(i, j int) bool { return nets[i].Created.Before(nets[j].Created) })
+	sort.Slice(nets, func(i, j int) bool {
+		if !nets[i].Created.Equal(nets[j].Created) {
+			return nets[i].Created.Before(nets[j].Created)
+		}
+		return nets[i].ID < nets[j].ID
+	})
 	for _, n := range nets {
 		if n.Name == name {
 			return n, true, nil
@@ -233,6 +239,13 @@ func (d *Driver) takenPrefixes(ctx context.Context) ([]netip.Prefix, map[string]
 // first free candidate subnet (see SubnetCandidates), gateway .1.
 func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.Network, error) {
 	name := NetworkName(cluster)
+	// Docker checks duplicate names and overlapping pools, but not atomically: two creates at
+	// once can make two networks of one name. Serialize creates in this process and on this host,
+	// and settle on the oldest network if another host's kubeforge raced us anyway.
+	networkMu.Lock()
+	defer networkMu.Unlock()
+	defer hostLock("kubeforge-docker-network.lock")()
+
 	if n, ok, err := d.findNetwork(ctx, name); err != nil {
 		return provision.Network{}, err
 	} else if ok {
@@ -257,7 +270,7 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 				"create network %s: every candidate subnet 192.168.49.0/24 ... 192.168.247.0/24 overlaps a Docker network or a host address or route", name)
 		}
 		gw := subnet.Addr().Next()
-		_, err := d.cli.NetworkCreate(ctx, name, network.CreateOptions{
+		created, err := d.cli.NetworkCreate(ctx, name, network.CreateOptions{
 			Driver: "bridge",
 			IPAM: &network.IPAM{
 				Driver: "default",
@@ -268,7 +281,7 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 		})
 		switch {
 		case err == nil:
-			return provision.Network{Name: name, Subnet: subnet, Gateway: gw}, nil
+			return d.settleDuplicates(ctx, cluster, name, created.ID, provision.Network{Name: name, Subnet: subnet, Gateway: gw})
 		case isPoolOverlap(err):
 			// Another network took it since we looked (a concurrent create): try the next.
 			taken = append(taken, subnet)
@@ -286,6 +299,21 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 			return provision.Network{}, fmt.Errorf("create network %s (subnet %s): %w", name, subnet, err)
 		}
 	}
+}
+
+var networkMu sync.Mutex
+
+// settleDuplicates handles a create that raced another one of the same name: the oldest network
+// wins and the others are removed by their creators.
+func (d *Driver) settleDuplicates(ctx context.Context, cluster, name, ourID string, ours provision.Network) (provision.Network, error) {
+	winner, ok, err := d.findNetwork(ctx, name) // the oldest of that name
+	if err != nil || !ok || winner.ID == ourID {
+		return ours, nil
+	}
+	if err := d.cli.NetworkRemove(ctx, ourID); err != nil && !cerrdefs.IsNotFound(err) {
+		return provision.Network{}, fmt.Errorf("create network %s: remove duplicate %s: %w", name, ourID, err)
+	}
+	return existingNetwork(winner, cluster)
 }
 
 func isPoolOverlap(err error) bool {

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package docker
+
+func hostLock(string) func() { return func() {} }
