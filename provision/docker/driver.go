@@ -87,7 +87,7 @@ func pingError(host string, err error) error {
 	if errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "permission denied") {
 		return kferr.Environment(
 			"add yourself to the docker group (sudo usermod -aG docker $USER, then log in again), or run kubeforge with sudo",
-			"docker is not reachable at %s: permission denied on the socket: %w", host, err)
+			"cannot use the Docker socket at %s: %w", host, err)
 	}
 	hint := "start Docker: sudo systemctl start docker, or sudo dockerd &; check DOCKER_HOST"
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
