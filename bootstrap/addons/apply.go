@@ -1,0 +1,66 @@
+package addons
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+)
+
+// FieldManager names kubeforge in managedFields.
+const FieldManager = "kubeforge"
+
+// resources maps the kinds kubeforge applies to their resource names.
+var resources = map[string]string{
+	"ServiceAccount":     "serviceaccounts",
+	"ConfigMap":          "configmaps",
+	"Service":            "services",
+	"Secret":             "secrets",
+	"Namespace":          "namespaces",
+	"DaemonSet":          "daemonsets",
+	"Deployment":         "deployments",
+	"ClusterRole":        "clusterroles",
+	"ClusterRoleBinding": "clusterrolebindings",
+	"Role":               "roles",
+	"RoleBinding":        "rolebindings",
+	"StorageClass":       "storageclasses",
+}
+
+// Apply applies objects in order with server-side apply, so re-running it converges.
+func Apply(ctx context.Context, dyn dynamic.Interface, objs []runtime.Object) error {
+	for _, o := range objs {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			return err
+		}
+		u := &unstructured.Unstructured{Object: m}
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(u.Object, "status")
+		gvk := u.GroupVersionKind()
+		res, ok := resources[gvk.Kind]
+		if !ok {
+			return fmt.Errorf("addons: no resource known for kind %s", gvk.Kind)
+		}
+		gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: res}
+		var ri dynamic.ResourceInterface = dyn.Resource(gvr)
+		if ns := u.GetNamespace(); ns != "" {
+			ri = dyn.Resource(gvr).Namespace(ns)
+		}
+		if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+			return fmt.Errorf("applying %s %s: %w", strings.ToLower(gvk.Kind), name(u), err)
+		}
+	}
+	return nil
+}
+
+func name(u *unstructured.Unstructured) string {
+	if u.GetNamespace() != "" {
+		return u.GetNamespace() + "/" + u.GetName()
+	}
+	return u.GetName()
+}

@@ -1,0 +1,145 @@
+// Package ready waits for the real signs that a cluster is usable: the API server's /readyz, Nodes
+// whose Ready condition is True, and CoreDNS endpoints that passed their readiness probe. Waits
+// watch the API (no fixed sleeps); only the API server check polls, with a short backoff, because
+// there is nothing to watch before it answers.
+package ready
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+)
+
+// APIServer waits until GET /readyz answers ok, returning the last error seen on timeout.
+func APIServer(ctx context.Context, cs kubernetes.Interface) error {
+	var last error
+	backoff := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Cap: 500 * time.Millisecond, Steps: 1 << 30}
+	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+		if err != nil {
+			last = fmt.Errorf("%w: %s", err, body)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil && last != nil {
+		return fmt.Errorf("the API server did not become ready: %w", last)
+	}
+	return err
+}
+
+// NodeReady reports whether a Node's Ready condition is True.
+func NodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Nodes waits until every named node exists and is Ready.
+func Nodes(ctx context.Context, cs kubernetes.Interface, names ...string) error {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return cs.CoreV1().Nodes().List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return cs.CoreV1().Nodes().Watch(ctx, o)
+		},
+	}
+	ready := map[string]bool{}
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, nil, func(ev watch.Event) (bool, error) {
+		n, ok := ev.Object.(*corev1.Node)
+		if !ok || !want[n.Name] {
+			return false, nil
+		}
+		ready[n.Name] = ev.Type != watch.Deleted && NodeReady(n)
+		for name := range want {
+			if !ready[name] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for node(s) %v to be Ready: %w", names, err)
+	}
+	return nil
+}
+
+// ServiceEndpoints waits until a Service has at least one ready endpoint.
+func ServiceEndpoints(ctx context.Context, cs kubernetes.Interface, namespace, service string) error {
+	sel := discoveryv1.LabelServiceName + "=" + service
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = sel
+			return cs.DiscoveryV1().EndpointSlices(namespace).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return cs.DiscoveryV1().EndpointSlices(namespace).Watch(ctx, o)
+		},
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, nil, func(ev watch.Event) (bool, error) {
+		es, ok := ev.Object.(*discoveryv1.EndpointSlice)
+		if !ok || ev.Type == watch.Deleted {
+			return false, nil
+		}
+		for _, ep := range es.Endpoints {
+			if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for a ready endpoint of service %s/%s: %w", namespace, service, err)
+	}
+	return nil
+}
+
+// ServiceAccount waits until a ServiceAccount exists.
+func ServiceAccount(ctx context.Context, cs kubernetes.Interface, namespace, name string) error {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return cs.CoreV1().ServiceAccounts(namespace).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return cs.CoreV1().ServiceAccounts(namespace).Watch(ctx, o)
+		},
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.ServiceAccount{}, nil, func(ev watch.Event) (bool, error) {
+		return ev.Type != watch.Deleted, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for serviceaccount %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// IsTimeout tells whether err is a wait that ran out of time.
+func IsTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, wait.ErrWaitTimeout)
+}

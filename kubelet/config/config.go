@@ -1,0 +1,104 @@
+// Package config renders the kubelet's configuration file (/var/lib/kubelet/config.yaml) and the
+// command line the node's supervisor starts it with.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+)
+
+// Paths inside a node, as kubeadm lays them out.
+const (
+	ConfigPath     = "/var/lib/kubelet/config.yaml"
+	KubeconfigPath = "/etc/kubernetes/kubelet.conf"
+	ContainerdSock = "unix:///run/containerd/containerd.sock"
+)
+
+// Options are what the kubelet configuration depends on.
+type Options struct {
+	ClusterDNS    netip.Addr
+	ClusterDomain string
+	// ResolvConf is the resolv.conf pods with dnsPolicy Default get (CoreDNS forwards to it).
+	ResolvConf string
+}
+
+// Render returns the KubeletConfiguration YAML.
+func Render(o Options) ([]byte, error) {
+	zero := "0%"
+	c := kubeletv1beta1.KubeletConfiguration{
+		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
+		Authentication: kubeletv1beta1.KubeletAuthentication{
+			Anonymous: kubeletv1beta1.KubeletAnonymousAuthentication{Enabled: ptr.To(false)},
+			Webhook:   kubeletv1beta1.KubeletWebhookAuthentication{Enabled: ptr.To(true), CacheTTL: metav1.Duration{Duration: 0}},
+			X509:      kubeletv1beta1.KubeletX509Authentication{ClientCAFile: "/etc/kubernetes/pki/ca.crt"},
+		},
+		Authorization: kubeletv1beta1.KubeletAuthorization{
+			Mode: kubeletv1beta1.KubeletAuthorizationModeWebhook,
+			Webhook: kubeletv1beta1.KubeletWebhookAuthorization{
+				CacheAuthorizedTTL:   metav1.Duration{Duration: 0},
+				CacheUnauthorizedTTL: metav1.Duration{Duration: 0},
+			},
+		},
+		CgroupDriver:             "cgroupfs",
+		ClusterDNS:               []string{o.ClusterDNS.String()},
+		ClusterDomain:            o.ClusterDomain,
+		ContainerRuntimeEndpoint: ContainerdSock,
+		StaticPodPath:            "/etc/kubernetes/manifests",
+		ResolverConfig:           ptr.To(o.ResolvConf),
+		// The host's cgroup v1 is still supported by v1.36 when asked (users on cgroup v2 are unaffected).
+		FailCgroupV1: ptr.To(false),
+		FailSwapOn:   ptr.To(false),
+		// The node shares the host's disk with everything else: never evict pods because the laptop's
+		// or the CI runner's disk is full, and never garbage-collect preloaded images.
+		EvictionHard: map[string]string{
+			"nodefs.available": zero, "nodefs.inodesFree": zero,
+			"imagefs.available": zero, "imagefs.inodesFree": zero,
+		},
+		ImageGCHighThresholdPercent: ptr.To[int32](100),
+		// Lowering its own oom_score_adj needs CAP_SYS_RESOURCE, which a container node lacks.
+		OOMScoreAdj:               ptr.To[int32](0),
+		SerializeImagePulls:       ptr.To(false),
+		RotateCertificates:        false,
+		FileCheckFrequency:        metav1.Duration{Duration: 5 * time.Second},
+		SyncFrequency:             metav1.Duration{Duration: 20 * time.Second},
+		HealthzBindAddress:        "127.0.0.1",
+		NodeStatusUpdateFrequency: metav1.Duration{Duration: 10 * time.Second},
+		ProtectKernelDefaults:     false,
+		// The node's own sysctls are set up by the supervisor; the kubelet leaves host-wide ones alone.
+		MakeIPTablesUtilChains:        ptr.To(true),
+		LocalStorageCapacityIsolation: ptr.To(true),
+	}
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("rendering the kubelet configuration: %w", err)
+	}
+	return b, nil
+}
+
+// Args returns the kubelet's command-line flags (what the config file cannot say).
+func Args(nodeName string, nodeIP netip.Addr, labels map[string]string) []string {
+	args := []string{
+		"kubelet",
+		"--config=" + ConfigPath,
+		"--kubeconfig=" + KubeconfigPath,
+		"--hostname-override=" + nodeName,
+		"--node-ip=" + nodeIP.String(),
+	}
+	if len(labels) > 0 {
+		s := ""
+		for k, v := range labels {
+			if s != "" {
+				s += ","
+			}
+			s += k + "=" + v
+		}
+		args = append(args, "--node-labels="+s)
+	}
+	return args
+}
