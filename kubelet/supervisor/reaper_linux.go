@@ -118,3 +118,9 @@ func (r *reaper) signal(pid int, sig syscall.Signal) bool {
 	}
 	return unix.Kill(pid, sig) == nil
 }
+
+func (r *reaper) reapedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reaped
+}

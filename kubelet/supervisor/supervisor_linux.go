@@ -49,8 +49,11 @@ type Supervisor struct {
 	shutdown     chan struct{} // closed: no more starts or restarts
 	shutdownOnce sync.Once
 
-	mu     sync.Mutex // guards status and the svc status fields
+	mu     sync.Mutex // guards status
 	status Status
+	// writeMu orders status file writes; each write takes its snapshot under it, so the last
+	// write always has the latest state.
+	writeMu sync.Mutex
 }
 
 type svc struct {
@@ -231,11 +234,9 @@ func (s *Supervisor) Status() Status {
 	return st
 }
 
-var statusWriteMu sync.Mutex
-
 func (s *Supervisor) writeStatus() {
-	statusWriteMu.Lock()
-	defer statusWriteMu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	st := s.Status()
 	st.UpdatedAt = time.Now()
 	if err := WriteStatus(s.opts.StatusPath, &st); err != nil {
