@@ -6,6 +6,7 @@
 //
 //	kubeforge-init [-config FILE] [-setup auto|true|false]   run as the node's init
 //	kubeforge-init status [-json]                            show the services' state
+//	kubeforge-init setup                                     run the node setup again
 //
 // It must stay small: stdlib and golang.org/x/sys only, no Kubernetes packages.
 package main
@@ -23,6 +24,8 @@ func main() {
 		switch args[0] {
 		case "status":
 			os.Exit(supervisor.StatusMain(args[1:], os.Stdout, os.Stderr))
+		case "setup":
+			os.Exit(supervisor.SetupMain(args[1:], os.Stdout, os.Stderr))
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(os.Stdout, usage)
 			os.Exit(0)
@@ -34,6 +37,7 @@ func main() {
 const usage = `usage:
   kubeforge-init [-config FILE] [-setup auto|true|false]   run as the node's init (PID 1)
   kubeforge-init status [-json]                            show the state of the node's services
+  kubeforge-init setup                                     run the node setup again (idempotent)
 
 Services come from ` + supervisor.ConfigPath + `; their logs are in ` + supervisor.LogDir + `/<name>.log
 and their state in ` + supervisor.StatusPath + `.

@@ -324,6 +324,16 @@ func TestE2ENodeLifecycle(t *testing.T) {
 	if !strings.Contains(logs, "[sleeper] sleeper up") {
 		t.Errorf("docker logs lack the service's prefixed output")
 	}
+	// Setup again in the same mount namespace: nothing stacks up.
+	countMounts := func() int { return strings.Count(n.mustExec("cat /proc/self/mountinfo"), "\n") }
+	before := countMounts()
+	n.mustExec("/usr/local/bin/kubeforge-init setup && /usr/local/bin/kubeforge-init setup")
+	if after := countMounts(); after != before {
+		t.Errorf("re-running setup changed the number of mounts from %d to %d", before, after)
+	}
+	if got := strings.TrimSpace(n.mustExec("cat /proc/sys/vm/overcommit_memory")); got != "1" {
+		t.Errorf("re-running setup should restore the shadowed value, got %q", got)
+	}
 	table := n.mustExec("/usr/local/bin/kubeforge-init status")
 	if !strings.Contains(table, "supervisor: running (pid 1") || !strings.Contains(table, "sleeper") {
 		t.Errorf("status table:\n%s", table)

@@ -46,7 +46,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
+	// A closed stdout (the container runtime's log pipe) must not kill PID 1 with SIGPIPE:
+	// handle the signal (not ignore it, which the services would inherit) so writes just fail.
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	con := &console{w: stdout}
+
+	// Reap from the start: processes left by "docker exec" are reparented to PID 1 too.
+	reap := newReaper()
+	reapCtx, stopReaper := context.WithCancel(context.Background())
+	reaperDone := make(chan struct{})
+	go func() { defer close(reaperDone); reap.run(reapCtx) }()
+	defer func() { stopReaper(); <-reaperDone }()
+	if os.Getpid() != 1 {
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
 	started := time.Now()
 	phase := func(p string, err error) {
 		st := &Status{Phase: p, PID: os.Getpid(), StartedAt: started, UpdatedAt: time.Now(), Services: map[string]ServiceStatus{}}
@@ -77,7 +90,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		phase(PhaseFailed, err)
 		return 1
 	}
-	sup, err := New(cfg, Options{StatusPath: *statusPath, LogDir: *logDir, Stdout: stdout, KillAll: os.Getpid() == 1})
+	sup, err := New(cfg, Options{StatusPath: *statusPath, LogDir: *logDir, Stdout: stdout, KillAll: os.Getpid() == 1, reaper: reap})
 	if err != nil {
 		con.logf("%v", err)
 		phase(PhaseFailed, err)
@@ -121,6 +134,22 @@ func waitConfig(ctx context.Context, path string, con *console, waiting func()) 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// SetupMain is "kubeforge-init setup": it runs the node setup alone (again), for debugging a
+// node; setup is idempotent.
+func SetupMain(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("kubeforge-init setup", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	con := &console{w: stdout}
+	if err := Setup(SetupOptions{Logf: con.logf}); err != nil {
+		fmt.Fprintf(stderr, "kubeforge-init setup: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // StatusMain is "kubeforge-init status": it prints the status file as a table, or as JSON with

@@ -246,6 +246,9 @@ func cgroup2Init(fsys cgroupFS, root string, logf func(string, ...any)) error {
 				if errors.Is(err, unix.ESRCH) {
 					continue // exited meanwhile
 				}
+				if errors.Is(err, unix.EINVAL) {
+					continue // a kernel thread (in a VM's real root cgroup, which may keep them)
+				}
 				return moved, fmt.Errorf("moving pid %s to %s: %w", pid, initDir, err)
 			}
 			moved++

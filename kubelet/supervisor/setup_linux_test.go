@@ -228,6 +228,17 @@ func TestCgroup2InitPartialControllers(t *testing.T) {
 	if err := cgroup2Init(f, "/cg", func(string, ...any) {}); err == nil || !strings.Contains(err.Error(), "moving pid 23") {
 		t.Errorf("err = %v", err)
 	}
+	// A kernel thread (a VM's real root cgroup) cannot move: skipped.
+	f = newFakeCgroup()
+	f.fail = func(p, c string) error {
+		if strings.HasSuffix(p, "init/cgroup.procs") && c == "23" {
+			return unix.EINVAL
+		}
+		return nil
+	}
+	if err := cgroup2Init(f, "/cg", func(string, ...any) {}); err != nil {
+		t.Errorf("EINVAL: %v", err)
+	}
 	// A process that exited meanwhile is fine.
 	f = newFakeCgroup()
 	f.fail = func(p, c string) error {

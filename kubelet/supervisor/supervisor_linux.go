@@ -33,6 +33,10 @@ type Options struct {
 	ReadyPollInterval time.Duration
 	// MaxLogSize overrides MaxLogSize (tests).
 	MaxLogSize int64
+
+	// reaper, when set, is an already running reaper (Main starts one before setup, so that
+	// orphans are reaped while it waits for the services file).
+	reaper *reaper
 }
 
 // Supervisor runs the services of a Config.
@@ -41,6 +45,8 @@ type Supervisor struct {
 	opts Options
 	con  *console
 	reap *reaper
+	// ownReap: the supervisor runs its reaper itself (none was given in Options).
+	ownReap bool
 
 	services []*svc
 	byName   map[string]*svc
@@ -89,11 +95,16 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
+	reap, ownReap := opts.reaper, false
+	if reap == nil {
+		reap, ownReap = newReaper(), true
+	}
 	s := &Supervisor{
 		cfg:      cfg,
 		opts:     opts,
 		con:      &console{w: opts.Stdout},
-		reap:     newReaper(),
+		reap:     reap,
+		ownReap:  ownReap,
 		byName:   map[string]*svc{},
 		shutdown: make(chan struct{}),
 	}
@@ -132,11 +143,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.Logf("warning: cannot become a child subreaper: %v", err)
 		}
 	}
-	reapCtx, stopReaper := context.WithCancel(context.Background())
-	reaperDone := make(chan struct{})
-	go func() { defer close(reaperDone); s.reap.run(reapCtx) }()
-	defer func() { stopReaper(); <-reaperDone }()
+	if s.ownReap {
+		reapCtx, stopReaper := context.WithCancel(context.Background())
+		reaperDone := make(chan struct{})
+		go func() { defer close(reaperDone); s.reap.run(reapCtx) }()
+		defer func() { stopReaper(); <-reaperDone }()
+	}
 
+	if ctx.Err() != nil {
+		s.Logf("stopped before any service started")
+		s.setPhase(PhaseStopped)
+		return nil
+	}
 	for _, v := range s.services {
 		if err := s.openOutput(v); err != nil {
 			s.Logf("%v", err)
