@@ -72,6 +72,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 
 	if doSetup {
+		phase(PhaseSetup, nil)
 		con.logf("node setup")
 		if err := Setup(SetupOptions{Logf: con.logf}); err != nil {
 			con.logf("%v", err)

@@ -255,6 +255,10 @@ func cgroup2Init(fsys cgroupFS, root string, logf func(string, ...any)) error {
 		}
 		return moved, nil
 	}
+	// Move first, always (as kind does): the root's processes must live in a leaf.
+	if _, err := moveAll(); err != nil {
+		return err
+	}
 	b, err := fsys.ReadFile(filepath.Join(root, "cgroup.controllers"))
 	if err != nil {
 		return err
@@ -266,10 +270,13 @@ func cgroup2Init(fsys cgroupFS, root string, logf func(string, ...any)) error {
 	}
 	subtree := filepath.Join(root, "cgroup.subtree_control")
 	var lastErr error
-	// A process forked between the move and the write makes the write fail with EBUSY: retry.
+	// A process forked (or exec'd in by the container runtime) between the move and the
+	// write makes the write fail with EBUSY: move again and retry.
 	for attempt := 0; attempt < 5; attempt++ {
-		if _, err := moveAll(); err != nil {
-			return err
+		if attempt > 0 {
+			if _, err := moveAll(); err != nil {
+				return err
+			}
 		}
 		lastErr = fsys.WriteFile(subtree, []byte(SubtreeControlLine(ctrls)))
 		if lastErr == nil {
