@@ -72,6 +72,7 @@ type svc struct {
 	stopOnce   sync.Once
 	done       chan struct{} // closed when the service's loop has ended and its process is gone
 	out        *os.File      // write end of the service's output pipe, shared by all its runs
+	pumped     chan struct{} // closed when the output pump has drained the pipe
 }
 
 // New prepares a supervisor for a validated, normalized config.
@@ -195,9 +196,20 @@ func (s *Supervisor) Stop() {
 		if n > 0 {
 			s.Logf("killed %d remaining process(es)", n)
 		}
+		// Let the pumps print the services' last lines (nothing writes to the pipes any more).
+		drain := time.After(time.Second)
 		for _, v := range s.services {
 			if v.out != nil {
 				v.out.Close()
+			}
+		}
+		for _, v := range s.services {
+			if v.pumped == nil {
+				continue
+			}
+			select {
+			case <-v.pumped:
+			case <-drain:
 			}
 		}
 		s.setPhase(PhaseStopped)
@@ -212,12 +224,14 @@ func (s *Supervisor) openOutput(v *svc) error {
 		return fmt.Errorf("service %s: creating output pipe: %w", v.spec.Name, err)
 	}
 	v.out = w
+	v.pumped = make(chan struct{})
 	lf, err := openLogFile(filepath.Join(s.opts.LogDir, v.spec.Name+".log"), s.opts.MaxLogSize)
 	if err != nil {
 		s.Logf("service %s: log file: %v (output goes to stdout only)", v.spec.Name, err)
 		lf = nil
 	}
 	go func() {
+		defer close(v.pumped)
 		pumpLines(r, lf, s.con, "["+v.spec.Name+"] ")
 		r.Close()
 	}()

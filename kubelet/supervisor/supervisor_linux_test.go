@@ -298,7 +298,7 @@ func TestStopReverseOrderGraceAndOrphans(t *testing.T) {
 	base := sh("base", `trap 'if [ -e "$D/top.stopped" ]; then echo ok > "$D/order"; else echo wrong > "$D/order"; fi; exit 0' TERM
 touch "$D/base.up"
 while :; do sleep 1 & wait; done`)
-	top := sh("top", `trap 'touch "$D/top.stopped"; exit 0' TERM
+	top := sh("top", `trap 'touch "$D/top.stopped"; echo top says goodbye; exit 0' TERM
 (sleep 1000 &) 
 while :; do sleep 1 & wait; done`)
 	top.After = []string{"base"}
@@ -324,6 +324,9 @@ while :; do sleep 1 & wait; done`)
 	}
 	if e := st.Services["base"].LastExit; e == nil || e.Code != 0 {
 		t.Errorf("base exit: %+v", e)
+	}
+	if !strings.Contains(h.out.String(), "[top] top says goodbye\n") {
+		t.Errorf("the last words of a stopped service must reach stdout")
 	}
 	if took > 5*time.Second {
 		t.Errorf("stop took %s", took)
