@@ -179,13 +179,20 @@ func (s *Supervisor) Stop() {
 		s.setPhase(PhaseStopping)
 		s.Logf("stopping services")
 		close(s.shutdown)
+		// A service stops once everything that depends on it, directly or not, has stopped: a
+		// finished oneshot in the middle of a chain must not let its own dependencies go first.
+		stopped := map[*svc]chan struct{}{}
+		for _, v := range s.services {
+			stopped[v] = make(chan struct{})
+		}
 		var wg sync.WaitGroup
 		for _, v := range s.services {
 			wg.Add(1)
 			go func(v *svc) {
 				defer wg.Done()
+				defer close(stopped[v])
 				for _, d := range v.dependents {
-					<-d.done
+					<-stopped[d]
 				}
 				v.stopOnce.Do(func() { close(v.stop) })
 				<-v.done

@@ -301,9 +301,12 @@ while :; do sleep 1 & wait; done`)
 	top := sh("top", `trap 'touch "$D/top.stopped"; echo top says goodbye; exit 0' TERM
 (sleep 1000 &) 
 while :; do sleep 1 & wait; done`)
-	top.After = []string{"base"}
+	// A finished oneshot between them must not break the order (stops are transitive).
+	mid := sh("mid", `true`)
+	mid.Oneshot, mid.After = true, []string{"base"}
+	top.After = []string{"mid"}
 	stubborn := sh("stubborn", `trap '' TERM; while :; do sleep 1; done`)
-	cfg := &Config{Services: []Service{base, top, stubborn}, StopGracePeriod: Duration(500 * time.Millisecond)}
+	cfg := &Config{Services: []Service{base, mid, top, stubborn}, StopGracePeriod: Duration(500 * time.Millisecond)}
 	h := start(t, cfg)
 	h.waitFor("all running", 10*time.Second, func(st Status) bool {
 		return st.Services["top"].State == StateRunning && st.Services["stubborn"].State == StateRunning
