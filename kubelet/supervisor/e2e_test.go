@@ -466,13 +466,15 @@ func zombies(t *testing.T, n *node) []string {
 func TestE2EContainerd(t *testing.T) {
 	root := moduleRoot(t)
 	var bins []file
-	for _, b := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
+	for _, b := range []string{"containerd", "ctr", "containerd-shim-runc-v2", "crictl", "kubeforge-pause"} {
 		data, err := os.ReadFile(filepath.Join(root, "bin", b))
 		if err != nil {
-			t.Fatalf("containerd binaries are built into bin/ by the images build (make -f images/images.mk tools): %v", err)
+			t.Fatalf("containerd, crictl and kubeforge-pause are built into bin/ by the images build (make -f images/images.mk tools): %v", err)
 		}
 		bins = append(bins, file{"/usr/local/bin/" + b, 0o755, data})
 	}
+	pause := bins[len(bins)-1].data
+	bins = bins[:len(bins)-1]
 	image := baseImage(t)
 	initBin := buildInit(t)
 	conf, err := runtime.ContainerdConfig(runtime.Options{})
@@ -485,6 +487,17 @@ func TestE2EContainerd(t *testing.T) {
 		file{supervisor.ConfigPath, 0o644, servicesJSON(t, cfg)},
 		file{runtime.ConfigPath, 0o644, conf},
 		file{runtime.ImagesDir + "/e2e.tar", 0o644, testImageArchive(t, "kubeforge.local/e2e:1")},
+		file{runtime.ImagesDir + "/pause.tar", 0o644, imageArchive(t, runtime.DefaultSandboxImage, []file{{"/pause", 0o755, pause}}, []string{"/pause"})},
+		// A node-local bridge network (the node container itself has no network).
+		file{"/etc/cni/net.d/10-e2e.conflist", 0o644, []byte(`{"cniVersion": "1.0.0", "name": "e2e", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.7.0/24"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}`)},
+		file{"/etc/crictl.yaml", 0o644, []byte("runtime-endpoint: unix://" + runtime.SocketPath + "\nimage-endpoint: unix://" + runtime.SocketPath + "\ntimeout: 30\n")},
+		file{"/etc/kubeforge-e2e/pod.json", 0o644, []byte(`{"metadata": {"name": "e2e", "namespace": "default", "uid": "e2e-pod", "attempt": 0},
+ "log_directory": "/var/log/pods/e2e", "linux": {}}`)},
+		file{"/etc/kubeforge-e2e/ctr.json", 0o644, []byte(`{"metadata": {"name": "sleeper"}, "image": {"image": "kubeforge.local/e2e:1"},
+ "command": ["/bin/busybox", "sleep", "100000"], "log_path": "sleeper.log", "linux": {}}`)},
 	)
 	n := newNode(t, image, files)
 	t0 := time.Now()
@@ -527,6 +540,25 @@ func TestE2EContainerd(t *testing.T) {
 		t.Errorf("tasks:\n%s", out)
 	}
 
+	// Through CRI, as the kubelet does: a pod sandbox (the pinned, preloaded pause image: the node
+	// has no network to pull from; restrict_oom_score_adj lets runc start it; CNI from
+	// /usr/lib/cni) and a container in it.
+	if out := n.mustExec("crictl inspecti " + runtime.DefaultSandboxImage); !strings.Contains(out, `"pinned": true`) {
+		t.Errorf("sandbox image not pinned:\n%s", out)
+	}
+	podID := strings.TrimSpace(n.mustExec("crictl runp /etc/kubeforge-e2e/pod.json 2>/dev/null"))
+	ctrID := strings.TrimSpace(n.mustExec("crictl create " + podID + " /etc/kubeforge-e2e/ctr.json /etc/kubeforge-e2e/pod.json 2>/dev/null"))
+	n.mustExec("crictl start " + ctrID)
+	if out := n.mustExec("crictl pods --id " + podID); !strings.Contains(out, "Ready") {
+		t.Errorf("pod:\n%s", out)
+	}
+	if out := n.mustExec("crictl ps --id " + ctrID); !strings.Contains(out, "Running") {
+		t.Errorf("container:\n%s", out)
+	}
+	if out := n.mustExec("crictl inspectp " + podID); !strings.Contains(out, "10.244.7.") {
+		t.Errorf("pod has no address from the bridge network:\n%s", out)
+	}
+
 	// Restart: containerd comes back with the container's shim still there; import is skipped.
 	t0 = time.Now()
 	docker(t, "stop", n.name)
@@ -564,12 +596,18 @@ func testImageArchive(t *testing.T, ref string) []byte {
 	if err != nil {
 		t.Fatalf("needs busybox-static on the host for the test image: %v", err)
 	}
-	layer := tarOf(t, []file{{"/bin/busybox", 0o755, bb}})
+	return imageArchive(t, ref, []file{{"/bin/busybox", 0o755, bb}}, []string{"/bin/busybox", "sleep", "100000"})
+}
+
+// imageArchive builds a single-layer docker-archive image.
+func imageArchive(t *testing.T, ref string, files []file, cmd []string) []byte {
+	t.Helper()
+	layer := tarOf(t, files)
 	ls := sha256.Sum256(layer)
 	diffID := "sha256:" + hex.EncodeToString(ls[:])
 	config, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Cmd": []string{"/bin/busybox", "sleep", "100000"}},
+		"config": map[string]any{"Cmd": cmd},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}},
 	})
 	cs := sha256.Sum256(config)
@@ -586,50 +624,4 @@ func testImageArchive(t *testing.T, ref string) []byte {
 	}
 	tw.Close()
 	return buf.Bytes()
-}
-
-// TestE2ECgroupV2Emulated runs the cgroup v2 half of the setup for real, as far as a cgroup v1
-// host allows: the node's cgroup v1 mounts are replaced by a read-only cgroup2 mount of the
-// unified hierarchy (which has no controllers on such a host), then "kubeforge-init setup" must
-// detect v2, remount it read-write and move every process of the root cgroup into /init.
-func TestE2ECgroupV2Emulated(t *testing.T) {
-	image := baseImage(t)
-	initBin := buildInit(t)
-	name := fmt.Sprintf("kubeforge-e2e-cgroupv2-%d", time.Now().UnixNano()%1e6)
-	args := append([]string{"create", "--name", name, "--label", "dev.kubeforge.e2e=1", "--entrypoint", "/bin/sleep"}, nodeFlags...)
-	docker(t, append(args, image, "infinity")...)
-	t.Cleanup(func() { run(t, time.Minute, nil, "docker", "rm", "-f", "-v", name) })
-	if _, err := run(t, time.Minute, tarOf(t, []file{{"/usr/local/bin/kubeforge-init", 0o755, initBin}}), "docker", "cp", "-", name+":/"); err != nil {
-		t.Fatal(err)
-	}
-	docker(t, "start", name)
-	n := &node{t: t, name: name}
-	n.mustExec("umount -R /sys/fs/cgroup && mount -t cgroup2 -o ro,nosuid,nodev,noexec cgroup2 /sys/fs/cgroup")
-	if _, err := n.exec("mkdir /sys/fs/cgroup/probe"); err == nil {
-		t.Fatal("the emulated cgroup2 mount should start read-only")
-	}
-	out := n.mustExec("/usr/local/bin/kubeforge-init setup")
-	if !strings.Contains(out, "setup: cgroup v2") || !strings.Contains(out, "setup: cgroups: ok") {
-		t.Errorf("setup output:\n%s", out)
-	}
-	mounts, err := supervisor.ParseMountInfo(strings.NewReader(n.mustExec("cat /proc/self/mountinfo")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range mounts {
-		if m.MountPoint == "/sys/fs/cgroup" && (m.FSType != "cgroup2" || m.ReadOnly()) {
-			t.Errorf("/sys/fs/cgroup after setup: %+v", m)
-		}
-	}
-	if got := strings.TrimSpace(n.mustExec("cat /proc/1/cgroup | grep '^0::'")); got != "0::/init" {
-		t.Errorf("PID 1's cgroup is %q, want 0::/init", got)
-	}
-	// Every process that was in the root cgroup went to /init (docker exec joins the root
-	// again, so look at the processes that existed before: PID 1).
-	if procs := n.mustExec("cat /sys/fs/cgroup/init/cgroup.procs"); !strings.Contains("\n"+procs, "\n1\n") {
-		t.Errorf("init/cgroup.procs = %q", procs)
-	}
-	n.mustExec("mkdir /sys/fs/cgroup/kubepods && rmdir /sys/fs/cgroup/kubepods")
-	// Idempotent.
-	n.mustExec("/usr/local/bin/kubeforge-init setup")
 }
