@@ -28,6 +28,8 @@ const (
 	StatusPath = "/run/kubeforge/status.json"
 	// LogDir holds one append-only log file per service, <name>.log.
 	LogDir = "/var/log/kubeforge"
+	// SupervisorLogName is the name of the supervisor's own log file in LogDir (.log).
+	SupervisorLogName = "kubeforge-init"
 	// StateDir is where oneshot services keep their done markers (on the node's /var volume, so
 	// they survive a restart of the node).
 	StateDir = "/var/lib/kubeforge"
@@ -173,6 +175,9 @@ func (c *Config) Validate() error {
 		what := fmt.Sprintf("service %d (%q)", i, s.Name)
 		if !nameRE.MatchString(s.Name) {
 			errs = append(errs, fmt.Errorf("%s: name must match %s", what, nameRE))
+		}
+		if s.Name == SupervisorLogName {
+			errs = append(errs, fmt.Errorf("%s: name %q is reserved for the supervisor's own log", what, s.Name))
 		}
 		if seen[s.Name] {
 			errs = append(errs, fmt.Errorf("%s: duplicate name", what))

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +51,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// handle the signal (not ignore it, which the services would inherit) so writes just fail.
 	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	con := &console{w: stdout}
+	if lf, err := openLogFile(filepath.Join(*logDir, SupervisorLogName+".log"), MaxLogSize); err == nil {
+		con.own = lf
+	}
 
 	// Reap from the start: processes left by "docker exec" are reparented to PID 1 too.
 	reap := newReaper()
@@ -91,7 +95,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		phase(PhaseFailed, err)
 		return 1
 	}
-	sup, err := New(cfg, Options{StatusPath: *statusPath, LogDir: *logDir, Stdout: stdout, KillAll: os.Getpid() == 1, reaper: reap})
+	sup, err := New(cfg, Options{StatusPath: *statusPath, LogDir: *logDir, Stdout: stdout, KillAll: os.Getpid() == 1, reaper: reap, console: con})
 	if err != nil {
 		con.logf("%v", err)
 		phase(PhaseFailed, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // MaxLogSize is the size past which a service's log file is rotated to <name>.log.1 (one old
@@ -18,6 +19,9 @@ const MaxLogSize = 50 << 20
 type console struct {
 	mu sync.Mutex
 	w  io.Writer
+	// own, if set, also receives the supervisor's own messages, with a timestamp
+	// (/var/log/kubeforge/kubeforge-init.log).
+	own *logFile
 }
 
 func (c *console) write(prefix string, line []byte) {
@@ -34,7 +38,13 @@ func (c *console) write(prefix string, line []byte) {
 
 // logf prints one of the supervisor's own messages.
 func (c *console) logf(format string, a ...any) {
-	c.write("[kubeforge-init] ", []byte(fmt.Sprintf(format, a...)))
+	msg := fmt.Sprintf(format, a...)
+	c.write("[kubeforge-init] ", []byte(msg))
+	if c.own != nil {
+		c.mu.Lock()
+		_ = c.own.write([]byte(time.Now().UTC().Format(time.RFC3339Nano) + " " + msg + "\n"))
+		c.mu.Unlock()
+	}
 }
 
 // logFile is an append-only log with one rotation.

@@ -34,6 +34,8 @@ type Options struct {
 	// MaxLogSize overrides MaxLogSize (tests).
 	MaxLogSize int64
 
+	// console, when set, is shared with the caller (Main), so that lines never interleave.
+	console *console
 	// reaper, when set, is an already running reaper (Main starts one before setup, so that
 	// orphans are reaped while it waits for the services file).
 	reaper *reaper
@@ -96,6 +98,10 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
+	con := opts.console
+	if con == nil {
+		con = &console{w: opts.Stdout}
+	}
 	reap, ownReap := opts.reaper, false
 	if reap == nil {
 		reap, ownReap = newReaper(), true
@@ -103,7 +109,7 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	s := &Supervisor{
 		cfg:      cfg,
 		opts:     opts,
-		con:      &console{w: opts.Stdout},
+		con:      con,
 		reap:     reap,
 		ownReap:  ownReap,
 		byName:   map[string]*svc{},
