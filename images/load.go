@@ -20,7 +20,7 @@ import (
 
 // ImportCommand is how a node imports a docker-archive tarball from its standard input into the
 // namespace the kubelet's containerd uses.
-var ImportCommand = []string{"ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "-"}
+var ImportCommand = []string{"ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "-"}
 
 var imageIDPattern = regexp.MustCompile(`^(sha256:)?[0-9a-f]{12,64}$`)
 

@@ -2,6 +2,8 @@
 // rootfs, and builds or names the node image, without going through the kubeforge CLI.
 //
 //	kubeforge-image rootfs [-ready FILE]   make (or find) the cached rootfs tarball, print its path
+//	kubeforge-image ref [-artifacts DIR]    print the node image's tag for the binaries in DIR/bin
+//	kubeforge-image build [-artifacts DIR]  build the node image (unless Docker has it), print its tag
 package main
 
 import (
@@ -12,6 +14,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/docker/docker/client"
+
+	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/internal/ui"
 )
@@ -26,6 +31,8 @@ func main() {
 	switch os.Args[1] {
 	case "rootfs":
 		err = cmdRootfs(ctx, os.Args[2:])
+	case "ref", "build":
+		err = cmdBuild(ctx, os.Args[1], os.Args[2:])
 	default:
 		usage()
 	}
@@ -36,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: kubeforge-image rootfs [-ready FILE] [-v]")
+	fmt.Fprintln(os.Stderr, "usage: kubeforge-image rootfs [-ready FILE] [-v]\n       kubeforge-image ref|build [-artifacts DIR] [-kubernetes-version V] [-v]")
 	os.Exit(2)
 }
 
@@ -53,5 +60,36 @@ func cmdRootfs(ctx context.Context, args []string) error {
 	if *ready != "" {
 		return os.WriteFile(*ready, []byte(path+"\n"), 0o644)
 	}
+	return nil
+}
+
+func cmdBuild(ctx context.Context, what string, args []string) error {
+	fs := flag.NewFlagSet(what, flag.ExitOnError)
+	artifacts := fs.String("artifacts", ".", "directory holding bin/ with the node's binaries")
+	kubeVersion := fs.String("kubernetes-version", "", "Kubernetes version of bin/kubeforge-node (default: the module's)")
+	verbose := fs.Bool("v", false, "show details")
+	fs.Parse(args)
+	opts := images.BuildOptions{ArtifactsDir: *artifacts, KubernetesVersion: *kubeVersion, Log: ui.New(os.Stderr, *verbose)}
+	if what == "ref" {
+		ref, err := images.Ref(opts)
+		if err == nil {
+			fmt.Println(ref)
+		}
+		return err
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	opts.Client = cli
+	ref, err := images.Build(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if insp, err := cli.ImageInspect(ctx, ref); err == nil {
+		fmt.Fprintf(os.Stderr, "%s: %.0f MB\n", ref, float64(insp.Size)/1e6)
+	}
+	fmt.Println(ref)
 	return nil
 }
