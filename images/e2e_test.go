@@ -72,7 +72,10 @@ func e2eImage(t *testing.T) (string, *client.Client) {
 			}
 		}
 		// An artifacts directory of links to the real binaries, with stand-ins for those missing.
-		e2eArt = t.TempDir()
+		// Not t.TempDir: it outlives the first test; TestMain removes it.
+		if e2eArt, e2eErr = os.MkdirTemp("", "kubeforge-e2e-artifacts-"); e2eErr != nil {
+			return
+		}
 		os.MkdirAll(filepath.Join(e2eArt, "bin"), 0o755)
 		entries, _ := os.ReadDir(bin)
 		for _, e := range entries {
@@ -97,6 +100,9 @@ func e2eImage(t *testing.T) (string, *client.Client) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if e2eArt != "" {
+		os.RemoveAll(e2eArt)
+	}
 	if e2eRef != "" && e2eFake && os.Getenv("KUBEFORGE_E2E_KEEP") == "" {
 		exec.Command("docker", "rmi", e2eRef).Run()
 	}
@@ -328,5 +334,29 @@ func TestE2ELoad(t *testing.T) {
 	err = Load(ctx, cli, []provision.Node{n}, []string{"kubeforge.local/does-not-exist:0"}, nil)
 	if err == nil || !strings.Contains(err.Error(), "does-not-exist") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestE2EPrune(t *testing.T) {
+	ref, cli := e2eImage(t)
+	const old = NodeRepo + ":v0.0.0-000000000000"
+	docker(t, "tag", ref, old)
+	t.Cleanup(func() { exec.Command("docker", "rmi", old).Run() })
+	removed, err := Prune(t.Context(), cli, []string{ref}, ui.New(os.Stderr, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range removed {
+		if r == ref {
+			t.Fatalf("pruned the kept image %s", ref)
+		}
+		found = found || r == old
+	}
+	if !found {
+		t.Fatalf("removed %v, want %s among them", removed, old)
+	}
+	if ok, _ := Exists(t.Context(), cli, ref); !ok {
+		t.Fatalf("%s is gone", ref)
 	}
 }

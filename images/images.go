@@ -299,16 +299,38 @@ func (p *plan) preloadSpecs() map[string]oci.Spec {
 	}
 }
 
-// generate fills in the content of the generated files.
+// generate fills in the content of the generated files. They are cached by their key under
+// $KUBEFORGE_CACHE/preload, so that a rebuild after a change of the node binary alone does not
+// compress CoreDNS again.
 func (p *plan) generate() error {
+	cacheDir := filepath.Join(p.opts.Rootfs.CacheDir, "preload")
+	if p.opts.Rootfs.CacheDir == "" {
+		cacheDir = filepath.Join(rootfs.CacheDir(), "preload")
+	}
 	for i := range p.files {
 		f := &p.files[i]
-		if f.gen != nil && f.data == nil {
-			b, err := f.gen()
-			if err != nil {
-				return fmt.Errorf("making %s: %w", f.path, err)
-			}
+		if f.gen == nil || f.data != nil {
+			continue
+		}
+		cached := filepath.Join(cacheDir, strings.TrimSuffix(path.Base(f.path), ".tar")+"-"+f.key[:24]+".tar")
+		if b, err := os.ReadFile(cached); err == nil {
 			f.data = b
+			continue
+		}
+		b, err := f.gen()
+		if err != nil {
+			return fmt.Errorf("making %s: %w", f.path, err)
+		}
+		f.data = b
+		// The cache is an optimisation: failing to write it is not an error.
+		if os.MkdirAll(cacheDir, 0o755) == nil {
+			if tmp, err := os.CreateTemp(cacheDir, ".tmp-"); err == nil {
+				_, werr := tmp.Write(b)
+				if cerr := tmp.Close(); werr == nil && cerr == nil {
+					os.Rename(tmp.Name(), cached)
+				}
+				os.Remove(tmp.Name())
+			}
 		}
 	}
 	return nil

@@ -315,3 +315,33 @@ func TestTagSafe(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestGeneratedFilesAreCached(t *testing.T) {
+	opts := testOptions(t, fakeArtifacts(t))
+	p, err := makePlan(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.generate(); err != nil {
+		t.Fatal(err)
+	}
+	cached, _ := filepath.Glob(filepath.Join(opts.Rootfs.CacheDir, "preload", "*.tar"))
+	if len(cached) != 3 {
+		t.Fatalf("cached %v, want 3 tarballs", cached)
+	}
+	// A second plan reads them instead of generating.
+	p2, _ := makePlan(opts)
+	for i := range p2.files {
+		if p2.files[i].gen != nil {
+			p2.files[i].gen = func() ([]byte, error) { t.Error("generated again"); return nil, nil }
+		}
+	}
+	if err := p2.generate(); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range p2.files {
+		if !bytes.Equal(f.data, p.files[i].data) {
+			t.Errorf("%s differs from the cached copy", f.path)
+		}
+	}
+}
