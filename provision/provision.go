@@ -6,6 +6,7 @@ package provision
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/netip"
@@ -27,6 +28,24 @@ type Network struct {
 	Name    string
 	Subnet  netip.Prefix
 	Gateway netip.Addr
+}
+
+// NodeIP returns the address of the i-th node (i from 0) on the network: the gateway is .1, so
+// node 0 is .2, node 1 is .3, and so on. It returns the zero Addr when i is negative or the
+// address would leave the subnet or be its broadcast address.
+func (n Network) NodeIP(i int) netip.Addr {
+	if i < 0 || !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
+		return netip.Addr{}
+	}
+	base := n.Subnet.Masked().Addr().As4()
+	v := uint64(binary.BigEndian.Uint32(base[:])) + 2 + uint64(i)
+	size := uint64(1) << (32 - n.Subnet.Bits())
+	if v >= uint64(binary.BigEndian.Uint32(base[:]))+size-1 { // last address is broadcast
+		return netip.Addr{}
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(v))
+	return netip.AddrFrom4(b)
 }
 
 // NodeConfig is what a driver needs to create a node.

@@ -64,6 +64,17 @@ func crb(name, role string, subjects ...rbacv1.Subject) *rbacv1.ClusterRoleBindi
 	}
 }
 
+// NodeNetworkRole lets nodes list and watch Nodes, for their network controller.
+const NodeNetworkRole = "kubeforge:node-network"
+
+func clusterRole(name string, rules ...rbacv1.PolicyRule) *rbacv1.ClusterRole {
+	return &rbacv1.ClusterRole{
+		TypeMeta:   tm("rbac.authorization.k8s.io/v1", "ClusterRole"),
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules:      rules,
+	}
+}
+
 func group(name string) rbacv1.Subject {
 	return rbacv1.Subject{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}
 }
@@ -82,7 +93,12 @@ func RBAC() []runtime.Object {
 	return []runtime.Object{
 		crb("kubeadm:cluster-admins", "cluster-admin", group("kubeadm:cluster-admins")),
 		crb("kubeadm:kube-apiserver-kubelet-client", "system:kubelet-api-admin", user("kube-apiserver-kubelet-client")),
-		crb("kubeadm:get-nodes", "system:node-reader", group("system:bootstrappers:kubeadm:default-node-token")),
+		clusterRole("kubeadm:get-nodes", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}),
+		crb("kubeadm:get-nodes", "kubeadm:get-nodes", group("system:bootstrappers:kubeadm:default-node-token")),
+		// The node's network controller (netctl, kubelet credentials) keeps routes to every other
+		// node's pod CIDR: it lists and watches Nodes, which the Node authorizer leaves to RBAC.
+		clusterRole(NodeNetworkRole, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}),
+		crb(NodeNetworkRole, NodeNetworkRole, group("system:nodes")),
 		crb("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", group("system:bootstrappers:kubeadm:default-node-token")),
 		crb("kubeadm:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
 			group("system:bootstrappers:kubeadm:default-node-token")),

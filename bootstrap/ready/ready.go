@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,24 +23,45 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 )
 
-// APIServer waits until GET /readyz answers ok, returning the last error seen on timeout.
+// APIServer waits until GET /readyz answers ok, returning the last failure seen (its failing
+// checks only) when ctx ends. It polls every 50 ms at first, backing off to 500 ms.
 func APIServer(ctx context.Context, cs kubernetes.Interface) error {
 	var last error
-	backoff := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Cap: 500 * time.Millisecond, Steps: 1 << 30}
-	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+	delay := 50 * time.Millisecond
+	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
-		if err != nil {
-			last = fmt.Errorf("%w: %s", err, body)
-			return false, nil
+		cancel()
+		if err == nil {
+			return nil
 		}
-		return true, nil
-	})
-	if err != nil && last != nil {
-		return fmt.Errorf("the API server did not become ready: %w", last)
+		last = err
+		if failing := failingChecks(string(body)); failing != "" {
+			last = fmt.Errorf("checks failing: %s", failing)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("the API server did not become ready: %w (%w)", last, ctx.Err())
+		case <-t.C:
+		}
+		if delay = delay * 3 / 2; delay > 500*time.Millisecond {
+			delay = 500 * time.Millisecond
+		}
 	}
-	return err
+}
+
+// failingChecks picks the failing checks ("[-]name failed: ...") out of a /readyz body.
+func failingChecks(body string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "[-]") {
+			name, _, _ := strings.Cut(strings.TrimPrefix(l, "[-]"), " ")
+			out = append(out, name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // NodeReady reports whether a Node's Ready condition is True.

@@ -17,6 +17,9 @@ import (
 const (
 	ConfigPath     = "/var/lib/kubelet/config.yaml"
 	KubeconfigPath = "/etc/kubernetes/kubelet.conf"
+	// PodResolvConf is the resolv.conf pods with dnsPolicy Default get, written at boot by
+	// `kubeforge-node netctl dns` (loopback name servers replaced by the node IP).
+	PodResolvConf  = "/etc/kubeforge/resolv.conf"
 	ContainerdSock = "unix:///run/containerd/containerd.sock"
 )
 

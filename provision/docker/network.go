@@ -26,23 +26,8 @@ import (
 // Network adds address helpers to provision.Network: docker.Network(n).NodeIP(i).
 type Network provision.Network
 
-// NodeIP returns the address of the i-th node (i from 0) on the network: the gateway is .1, so
-// node 0 is .2, node 1 is .3, and so on. It returns the zero Addr when i is negative or the
-// address would leave the subnet or be its broadcast address.
-func (n Network) NodeIP(i int) netip.Addr {
-	if i < 0 || !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() {
-		return netip.Addr{}
-	}
-	base := n.Subnet.Masked().Addr().As4()
-	v := uint64(binary.BigEndian.Uint32(base[:])) + 2 + uint64(i)
-	size := uint64(1) << (32 - n.Subnet.Bits())
-	if v >= uint64(binary.BigEndian.Uint32(base[:]))+size-1 { // last address is broadcast
-		return netip.Addr{}
-	}
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(v))
-	return netip.AddrFrom4(b)
-}
+// NodeIP returns the address of the i-th node (see provision.Network.NodeIP).
+func (n Network) NodeIP(i int) netip.Addr { return provision.Network(n).NodeIP(i) }
 
 // NetworkName is the Docker network of a cluster.
 func NetworkName(cluster string) string { return "kubeforge-" + cluster }

@@ -118,9 +118,15 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 		CgroupnsMode:  container.CgroupnsModePrivate,
 		Tmpfs:         map[string]string{"/run": "", "/tmp": ""},
 		Init:          &no,
-		Resources: container.Resources{Devices: []container.DeviceMapping{{
-			PathOnHost: "/dev/kmsg", PathInContainer: "/dev/kmsg", CgroupPermissions: "rwm",
-		}}},
+		Resources: container.Resources{
+			Devices: []container.DeviceMapping{{
+				PathOnHost: "/dev/kmsg", PathInContainer: "/dev/kmsg", CgroupPermissions: "rwm",
+			}},
+			// Every device, as --privileged would allow: privileged pods (kube-proxy, CSI and
+			// CNI plugins) have runc allow "a *:* rwm" in their own device cgroup, which a
+			// child cgroup may only do when the node's allows it.
+			DeviceCgroupRules: []string{"a *:* rwm"},
+		},
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: volName, Target: "/var"}},
 	}
 	if fi, err := os.Stat("/lib/modules"); err == nil && fi.IsDir() {

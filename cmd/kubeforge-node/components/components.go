@@ -41,6 +41,7 @@ var table = map[string]Runner{
 	"kube-scheduler":          cobraRunner(func() *cobra.Command { return scheduler.NewSchedulerCommand() }),
 	"kubelet":                 cobraRunner(func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) }),
 	"kube-proxy":              cobraRunner(proxy.NewProxyCommand),
+	"netctl":                  netctlRunner,
 }
 
 // Lookup returns the runner of a component.

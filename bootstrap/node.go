@@ -1,0 +1,203 @@
+// Package bootstrap turns a cluster spec into what its nodes need: certificates, kubeconfigs,
+// static pod manifests, the kubelet's and containerd's configuration and the supervisor's
+// services, rendered as files without touching a node (subpackages: pki, addons, ready).
+package bootstrap
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path"
+	"sort"
+	"time"
+
+	"kubeforge.dev/kubeforge/bootstrap/pki"
+	"kubeforge.dev/kubeforge/controlplane"
+	"kubeforge.dev/kubeforge/internal/spec"
+	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
+	"kubeforge.dev/kubeforge/kubelet/runtime"
+	"kubeforge.dev/kubeforge/kubelet/supervisor"
+)
+
+// APIServerPort is the API server's port inside the cluster network.
+const APIServerPort = 6443
+
+// ServiceDNS is the oneshot that writes the pods' resolv.conf (kubelet/netctl SetupDNS).
+const ServiceDNS = "pod-dns"
+
+// Node is one node to render files for.
+type Node struct {
+	Name         string
+	Role         spec.Role
+	IP           netip.Addr
+	ControlPlane netip.Addr // address of the (first) control plane, for kubeconfigs
+}
+
+// ControlPlaneEndpoint is host:port where nodes reach the API server.
+func (n Node) ControlPlaneEndpoint() string {
+	return netip.AddrPortFrom(n.ControlPlane, APIServerPort).String()
+}
+
+// Files are a node's files, path (absolute) to content, all mode 0644 unless in Modes.
+type Files struct {
+	Data  map[string][]byte
+	Modes map[string]int64
+}
+
+func (f *Files) add(p string, b []byte, mode int64) {
+	if f.Data == nil {
+		f.Data, f.Modes = map[string][]byte{}, map[string]int64{}
+	}
+	f.Data[p] = b
+	f.Modes[p] = mode
+}
+
+// Tar returns the files as a tar stream rooted at /, directories included.
+func (f Files) Tar() ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(f.Data))
+	for n := range f.Data {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	dirs := map[string]bool{}
+	now := time.Now()
+	for _, n := range names {
+		var parents []string
+		for d := path.Dir(n); d != "/" && d != "." && !dirs[d]; d = path.Dir(d) {
+			parents = append(parents, d)
+			dirs[d] = true
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: parents[i][1:] + "/", Mode: 0o755, ModTime: now}); err != nil {
+				return nil, err
+			}
+		}
+		b := f.Data[n]
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n[1:], Mode: f.Modes[n], Size: int64(len(b)), ModTime: now}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// NodeFiles renders every file a node needs before its supervisor starts.
+func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
+	var f Files
+	dnsIP, err := c.ServiceIP(10)
+	if err != nil {
+		return f, err
+	}
+	server := "https://" + n.ControlPlaneEndpoint()
+	isCP := n.Role == spec.RoleControlPlane
+
+	// Certificates.
+	var certs pki.Files
+	if isCP {
+		certs, err = auth.ControlPlaneFiles(pki.Node{
+			ClusterName: c.Name, NodeName: n.Name, NodeIP: n.IP,
+			ServiceSubnet: c.ServiceSubnet, PodSubnet: c.PodSubnet, DNSDomain: c.DNSDomain,
+			ControlPlaneEndpoint: n.ControlPlaneEndpoint(),
+		})
+		if err != nil {
+			return f, err
+		}
+	} else {
+		certs = auth.NodeFiles()
+	}
+	for p, b := range certs {
+		mode := int64(0o644)
+		if path.Ext(p) == ".key" {
+			mode = 0o600
+		}
+		f.add("/"+p, b, mode)
+	}
+
+	// Kubeconfigs.
+	kcs := map[string]pki.Identity{"kubelet.conf": pki.KubeletIdentity(n.Name)}
+	if isCP {
+		local := "https://" + netip.AddrPortFrom(n.IP, APIServerPort).String()
+		for name, id := range map[string]pki.Identity{"controller-manager.conf": pki.ControllerManager, "scheduler.conf": pki.Scheduler} {
+			b, err := auth.KubeconfigFor(local, c.Name, id)
+			if err != nil {
+				return f, err
+			}
+			f.add("/etc/kubernetes/"+name, b, 0o600)
+		}
+		kcs["admin.conf"] = pki.Admin
+		kcs["super-admin.conf"] = pki.SuperAdmin
+	}
+	for name, id := range kcs {
+		b, err := auth.KubeconfigFor(server, c.Name, id)
+		if err != nil {
+			return f, err
+		}
+		f.add("/etc/kubernetes/"+name, b, 0o600)
+	}
+
+	// Static pods.
+	if isCP {
+		ms, err := controlplane.Manifests(controlplane.Config{
+			ClusterName: c.Name, KubernetesVersion: c.KubernetesVersion, NodeName: n.Name, NodeIP: n.IP,
+			PodSubnet: c.PodSubnet, ServiceSubnet: c.ServiceSubnet, DNSDomain: c.DNSDomain,
+		})
+		if err != nil {
+			return f, err
+		}
+		for name, b := range ms {
+			f.add(path.Join(controlplane.ManifestsDir, name), b, 0o644)
+		}
+	}
+
+	// Kubelet and container runtime.
+	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: kubeletconfig.PodResolvConf})
+	if err != nil {
+		return f, err
+	}
+	f.add(kubeletconfig.ConfigPath, kc, 0o644)
+	rt := runtime.Options{}
+	ctd, err := runtime.ContainerdConfig(rt)
+	if err != nil {
+		return f, err
+	}
+	f.add(runtime.ConfigPath, ctd, 0o644)
+
+	// Supervisor services: containerd, preloaded images, kubelet, network controller.
+	svcs := runtime.Services(rt)
+	svcs = append(svcs,
+		supervisor.Service{
+			Name:    ServiceDNS,
+			Path:    controlplane.NodeBinary,
+			Args:    []string{"netctl", "dns", "--node-ip=" + n.IP.String()},
+			Oneshot: true,
+		},
+		supervisor.Service{
+			Name:  "kubelet",
+			Path:  controlplane.NodeBinary,
+			Args:  kubeletconfig.Args(n.Name, n.IP, nil),
+			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceDNS},
+		},
+		supervisor.Service{
+			Name: "netctl",
+			Path: controlplane.NodeBinary,
+			Args: []string{"netctl", "--kubeconfig=" + kubeletconfig.KubeconfigPath, "--node-name=" + n.Name,
+				"--cluster-cidr=" + c.PodSubnet},
+			After: []string{"kubelet"},
+		},
+	)
+	sb, err := json.MarshalIndent(supervisor.Config{Services: svcs}, "", "  ")
+	if err != nil {
+		return f, fmt.Errorf("rendering the node's services: %w", err)
+	}
+	f.add(supervisor.ConfigPath, sb, 0o644)
+	return f, nil
+}

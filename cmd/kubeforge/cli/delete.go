@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
+)
+
+func newDelete(g *globals) *cobra.Command {
+	var (
+		name string
+		all  bool
+	)
+	c := &cobra.Command{
+		Use:   "delete",
+		Short: "Delete a cluster (or --all): its nodes, network, volumes, state and kubeconfig context",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if all && cmd.Flags().Changed("name") {
+				return kferr.Usage("give either --name or --all, not both")
+			}
+			if _, err := clusterName(name); err != nil {
+				return err
+			}
+			e, err := g.env(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			if err := e.driver.Ping(cmd.Context()); err != nil {
+				return err
+			}
+			names := []string{name}
+			if all {
+				if names, err = e.provider.Clusters(cmd.Context()); err != nil {
+					return err
+				}
+			}
+			for _, n := range names {
+				st := g.log().Step("Deleting cluster " + n)
+				if err := st.Done(e.provider.Delete(cmd.Context(), n)); err != nil {
+					return err
+				}
+			}
+			if all && len(names) == 0 {
+				fmt.Fprintln(g.streams.Out, "No clusters.")
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster to delete")
+	c.Flags().BoolVar(&all, "all", false, "delete every kubeforge cluster")
+	return c
+}

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"kubeforge.dev/kubeforge/images"
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision/cluster"
+	"kubeforge.dev/kubeforge/provision/docker"
+)
+
+// env is what a command works with: the driver and the cluster provider on it.
+type env struct {
+	driver   *docker.Driver
+	provider *cluster.Provider
+}
+
+func (g *globals) env(ctx context.Context) (*env, error) {
+	d, err := docker.New(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{driver: d}
+	e.provider = &cluster.Provider{Driver: d, Log: g.log(), Image: e.nodeImage(g)}
+	return e, nil
+}
+
+func (e *env) close() { e.driver.Close() }
+
+// nodeImage returns the ImageFunc of the Docker driver: the image the user named (it must be in
+// Docker), or the node image for the binaries next to this executable, built when missing.
+func (e *env) nodeImage(g *globals) cluster.ImageFunc {
+	return func(ctx context.Context, c spec.Cluster) (string, error) {
+		if c.Image != "" {
+			ok, err := images.Exists(ctx, e.driver.Client(), c.Image)
+			if err != nil {
+				return "", err
+			}
+			if !ok {
+				return "", kferr.Usage("image %s is not in Docker: build it with `kubeforge image build` or load it with `docker load`", c.Image)
+			}
+			return c.Image, nil
+		}
+		dir, err := artifactsDir()
+		if err != nil {
+			return "", err
+		}
+		return images.Build(ctx, images.BuildOptions{
+			ArtifactsDir: dir, KubernetesVersion: c.KubernetesVersion,
+			Client: e.driver.Client(), Log: g.log(),
+		})
+	}
+}
+
+// artifactsDir finds the directory whose bin/ holds the node binaries: $KUBEFORGE_ARTIFACTS, else
+// the parent of this executable's directory (bin/kubeforge, as `make` builds it).
+func artifactsDir() (string, error) {
+	if d := os.Getenv("KUBEFORGE_ARTIFACTS"); d != "" {
+		return d, nil
+	}
+	exe, err := os.Executable()
+	if err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			dir := filepath.Dir(filepath.Dir(exe))
+			if _, err := os.Stat(filepath.Join(dir, "bin", "kubeforge-node")); err == nil {
+				return dir, nil
+			}
+		}
+	}
+	return "", kferr.Environment("run `make` in the kubeforge source tree (it builds bin/kubeforge-node next to bin/kubeforge), set KUBEFORGE_ARTIFACTS to the directory holding that bin/, or pass --image",
+		"the node image is not built and no node binaries were found next to %s", exeName())
+}
+
+func exeName() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "kubeforge"
+	}
+	return exe
+}
+
+// clusterName validates --name.
+func clusterName(name string) (string, error) {
+	if err := spec.ValidateName(name); err != nil {
+		return "", kferr.Usage("--name: %v", err)
+	}
+	return name, nil
+}
+
+func printJSON(g *globals, v any) error {
+	b, err := jsonIndent(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(g.streams.Out, string(b))
+	return err
+}

@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+
+	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision/cluster"
+)
+
+func newKubeconfig(g *globals) *cobra.Command {
+	var name string
+	c := &cobra.Command{
+		Use:   "kubeconfig",
+		Short: "Print the cluster's standalone kubeconfig (admin, API server on 127.0.0.1)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := clusterName(name); err != nil {
+				return err
+			}
+			b, err := (&cluster.Provider{}).Kubeconfig(name)
+			if err != nil {
+				return err
+			}
+			_, err = g.streams.Out.Write(b)
+			return err
+		},
+	}
+	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	return c
+}
+
+// newKubectl embeds upstream kubectl, pointed at the cluster's kubeconfig, so that a workshop
+// attendee without kubectl can follow along: kubeforge kubectl -- get pods -A.
+func newKubectl(g *globals) *cobra.Command {
+	var name string
+	c := &cobra.Command{
+		Use:   "kubectl [--name NAME] -- ARGS...",
+		Short: "Run kubectl (built in) against a cluster",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			if _, err := clusterName(name); err != nil {
+				return err
+			}
+			path, err := (&cluster.Provider{}).KubeconfigPath(name)
+			if err != nil {
+				return err
+			}
+			flags := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50)
+			flags.KubeConfig = &path
+			streams := genericiooptions.IOStreams{In: g.streams.In, Out: g.streams.Out, ErrOut: g.streams.Err}
+			k := kubectlcmd.NewKubectlCommand(kubectlcmd.KubectlOptions{
+				Arguments: append([]string{"kubectl"}, args...), ConfigFlags: flags.WithWarningPrinter(streams), IOStreams: streams,
+			})
+			k.SetArgs(args)
+			k.SetIn(g.streams.In)
+			k.SetOut(g.streams.Out)
+			k.SetErr(g.streams.Err)
+			// kubectl reports fatal errors itself and would exit the process: turn that into an
+			// exit code returned from here.
+			cmdutil.BehaviorOnFatal(func(msg string, code int) {
+				if msg != "" {
+					if !strings.HasSuffix(msg, "\n") {
+						msg += "\n"
+					}
+					fmt.Fprint(g.streams.Err, msg)
+				}
+				panic(exitCode(code))
+			})
+			defer cmdutil.DefaultBehaviorOnFatal()
+			defer func() {
+				if r := recover(); r != nil {
+					code, ok := r.(exitCode)
+					if !ok {
+						panic(r)
+					}
+					err = code
+				}
+			}()
+			if err := k.ExecuteContext(cmd.Context()); err != nil {
+				fmt.Fprintf(g.streams.Err, "error: %v\n", err)
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	return c
+}

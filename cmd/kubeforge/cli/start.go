@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision/cluster"
+)
+
+func newStart(g *globals) *cobra.Command {
+	var (
+		name    string
+		wait    time.Duration
+		image   string
+		keep    bool
+		apiPort int
+	)
+	c := &cobra.Command{
+		Use:   "start",
+		Short: "Create a cluster (building the node image if needed) and wait until it is usable",
+		Long: `Create a cluster and return when it is usable: node Ready, CoreDNS serving, the default
+ServiceAccount present. A context named after the cluster is merged into $KUBECONFIG (or
+~/.kube/config) and made current. On failure everything created is removed, unless
+--keep-on-failure. Starting a cluster that is already running changes nothing.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := clusterName(name); err != nil {
+				return err
+			}
+			if wait <= 0 {
+				return kferr.Usage("--wait must be a positive duration such as 5m, got %s", wait)
+			}
+			if apiPort < 0 || apiPort > 65535 {
+				return kferr.Usage("--api-port must be between 1 and 65535 (0 picks a free port), got %d", apiPort)
+			}
+			c := spec.Default(name)
+			c.Wait, c.Image, c.APIServerPort = wait, image, apiPort
+			e, err := g.env(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			start := time.Now()
+			res, err := e.provider.Create(cmd.Context(), c, cluster.CreateOptions{KeepOnFailure: keep})
+			if err != nil {
+				return err
+			}
+			out := g.streams.Out
+			if res.AlreadyRunning {
+				fmt.Fprintf(out, "Cluster %q is already running (API server %s); nothing changed.\n", name, res.APIServer)
+				return nil
+			}
+			fmt.Fprintf(out, "Cluster %q is ready in %.1fs: API server %s, context %q in %s.\n",
+				name, time.Since(start).Seconds(), res.APIServer, res.Context, res.Kubeconfig)
+			fmt.Fprintf(out, "Try: kubectl get pods -A   (or: kubeforge kubectl -- get pods -A)\n")
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&name, "name", spec.DefaultName, "cluster name (a DNS label); nodes are named after it")
+	f.DurationVar(&wait, "wait", 5*time.Minute, "how long to wait for the cluster to become usable before failing")
+	f.StringVar(&image, "image", "", "node image to use (default: built from this kubeforge's binaries)")
+	f.BoolVar(&keep, "keep-on-failure", false, "keep what a failed start created, for debugging")
+	f.IntVar(&apiPort, "api-port", 0, "host port for the API server on 127.0.0.1 (default: a free port)")
+	return c
+}

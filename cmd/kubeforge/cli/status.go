@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision/cluster"
+)
+
+func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
+
+func outputFlag(c *cobra.Command, p *string) {
+	c.Flags().StringVarP(p, "output", "o", "text", "output format: text or json")
+}
+
+func checkOutput(o string) error {
+	if o != "text" && o != "json" {
+		return kferr.Usage("--output must be text or json, got %q", o)
+	}
+	return nil
+}
+
+func newStatus(g *globals) *cobra.Command {
+	var name, output string
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show a cluster's state, nodes and API server",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if _, err := clusterName(name); err != nil {
+				return err
+			}
+			e, err := g.env(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			if err := e.driver.Ping(cmd.Context()); err != nil {
+				return err
+			}
+			st, err := e.provider.Status(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if err := printJSON(g, st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(g, st)
+			}
+			if st.State == cluster.StateMissing {
+				return kferr.Usage("cluster %q does not exist: create it with `kubeforge start --name %s`", name, name)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	outputFlag(c, &output)
+	return c
+}
+
+func printStatus(g *globals, st cluster.Status) {
+	out := g.streams.Out
+	fmt.Fprintf(out, "Cluster:    %s (%s driver)\nState:      %s\n", st.Name, st.Driver, st.State)
+	if st.State == cluster.StateMissing {
+		return
+	}
+	ready := "not answering"
+	if st.APIServerReady {
+		ready = "ready"
+	}
+	fmt.Fprintf(out, "Kubernetes: %s\nAPI server: %s (%s)\nKubeconfig: %s\n", st.KubernetesVersion, st.APIServer, ready, st.Kubeconfig)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tIP\tSTATE")
+	for _, n := range st.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, n.State)
+	}
+	tw.Flush()
+}
+
+func newList(g *globals) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List kubeforge clusters",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			e, err := g.env(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			if err := e.driver.Ping(cmd.Context()); err != nil {
+				return err
+			}
+			names, err := e.provider.Clusters(cmd.Context())
+			if err != nil {
+				return err
+			}
+			type item struct {
+				Name   string `json:"name"`
+				Driver string `json:"driver"`
+				State  string `json:"state"`
+				Nodes  int    `json:"nodes"`
+			}
+			items := []item{}
+			for _, n := range names {
+				st, err := e.provider.Status(cmd.Context(), n)
+				if err != nil {
+					return err
+				}
+				items = append(items, item{Name: n, Driver: st.Driver, State: st.State, Nodes: len(st.Nodes)})
+			}
+			if output == "json" {
+				return printJSON(g, items)
+			}
+			if len(items) == 0 {
+				fmt.Fprintln(g.streams.Out, "No clusters. Create one with `kubeforge start`.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tDRIVER\tSTATE\tNODES")
+			for _, i := range items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", i.Name, i.Driver, i.State, i.Nodes)
+			}
+			return tw.Flush()
+		},
+	}
+	outputFlag(c, &output)
+	return c
+}

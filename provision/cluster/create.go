@@ -1,0 +1,320 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"kubeforge.dev/kubeforge/bootstrap"
+	"kubeforge.dev/kubeforge/bootstrap/addons"
+	"kubeforge.dev/kubeforge/bootstrap/pki"
+	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/images"
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision"
+)
+
+// CreateOptions tune Create.
+type CreateOptions struct {
+	// KeepOnFailure keeps what a failed create made, for debugging.
+	KeepOnFailure bool
+}
+
+// CreateResult says what Create did.
+type CreateResult struct {
+	// AlreadyRunning is set when the cluster existed and was running: nothing was changed.
+	AlreadyRunning bool
+	Kubeconfig     string // the user's kubeconfig the context was merged into
+	Context        string
+	APIServer      string
+}
+
+// step is one action of the create flow; undo (optional) reverts it when a later step fails.
+type step struct {
+	name string
+	run  func(ctx context.Context) error
+	undo func(ctx context.Context) error
+}
+
+// run executes steps in order, showing each with its duration. When one fails, the undos of the
+// steps that ran (including the failed one, which may have done part of its work) run in reverse,
+// unless keep is set.
+func (p *Provider) run(ctx context.Context, steps []step, keep bool) error {
+	var done []step
+	for _, s := range steps {
+		done = append(done, s)
+		var err error
+		if s.name != "" {
+			st := p.log().Step(s.name)
+			err = st.Done(s.run(ctx))
+		} else {
+			err = s.run(ctx)
+		}
+		if err == nil {
+			continue
+		}
+		if keep {
+			p.log().Warnf("keeping what was created (--keep-on-failure); remove it with `kubeforge delete`")
+			return err
+		}
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		for i := len(done) - 1; i >= 0; i-- {
+			if done[i].undo == nil {
+				continue
+			}
+			if uerr := done[i].undo(uctx); uerr != nil {
+				p.log().Warnf("cleaning up after the failure: %v", uerr)
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// Create makes the cluster c and returns when it is usable: node Ready, CoreDNS serving, the
+// default ServiceAccount present, the context merged into the user's kubeconfig. A cluster that
+// is already running is left alone (AlreadyRunning).
+func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) (CreateResult, error) {
+	res := CreateResult{Kubeconfig: p.userKubeconfig(), Context: c.Name}
+	if err := c.Validate(); err != nil {
+		return res, err
+	}
+	if err := p.Driver.Ping(ctx); err != nil {
+		return res, err
+	}
+	dirs, err := p.dirs(c.Name)
+	if err != nil {
+		return res, err
+	}
+	existing, err := p.Driver.Nodes(ctx, c.Name)
+	if err != nil {
+		return res, err
+	}
+	if len(existing) > 0 {
+		st, err := p.Status(ctx, c.Name)
+		if err != nil {
+			return res, err
+		}
+		if st.State == StateRunning {
+			res.AlreadyRunning, res.APIServer = true, st.APIServer
+			return res, nil
+		}
+		return res, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", c.Name),
+			"cluster %q exists but is %s", c.Name, st.State)
+	}
+	if c.Wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Wait)
+		defer cancel()
+	}
+
+	cp := c.Nodes[0]
+	var (
+		image    string
+		network  provision.Network
+		auth     *pki.Authorities
+		node     provision.Node
+		port     = c.APIServerPort
+		nodeInfo images.ImageInfo
+		cs       *kubernetes.Clientset
+		restCfg  *rest.Config
+	)
+	steps := []step{
+		{name: "Node image", run: func(ctx context.Context) error {
+			image, err = p.Image(ctx, c)
+			return err
+		}},
+		{name: "Network", run: func(ctx context.Context) error {
+			network, err = p.Driver.EnsureNetwork(ctx, c.Name)
+			return err
+		}, undo: func(ctx context.Context) error { return p.Driver.DeleteNetwork(ctx, c.Name) }},
+		{name: "Certificates", run: func(ctx context.Context) error {
+			auth, err = pki.EnsureAuthorities(dirs.PKI(), c.Name)
+			return err
+		}, undo: func(context.Context) error { return removeAll(dirs.Root) }},
+		{name: "Node " + cp.Name, run: func(ctx context.Context) error {
+			if port == 0 {
+				if port, err = freePort(); err != nil {
+					return err
+				}
+			}
+			ip, err := nodeAddr(network, 0)
+			if err != nil {
+				return err
+			}
+			bn := bootstrap.Node{Name: cp.Name, Role: cp.Role, IP: ip, ControlPlane: ip}
+			files, err := bootstrap.NodeFiles(c, bn, auth)
+			if err != nil {
+				return err
+			}
+			tarball, err := files.Tar()
+			if err != nil {
+				return err
+			}
+			node, err = p.Driver.CreateNode(ctx, provision.NodeConfig{
+				Cluster: c.Name, Name: cp.Name, Role: string(cp.Role), Image: image,
+				Network: network, IP: ip, APIServerHostPort: port,
+			})
+			if err != nil {
+				return err
+			}
+			if err := node.CopyTar(ctx, bytes.NewReader(tarball)); err != nil {
+				return err
+			}
+			info, err := node.ReadFile(ctx, images.ImageInfoPath)
+			if err != nil {
+				return fmt.Errorf("reading the node image's %s: %w", images.ImageInfoPath, err)
+			}
+			if err := json.Unmarshal(info, &nodeInfo); err != nil {
+				return fmt.Errorf("parsing %s: %w", images.ImageInfoPath, err)
+			}
+			if err := node.Start(ctx); err != nil {
+				return err
+			}
+			return p.writeClientConfigs(c, dirs, auth, port, image)
+		}, undo: func(ctx context.Context) error { return p.Driver.DeleteNode(ctx, cp.Name) }},
+		{name: "Control plane", run: func(ctx context.Context) error {
+			restCfg, err = clientcmd.BuildConfigFromFlags("", dirs.SuperAdmin())
+			if err != nil {
+				return err
+			}
+			restCfg.QPS, restCfg.Burst = 50, 100
+			if cs, err = kubernetes.NewForConfig(restCfg); err != nil {
+				return err
+			}
+			if err := ready.APIServer(ctx, cs); err != nil {
+				return p.waitError(ctx, err, node, "the API server")
+			}
+			dyn, err := dynamic.NewForConfig(restCfg)
+			if err != nil {
+				return err
+			}
+			objs, err := p.addonObjects(c, nodeInfo, node)
+			if err != nil {
+				return err
+			}
+			return addons.Apply(ctx, dyn, objs)
+		}},
+		{name: "Kubelet", run: func(ctx context.Context) error {
+			if err := ready.Nodes(ctx, cs, cp.Name); err != nil {
+				return p.waitError(ctx, err, node, "node "+cp.Name)
+			}
+			return labelControlPlane(ctx, cs, cp.Name)
+		}},
+		{name: "DNS", run: func(ctx context.Context) error {
+			if err := ready.ServiceEndpoints(ctx, cs, metav1.NamespaceSystem, "kube-dns"); err != nil {
+				return p.waitError(ctx, err, node, "CoreDNS")
+			}
+			return nil
+		}},
+		{name: "Ready", run: func(ctx context.Context) error {
+			if err := ready.ServiceAccount(ctx, cs, metav1.NamespaceDefault, "default"); err != nil {
+				return p.waitError(ctx, err, node, "the default ServiceAccount")
+			}
+			kc, err := readFile(dirs.Kubeconfig())
+			if err != nil {
+				return err
+			}
+			if err := MergeKubeconfig(res.Kubeconfig, kc, c.Name); err != nil {
+				return fmt.Errorf("merging context %s into %s: %w", c.Name, res.Kubeconfig, err)
+			}
+			return nil
+		}, undo: func(context.Context) error { return RemoveFromKubeconfig(res.Kubeconfig, c.Name) }},
+	}
+	if err := p.run(ctx, steps, o.KeepOnFailure); err != nil {
+		return res, err
+	}
+	res.APIServer = fmt.Sprintf("https://127.0.0.1:%d", port)
+	return res, nil
+}
+
+// writeClientConfigs writes the cluster's record and the kubeconfigs the host uses: the user's
+// (admin) and kubeforge's own (super-admin, for bootstrapping before RBAC exists).
+func (p *Provider) writeClientConfigs(c spec.Cluster, dirs Dirs, auth *pki.Authorities, port int, image string) error {
+	server := fmt.Sprintf("https://127.0.0.1:%d", port)
+	admin, err := auth.KubeconfigFor(server, c.Name, pki.Admin)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(dirs.Kubeconfig(), admin, 0o600); err != nil {
+		return err
+	}
+	super, err := auth.KubeconfigFor(server, c.Name, pki.SuperAdmin)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(dirs.SuperAdmin(), super, 0o600); err != nil {
+		return err
+	}
+	return dirs.save(Record{Spec: c, Image: image, APIServerPort: port, Created: time.Now().UTC()})
+}
+
+func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, node provision.Node) ([]runtime.Object, error) {
+	dnsIP, err := c.ServiceIP(10)
+	if err != nil {
+		return nil, err
+	}
+	corednsImage := info.Images["coredns"]
+	if corednsImage == "" {
+		return nil, fmt.Errorf("the node image's %s names no coredns image", images.ImageInfoPath)
+	}
+	return addons.Objects(addons.Config{
+		KubernetesVersion:    c.KubernetesVersion,
+		ControlPlaneEndpoint: fmt.Sprintf("%s:%d", node.IP(), bootstrap.APIServerPort),
+		PodSubnet:            c.PodSubnet,
+		DNSDomain:            c.DNSDomain,
+		DNSServiceIP:         dnsIP,
+		CoreDNSImage:         corednsImage,
+		CoreDNSReplicas:      1,
+	})
+}
+
+// labelControlPlane marks the node as kubeadm does (the kubelet may not label itself with a
+// node-role).
+func labelControlPlane(ctx context.Context, cs kubernetes.Interface, name string) error {
+	patch := []byte(`{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":"","node.kubernetes.io/exclude-from-external-load-balancers":""}}}`)
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: addons.FieldManager}); err != nil {
+		return fmt.Errorf("labelling node %s: %w", name, err)
+	}
+	return nil
+}
+
+// waitError turns a failed wait into an error that says what did not happen, with the node's
+// last supervisor output and the hint to look further.
+func (p *Provider) waitError(ctx context.Context, err error, node provision.Node, what string) error {
+	if !ready.IsTimeout(err) && ctx.Err() == nil {
+		return err
+	}
+	tail := nodeTail(node)
+	hint := fmt.Sprintf("look at the node with `kubeforge ssh --name %s` (logs in /var/log/kubeforge), or retry with --keep-on-failure and a longer --wait", node.Name())
+	return kferr.Timeout(hint, "timed out waiting for %s: %v%s", what, err, tail)
+}
+
+func nodeTail(node provision.Node) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var buf bytes.Buffer
+	if err := node.Logs(ctx, &buf, false); err != nil || buf.Len() == 0 {
+		return ""
+	}
+	b := buf.Bytes()
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return "\nlast output of node " + node.Name() + ":\n" + string(b)
+}
+
+func parentDir(p string) string { return filepath.Dir(p) }
