@@ -39,7 +39,9 @@ func Environment(hint string, format string, a ...any) error {
 }
 
 // Timeout is a wait that ran out.
-func Timeout(hint string, format string, a ...any) error { return newf(ExitTimeout, hint, format, a...) }
+func Timeout(hint string, format string, a ...any) error {
+	return newf(ExitTimeout, hint, format, a...)
+}
 
 // WithHint wraps err with a code and advice.
 func WithHint(err error, code int, hint string) error {

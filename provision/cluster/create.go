@@ -108,6 +108,10 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		if err != nil {
 			return res, err
 		}
+		if rec, err := dirs.load(); err != nil || !rec.Complete {
+			return res, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", c.Name),
+				"cluster %q was not completely created (the remains of a failed or interrupted start)", c.Name)
+		}
 		if st.State == StateRunning {
 			res.AlreadyRunning, res.APIServer = true, st.APIServer
 			return res, nil
@@ -231,7 +235,12 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := MergeKubeconfig(res.Kubeconfig, kc, c.Name); err != nil {
 				return fmt.Errorf("merging context %s into %s: %w", c.Name, res.Kubeconfig, err)
 			}
-			return nil
+			rec, err := dirs.load()
+			if err != nil {
+				return err
+			}
+			rec.Complete = true
+			return dirs.save(rec)
 		}, undo: func(context.Context) error { return RemoveFromKubeconfig(res.Kubeconfig, c.Name) }},
 	}
 	if err := p.run(ctx, steps, o.KeepOnFailure); err != nil {

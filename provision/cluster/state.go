@@ -29,6 +29,9 @@ type Record struct {
 	Image         string       `json:"image"`
 	APIServerPort int          `json:"apiServerPort"`
 	Created       time.Time    `json:"created"`
+	// Complete is set when create finished; a cluster without it is the remains of a failed
+	// start (kept with --keep-on-failure, or interrupted).
+	Complete bool `json:"complete"`
 }
 
 // Dirs of one cluster's state.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -49,6 +50,9 @@ func Main(args []string, s Streams) int {
 	var exit exitCode
 	if errors.As(err, &exit) {
 		return int(exit)
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		err = kferr.Usage("%v (see `kubeforge --help`)", err)
 	}
 	fmt.Fprintf(s.Err, "Error: %v\n", err)
 	if h := kferr.Hint(err); h != "" {

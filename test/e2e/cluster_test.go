@@ -1,0 +1,223 @@
+//go:build e2e
+
+// Package e2e runs the kubeforge CLI (bin/kubeforge, built by `make`) against the real Docker
+// daemon and checks what kubectl and client-go see. Run with `make e2e` (root, Docker, and
+// Debian's busybox-static for the test image; hack/ensure-docker.sh installs them).
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// BusyboxImage is the test image, made from Debian's busybox-static (no registry is needed).
+const BusyboxImage = "kubeforge.local/busybox:e2e"
+
+// env is one test's isolated kubeforge: its own state directory and kubeconfig.
+type env struct {
+	t          *testing.T
+	bin        string
+	home       string
+	kubeconfig string
+	docker     *client.Client
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	bin, err := filepath.Abs("../../bin/kubeforge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is missing: run `make` first (make e2e does)", bin)
+	}
+	dir := t.TempDir()
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return &env{t: t, bin: bin, home: filepath.Join(dir, "home"), kubeconfig: filepath.Join(dir, "kube", "config"), docker: cli}
+}
+
+// result of one kubeforge run.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs kubeforge with args and extra environment variables (KEY=VALUE).
+func (e *env) run(ctx context.Context, extraEnv []string, args ...string) result {
+	e.t.Helper()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.home, "KUBECONFIG="+e.kubeconfig)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		e.t.Fatalf("running kubeforge %v: %v", args, err)
+	}
+	e.t.Logf("kubeforge %s: exit %d", strings.Join(args, " "), r.code)
+	return r
+}
+
+// ok runs kubeforge and fails the test unless it exits 0.
+func (e *env) ok(ctx context.Context, args ...string) result {
+	e.t.Helper()
+	r := e.run(ctx, nil, args...)
+	if r.code != 0 {
+		e.t.Fatalf("kubeforge %v failed: %v", args, r)
+	}
+	return r
+}
+
+// owned lists the Docker containers, networks and volumes labelled as the cluster's.
+func (e *env) owned(ctx context.Context, name string) []string {
+	e.t.Helper()
+	f := filters.NewArgs(filters.Arg("label", "dev.kubeforge.cluster="+name))
+	var left []string
+	cs, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, c := range cs {
+		left = append(left, "container "+strings.Join(c.Names, ","))
+	}
+	ns, err := e.docker.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, n := range ns {
+		left = append(left, "network "+n.Name)
+	}
+	vs, err := e.docker.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, v := range vs.Volumes {
+		left = append(left, "volume "+v.Name)
+	}
+	return left
+}
+
+// deleteOnCleanup removes the cluster when the test ends, however it ends.
+func (e *env) deleteOnCleanup(name string) {
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if r := e.run(ctx, nil, "delete", "--name", name); r.code != 0 {
+			e.t.Errorf("cleanup: %v", r)
+		}
+	})
+}
+
+func (e *env) clientset(contextName string) *kubernetes.Clientset {
+	e.t.Helper()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: e.kubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: contextName}).ClientConfig()
+	if err != nil {
+		e.t.Fatalf("loading context %s from %s: %v", contextName, e.kubeconfig, err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return cs
+}
+
+// buildBusybox makes the test image from the host's /bin/busybox (Debian's busybox-static).
+func buildBusybox(ctx context.Context, t *testing.T, cli *client.Client) {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("the test image needs Debian's busybox-static (apt-get install -y busybox-static): %v", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hdr := func(h *tar.Header) {
+		h.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"bin/", "etc/", "tmp/"} {
+		hdr(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
+	}
+	hdr(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb))})
+	tw.Write(bb)
+	for _, l := range []string{"sh", "sleep", "echo", "nslookup", "cat", "ls", "nc", "hostname"} {
+		hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + l, Linkname: "busybox"})
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, BusyboxImage,
+		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}})
+	if err != nil {
+		t.Fatalf("importing %s: %v", BusyboxImage, err)
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	out.ReadFrom(rc)
+	if strings.Contains(out.String(), `"error"`) {
+		t.Fatalf("importing %s: %s", BusyboxImage, out.String())
+	}
+}
+
+func podRunning(ctx context.Context, cs kubernetes.Interface, ns, name string, cond func(*corev1.Pod) bool) (*corev1.Pod, error) {
+	var last *corev1.Pod
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		last = p
+		return cond(p), nil
+	})
+	if err != nil && last != nil {
+		return last, fmt.Errorf("pod %s/%s: phase %s, statuses %+v: %w", ns, name, last.Status.Phase, last.Status.ContainerStatuses, err)
+	}
+	return last, err
+}
+
+func freeLocalPort(t *testing.T) (int, net.Listener) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Addr().(*net.TCPAddr).Port, l
+}

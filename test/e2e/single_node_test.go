@@ -1,0 +1,222 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"kubeforge.dev/kubeforge/bootstrap/ready"
+)
+
+// TestSingleNode is the tutorial path: start, look at kube-system, run a pod from a locally built
+// image, resolve a Service name, kill the pod's container in the node and watch it come back,
+// logs and exec, delete leaving nothing behind.
+func TestSingleNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	e := newEnv(t)
+	const name = "kf-e2e"
+	node := name
+	e.deleteOnCleanup(name)
+
+	r := e.ok(ctx, "start", "--name", name)
+	for _, step := range []string{"Node image", "Certificates", "Control plane", "Kubelet", "DNS", "Ready"} {
+		if !strings.Contains(r.stderr, "✓ "+step) {
+			t.Errorf("start showed no finished step %q:\n%s", step, r.stderr)
+		}
+	}
+
+	// The context is merged into $KUBECONFIG and current.
+	kc, err := clientcmd.LoadFromFile(e.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kc.CurrentContext != name {
+		t.Errorf("current context %q, want %q", kc.CurrentContext, name)
+	}
+	if srv := kc.Clusters[name].Server; !strings.HasPrefix(srv, "https://127.0.0.1:") {
+		t.Errorf("API server %q is not on 127.0.0.1", srv)
+	}
+	cs := e.clientset(name)
+
+	t.Run("node Ready with the control-plane role", func(t *testing.T) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ready.NodeReady(n) {
+			t.Errorf("node %s is not Ready: %+v", node, n.Status.Conditions)
+		}
+		if _, ok := n.Labels["node-role.kubernetes.io/control-plane"]; !ok {
+			t.Errorf("node %s has no control-plane role label: %v", node, n.Labels)
+		}
+		if v := n.Status.NodeInfo.KubeletVersion; v != "v1.36.3" {
+			t.Errorf("kubelet version %q", v)
+		}
+	})
+
+	t.Run("kube-system pods Running", func(t *testing.T) {
+		want := []string{"etcd-" + node, "kube-apiserver-" + node, "kube-controller-manager-" + node,
+			"kube-scheduler-" + node, "kube-proxy-", "coredns-"}
+		var missing []string
+		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			missing = missing[:0]
+			for _, w := range want {
+				found := false
+				for _, p := range pods.Items {
+					if strings.HasPrefix(p.Name, w) && p.Status.Phase == corev1.PodRunning {
+						found = true
+					}
+				}
+				if !found {
+					missing = append(missing, w)
+				}
+			}
+			return len(missing) == 0, nil
+		})
+		if err != nil {
+			t.Fatalf("not Running in kube-system: %v", missing)
+		}
+		out := e.ok(ctx, "kubectl", "--name", name, "--", "get", "pods", "-n", "kube-system").stdout
+		if !strings.Contains(out, "kube-apiserver-"+node) || !strings.Contains(out, "Running") {
+			t.Errorf("kubeforge kubectl get pods -n kube-system:\n%s", out)
+		}
+	})
+
+	t.Run("start again changes nothing", func(t *testing.T) {
+		r := e.ok(ctx, "start", "--name", name)
+		if !strings.Contains(r.stdout, "already running") {
+			t.Errorf("second start did not say the cluster is already running:\n%v", r)
+		}
+	})
+
+	t.Run("status and list", func(t *testing.T) {
+		out := e.ok(ctx, "status", "--name", name, "-o", "json").stdout
+		for _, s := range []string{`"state": "Running"`, `"apiServerReady": true`, `"name": "` + node + `"`} {
+			if !strings.Contains(out, s) {
+				t.Errorf("status -o json lacks %s:\n%s", s, out)
+			}
+		}
+		if out := e.ok(ctx, "list", "-o", "json").stdout; !strings.Contains(out, `"name": "`+name+`"`) {
+			t.Errorf("list -o json:\n%s", out)
+		}
+		kcfg := e.ok(ctx, "kubeconfig", "--name", name).stdout
+		if _, err := clientcmd.Load([]byte(kcfg)); err != nil || !strings.Contains(kcfg, "127.0.0.1") {
+			t.Errorf("kubeconfig is not a usable kubeconfig (%v):\n%s", err, kcfg)
+		}
+	})
+
+	// A pod from a locally built image, loaded with `kubeforge image load`.
+	buildBusybox(ctx, t, e.docker)
+	r = e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
+	if !strings.Contains(r.stderr, "Loading image") {
+		t.Errorf("first image load did not load:\n%v", r)
+	}
+	r = e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
+	if !strings.Contains(r.stderr, "already on every node") {
+		t.Errorf("second image load did not skip the node that has the image:\n%v", r)
+	}
+
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "bb", Namespace: "default"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "bb", Image: BusyboxImage, ImagePullPolicy: corev1.PullNever,
+			Command: []string{"sh", "-c", "echo hello-from-kubeforge; while true; do sleep 1; done"},
+		}}},
+	}
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := podRunning(ctx, cs, "default", "bb", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("DNS from a pod", func(t *testing.T) {
+		r := e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", "bb", "--", "nslookup", "kubernetes.default.svc.cluster.local")
+		if r.code != 0 || !strings.Contains(r.stdout, "10.96.0.1") {
+			t.Errorf("nslookup kubernetes.default.svc.cluster.local from a pod:\n%v", r)
+		}
+	})
+
+	t.Run("logs and exec", func(t *testing.T) {
+		if out := e.ok(ctx, "kubectl", "--name", name, "--", "logs", "bb").stdout; !strings.Contains(out, "hello-from-kubeforge") {
+			t.Errorf("kubectl logs bb:\n%s", out)
+		}
+		if out := e.ok(ctx, "kubectl", "--name", name, "--", "exec", "bb", "--", "hostname").stdout; strings.TrimSpace(out) != "bb" {
+			t.Errorf("kubectl exec bb -- hostname: %q", out)
+		}
+	})
+
+	t.Run("a container killed in the node is restarted", func(t *testing.T) {
+		id := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
+		if id == "" {
+			t.Fatalf("no container ID in %+v", p.Status.ContainerStatuses)
+		}
+		e.ok(ctx, "ssh", "--name", name, node, "--", "ctr", "-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id)
+		if _, err := podRunning(ctx, cs, "default", "bb", func(p *corev1.Pod) bool {
+			cs := p.Status.ContainerStatuses
+			return len(cs) == 1 && cs[0].RestartCount == 1 && cs[0].State.Running != nil
+		}); err != nil {
+			t.Fatalf("RESTARTS did not go to 1: %v", err)
+		}
+		out := e.ok(ctx, "kubectl", "--name", name, "--", "get", "pod", "bb").stdout
+		if f := strings.Fields(lastLine(out)); len(f) < 4 || f[3] != "1" {
+			t.Errorf("kubectl get pod bb shows no restart:\n%s", out)
+		}
+	})
+
+	t.Run("a killed control-plane container is restarted by the kubelet", func(t *testing.T) {
+		sched := "kube-scheduler-" + node
+		before, err := cs.CoreV1().Pods("kube-system").Get(ctx, sched, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := e.ok(ctx, "ssh", "--name", name, "--", "crictl", "ps", "-q", "--name", "kube-scheduler").stdout
+		e.ok(ctx, "ssh", "--name", name, "--", "crictl", "stop", "--timeout", "0", strings.TrimSpace(id))
+		n0 := before.Status.ContainerStatuses[0].RestartCount
+		if _, err := podRunning(ctx, cs, "kube-system", sched, func(p *corev1.Pod) bool {
+			cs := p.Status.ContainerStatuses
+			return len(cs) == 1 && cs[0].RestartCount > n0 && cs[0].State.Running != nil
+		}); err != nil {
+			t.Fatalf("%s was not restarted: %v", sched, err)
+		}
+	})
+
+	t.Run("delete leaves nothing", func(t *testing.T) {
+		e.ok(ctx, "delete", "--name", name)
+		if left := e.owned(ctx, name); len(left) > 0 {
+			t.Errorf("left after delete: %v", left)
+		}
+		kc, err := clientcmd.LoadFromFile(e.kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := kc.Contexts[name]; ok {
+			t.Errorf("context %s still in %s", name, e.kubeconfig)
+		}
+		if _, err := os.Stat(fmt.Sprintf("%s/%s", e.home, name)); !os.IsNotExist(err) {
+			t.Errorf("state directory of %s still there: %v", name, err)
+		}
+		e.ok(ctx, "delete", "--name", name) // idempotent
+	})
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
