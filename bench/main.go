@@ -1,0 +1,205 @@
+// Command bench measures kubeforge on this machine and writes bench/results.md (`make bench`):
+// time from `kubeforge start` to a usable cluster (start returns only when the node is Ready,
+// CoreDNS has a ready endpoint and the default ServiceAccount exists), the CPU time that start
+// costs (the CLI process and the node container's cgroup), and the node's idle memory (its Docker
+// cgroup, as `docker stats` counts it) a while after start. Nothing here asserts a target: the
+// numbers are written down with the machine they were measured on.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+)
+
+type run struct {
+	Usable     time.Duration
+	CLICPU     time.Duration
+	NodeCPU    time.Duration
+	IdleMemMiB float64
+}
+
+func main() {
+	kubeforge := flag.String("kubeforge", "bin/kubeforge", "the kubeforge binary")
+	out := flag.String("out", "bench/results.md", "results file (Markdown)")
+	runs := flag.Int("runs", 3, "number of start/delete cycles")
+	idle := flag.Duration("idle", 60*time.Second, "how long after start to measure idle memory")
+	flag.Parse()
+	if err := bench(*kubeforge, *out, *runs, *idle); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func bench(bin, out string, n int, idle time.Duration) error {
+	ctx := context.Background()
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "kubeforge-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	env := append(os.Environ(), "KUBEFORGE_HOME="+filepath.Join(tmp, "home"), "KUBECONFIG="+filepath.Join(tmp, "kubeconfig"))
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+
+	kf := func(args ...string) (*exec.Cmd, error) {
+		c := exec.CommandContext(ctx, bin, args...)
+		c.Env = env
+		var errb bytes.Buffer
+		c.Stderr = &errb
+		if err := c.Run(); err != nil {
+			return c, fmt.Errorf("kubeforge %s: %w\n%s", strings.Join(args, " "), err, errb.String())
+		}
+		return c, nil
+	}
+	fmt.Fprintln(os.Stderr, "bench: building the node image (not measured)")
+	if _, err := kf("image", "build"); err != nil {
+		return err
+	}
+	const name = "kf-bench"
+	defer kf("delete", "--name", name)
+	var results []run
+	for i := 0; i < n; i++ {
+		if _, err := kf("delete", "--name", name); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		c, err := kf("start", "--name", name)
+		if err != nil {
+			return err
+		}
+		r := run{Usable: time.Since(t0), CLICPU: c.ProcessState.UserTime() + c.ProcessState.SystemTime()}
+		if r.NodeCPU, _, err = nodeStats(ctx, cli, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench: run %d: usable in %.1fs; waiting %s for idle memory\n", i+1, r.Usable.Seconds(), idle)
+		time.Sleep(idle)
+		_, mem, err := nodeStats(ctx, cli, name)
+		if err != nil {
+			return err
+		}
+		r.IdleMemMiB = mem
+		results = append(results, r)
+	}
+	if _, err := kf("delete", "--name", name); err != nil {
+		return err
+	}
+	return writeResults(ctx, cli, out, results, idle)
+}
+
+// nodeStats returns the node container's total CPU time and its memory use in MiB as docker
+// stats shows it (usage minus inactive page cache).
+func nodeStats(ctx context.Context, cli *client.Client, name string) (time.Duration, float64, error) {
+	resp, err := cli.ContainerStatsOneShot(ctx, name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("stats of %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	var s container.StatsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return 0, 0, err
+	}
+	mem := float64(s.MemoryStats.Usage)
+	for _, k := range []string{"total_inactive_file", "inactive_file"} {
+		if v, ok := s.MemoryStats.Stats[k]; ok && float64(v) < mem {
+			mem -= float64(v)
+			break
+		}
+	}
+	return time.Duration(s.CPUStats.CPUUsage.TotalUsage), mem / (1 << 20), nil
+}
+
+func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, idle time.Duration) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# kubeforge benchmark\n\nMeasured %s by `make bench` (%d runs).\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), len(rs))
+	fmt.Fprintf(&b, "## Machine\n%s\n", machine(ctx, cli))
+	fmt.Fprintf(&b, "## Single node, node image present\n")
+	fmt.Fprintf(&b, "| run | start to usable | CPU: kubeforge CLI | CPU: node container | idle memory %s after start |\n|---|---|---|---|---|\n", idle)
+	var usable, nodeCPU, mem []float64
+	for i, r := range rs {
+		fmt.Fprintf(&b, "| %d | %.1f s | %.2f s | %.1f s | %.0f MiB |\n", i+1, r.Usable.Seconds(), r.CLICPU.Seconds(), r.NodeCPU.Seconds(), r.IdleMemMiB)
+		usable = append(usable, r.Usable.Seconds())
+		nodeCPU = append(nodeCPU, r.NodeCPU.Seconds())
+		mem = append(mem, r.IdleMemMiB)
+	}
+	fmt.Fprintf(&b, "| **median** | **%.1f s** | | **%.1f s** | **%.0f MiB** |\n\n", median(usable), median(nodeCPU), median(mem))
+	fmt.Fprintf(&b, "\"Usable\": `kubeforge start` returned, which it does once the node is Ready, CoreDNS has a ready\n"+
+		"endpoint and the default ServiceAccount exists. Node CPU is the container cgroup's CPU time when start\n"+
+		"returned; memory is the container cgroup's usage minus inactive page cache, as `docker stats` shows.\n"+
+		"Targets (issue 2, this 2-core machine): usable in at most 10 s, idle control-plane node at most 450 MiB.\n")
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(b.String())
+	return nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func machine(ctx context.Context, cli *client.Client) string {
+	var b strings.Builder
+	cpu := "unknown"
+	if f, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(f), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				_, cpu, _ = strings.Cut(l, ":")
+				cpu = strings.TrimSpace(cpu)
+				break
+			}
+		}
+	}
+	fmt.Fprintf(&b, "- CPU: %s, %d cores\n", cpu, runtime.NumCPU())
+	if f, err := os.ReadFile("/proc/meminfo"); err == nil {
+		first, _, _ := strings.Cut(string(f), "\n")
+		fmt.Fprintf(&b, "- Memory: %s\n", strings.Join(strings.Fields(first)[1:], " "))
+	}
+	if u, err := exec.Command("uname", "-sr").Output(); err == nil {
+		fmt.Fprintf(&b, "- Kernel: %s\n", strings.TrimSpace(string(u)))
+	}
+	cg := "v1 (or hybrid)"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		cg = "v2"
+	}
+	fmt.Fprintf(&b, "- cgroup: %s\n", cg)
+	if v, err := cli.ServerVersion(ctx); err == nil {
+		fmt.Fprintf(&b, "- Docker: %s (storage driver: ", v.Version)
+		if info, err := cli.Info(ctx); err == nil {
+			fmt.Fprintf(&b, "%s)\n", info.Driver)
+		} else {
+			b.WriteString("?)\n")
+		}
+	}
+	return b.String()
+}

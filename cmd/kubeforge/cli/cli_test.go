@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// Usage errors are caught before anything touches Docker or the disk.
+func TestUsageErrors(t *testing.T) {
+	t.Setenv("KUBEFORGE_HOME", t.TempDir())
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"start", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"start", "--name", "Bad_Name"}, 2, "--name"},
+		{[]string{"start", "--name", ""}, 2, "--name"},
+		{[]string{"start", "--wait", "0s"}, 2, "--wait"},
+		{[]string{"start", "--api-port", "70000"}, 2, "--api-port"},
+		{[]string{"start", "extra"}, 2, "takes no arguments"},
+		{[]string{"delete", "--all", "--name", "x"}, 2, "either --name or --all"},
+		{[]string{"status", "-o", "yaml"}, 2, "text or json"},
+		{[]string{"list", "-o", "wide"}, 2, "text or json"},
+		{[]string{"nosuch"}, 2, "unknown command"},
+		{[]string{"image", "load"}, 2, "at least one image"},
+		{[]string{"kubeconfig", "--name", "missing"}, 2, "does not exist"},
+		{[]string{"ssh", "a", "b"}, 2, "one node name"},
+		// Docker unreachable: an environment error with advice.
+		{[]string{"list"}, 3, "docker is not reachable"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := Main(c.args, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+			if code != c.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, c.code, errb.String())
+			}
+			if !strings.Contains(errb.String(), c.msg) {
+				t.Errorf("stderr lacks %q:\n%s", c.msg, errb.String())
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"start", "--help"}, {"version"}} {
+		var out, errb bytes.Buffer
+		if code := Main(args, Streams{In: strings.NewReader(""), Out: &out, Err: &errb}); code != 0 {
+			t.Errorf("%v: exit %d: %s", args, code, errb.String())
+		}
+		if out.Len() == 0 {
+			t.Errorf("%v printed nothing", args)
+		}
+	}
+}

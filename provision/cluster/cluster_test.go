@@ -1,0 +1,167 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"kubeforge.dev/kubeforge/internal/spec"
+)
+
+func kubeconfigFor(name, server string) []byte {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: server}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: "t-" + name}
+	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
+	cfg.CurrentContext = name
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestMergeAndRemoveKubeconfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kube", "config")
+	if err := RemoveFromKubeconfig(path, "a"); err != nil {
+		t.Fatalf("removing from a missing file: %v", err)
+	}
+	for _, n := range []string{"a", "b"} {
+		if err := MergeKubeconfig(path, kubeconfigFor(n, "https://127.0.0.1:1"), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CurrentContext != "b" || cfg.Contexts["a"] == nil || cfg.AuthInfos["a"].Token != "t-a" {
+		t.Fatalf("after merging a and b: current %q, contexts %v", cfg.CurrentContext, cfg.Contexts)
+	}
+	if err := RemoveFromKubeconfig(path, "b"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ = clientcmd.LoadFromFile(path)
+	if cfg.CurrentContext != "" || cfg.Contexts["b"] != nil || cfg.Clusters["b"] != nil || cfg.Contexts["a"] == nil {
+		t.Fatalf("after removing b: current %q, contexts %v", cfg.CurrentContext, cfg.Contexts)
+	}
+}
+
+// Concurrent starts of different clusters must not lose each other's contexts.
+func TestMergeKubeconfigConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config")
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := fmt.Sprintf("c%d", i)
+			if err := MergeKubeconfig(path, kubeconfigFor(n, "https://127.0.0.1:1"), n); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Contexts) != 16 {
+		t.Fatalf("%d contexts survived, want 16", len(cfg.Contexts))
+	}
+}
+
+func TestMergeKubeconfigRejectsBrokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config")
+	if err := writeFileAtomic(path, []byte("{not yaml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := MergeKubeconfig(path, kubeconfigFor("a", "https://127.0.0.1:1"), "a"); err == nil {
+		t.Fatal("merged into an unreadable kubeconfig")
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	d := dirsFor(t.TempDir(), "x")
+	r := Record{Spec: spec.Default("x"), Image: "img", APIServerPort: 1234, Complete: true}
+	if err := d.save(r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Fatalf("got %+v, want %+v", got, r)
+	}
+}
+
+func TestRunUndoesInReverse(t *testing.T) {
+	var log []string
+	mk := func(name string, fail bool) step {
+		return step{
+			run: func(context.Context) error {
+				log = append(log, "run "+name)
+				if fail {
+					return errors.New(name + " failed")
+				}
+				return nil
+			},
+			undo: func(context.Context) error { log = append(log, "undo "+name); return nil },
+		}
+	}
+	p := &Provider{}
+	err := p.run(context.Background(), []step{mk("a", false), mk("b", false), mk("c", true), mk("d", false)}, false)
+	if err == nil || err.Error() != "c failed" {
+		t.Fatalf("err %v", err)
+	}
+	want := []string{"run a", "run b", "run c", "undo c", "undo b", "undo a"}
+	if !reflect.DeepEqual(log, want) {
+		t.Fatalf("got %v, want %v", log, want)
+	}
+
+	log = nil
+	if err := p.run(context.Background(), []step{mk("a", false), mk("b", true)}, true); err == nil {
+		t.Fatal("no error")
+	}
+	if want := []string{"run a", "run b"}; !reflect.DeepEqual(log, want) {
+		t.Fatalf("keep: got %v, want %v", log, want)
+	}
+
+	log = nil
+	if err := p.run(context.Background(), []step{mk("a", false), mk("b", false)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"run a", "run b"}; !reflect.DeepEqual(log, want) {
+		t.Fatalf("success: got %v, want %v", log, want)
+	}
+}
+
+// Undo runs even when the failure was the context ending (Ctrl-C, --wait).
+func TestRunUndoesAfterCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	undone := false
+	steps := []step{
+		{run: func(context.Context) error { return nil }, undo: func(ctx context.Context) error {
+			if ctx.Err() != nil {
+				t.Error("undo got a cancelled context")
+			}
+			undone = true
+			return nil
+		}},
+		{run: func(ctx context.Context) error { cancel(); return ctx.Err() }},
+	}
+	if err := (&Provider{}).run(ctx, steps, false); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+	if !undone {
+		t.Fatal("not undone")
+	}
+}
