@@ -1,0 +1,239 @@
+package spec
+
+import (
+	"encoding/json"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDefault(t *testing.T) {
+	c := Default("test")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default(\"test\").Validate() = %v", err)
+	}
+	if c.Name != "test" || c.Driver != "docker" || c.KubernetesVersion != KubernetesVersion {
+		t.Errorf("Default = %+v", c)
+	}
+	if want := []Node{{Name: "test", Role: RoleControlPlane}}; !reflect.DeepEqual(c.Nodes, want) {
+		t.Errorf("Nodes = %+v, want %+v", c.Nodes, want)
+	}
+	if c.PodSubnet != "10.244.0.0/16" || c.ServiceSubnet != "10.96.0.0/16" || c.DNSDomain != "cluster.local" {
+		t.Errorf("networking = %s %s %s", c.PodSubnet, c.ServiceSubnet, c.DNSDomain)
+	}
+	if c.APIServerPort != 0 {
+		t.Errorf("APIServerPort = %d, want 0 (pick a free one)", c.APIServerPort)
+	}
+	if c.Wait <= 0 {
+		t.Errorf("Wait = %v, want > 0", c.Wait)
+	}
+
+	d := Default("")
+	if d.Name != DefaultName || d.Nodes[0].Name != DefaultName {
+		t.Errorf("Default(\"\") named %q / node %q, want %q", d.Name, d.Nodes[0].Name, DefaultName)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("Default(\"\").Validate() = %v", err)
+	}
+
+	// Subnets must not overlap: pod and service traffic are routed differently.
+	pod, svc := netip.MustParsePrefix(c.PodSubnet), netip.MustParsePrefix(c.ServiceSubnet)
+	if pod.Overlaps(svc) {
+		t.Errorf("default pod subnet %s overlaps service subnet %s", pod, svc)
+	}
+}
+
+func TestDefaultIsFresh(t *testing.T) {
+	a := Default("a")
+	a.Nodes[0].Name = "changed"
+	if b := Default("a"); b.Nodes[0].Name != "a" {
+		t.Errorf("Default shares its Nodes slice between calls")
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"kubeforge", true},
+		{"a", true},
+		{"0", true},
+		{"dev-1", true},
+		{"a-b-c", true},
+		{"1abc", true},
+		{strings.Repeat("a", 50), true},
+		{strings.Repeat("a", 51), false},
+		{strings.Repeat("a", 64), false},
+		{"", false},
+		{"Dev", false},
+		{"DEV", false},
+		{"my_cluster", false},
+		{"-dev", false},
+		{"dev-", false},
+		{"dev.local", false},
+		{"dev cluster", false},
+		{"dév", false},
+		{"dev/1", false},
+		{"dev\n", false},
+	} {
+		err := ValidateName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "DNS label") {
+			t.Errorf("ValidateName(%q) error %q does not say what a valid name is", tc.name, err)
+		}
+	}
+}
+
+func TestValidateNameLeavesRoomForNodeSuffix(t *testing.T) {
+	// The longest valid cluster name must still give valid node names (DNS labels, <= 63).
+	long := strings.Repeat("a", 50)
+	for i := 0; i < 100; i++ {
+		n := NodeName(long, i)
+		if len(n) > 63 {
+			t.Fatalf("NodeName(%d) = %q is %d bytes, over a DNS label's 63", i, n, len(n))
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Cluster)
+		errHas string // "" means valid
+	}{
+		{"default", func(*Cluster) {}, ""},
+		{"worker nodes", func(c *Cluster) {
+			c.Nodes = append(c.Nodes, Node{Name: NodeName(c.Name, 1), Role: RoleWorker}, Node{Name: NodeName(c.Name, 2), Role: RoleWorker})
+		}, ""},
+		{"second control plane", func(c *Cluster) {
+			c.Nodes = append(c.Nodes, Node{Name: NodeName(c.Name, 1), Role: RoleControlPlane})
+		}, ""},
+		{"port 65535", func(c *Cluster) { c.APIServerPort = 65535 }, ""},
+		{"port 6443", func(c *Cluster) { c.APIServerPort = 6443 }, ""},
+		{"ipv6 subnets", func(c *Cluster) { c.PodSubnet, c.ServiceSubnet = "fd00:10:244::/56", "fd00:10:96::/112" }, ""},
+
+		{"bad name", func(c *Cluster) { c.Name = "Bad_Name" }, "invalid cluster name"},
+		{"no nodes", func(c *Cluster) { c.Nodes = nil }, "no nodes"},
+		{"first node a worker", func(c *Cluster) { c.Nodes[0].Role = RoleWorker }, "nodes[0].role"},
+		{"unknown role", func(c *Cluster) { c.Nodes = append(c.Nodes, Node{Name: "x", Role: "master"}) }, "nodes[1].role"},
+		{"empty role", func(c *Cluster) { c.Nodes = append(c.Nodes, Node{Name: "x"}) }, "nodes[1].role"},
+		{"pod subnet not a CIDR", func(c *Cluster) { c.PodSubnet = "10.244.0.0" }, "podSubnet"},
+		{"pod subnet garbage", func(c *Cluster) { c.PodSubnet = "banana" }, "podSubnet"},
+		{"pod subnet empty", func(c *Cluster) { c.PodSubnet = "" }, "podSubnet"},
+		{"pod subnet bad length", func(c *Cluster) { c.PodSubnet = "10.244.0.0/33" }, "podSubnet"},
+		{"service subnet bad octet", func(c *Cluster) { c.ServiceSubnet = "10.960.0.0/16" }, "serviceSubnet"},
+		{"service subnet empty", func(c *Cluster) { c.ServiceSubnet = "" }, "serviceSubnet"},
+		{"negative port", func(c *Cluster) { c.APIServerPort = -1 }, "apiServerPort"},
+		{"port too large", func(c *Cluster) { c.APIServerPort = 65536 }, "apiServerPort"},
+		{"unsupported driver", func(c *Cluster) { c.Driver = "podman" }, "driver"},
+		{"empty driver", func(c *Cluster) { c.Driver = "" }, "driver"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default("test")
+			tc.mutate(&c)
+			err := c.Validate()
+			switch {
+			case tc.errHas == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.errHas != "" && err == nil:
+				t.Errorf("Validate() = nil, want an error mentioning %q", tc.errHas)
+			case tc.errHas != "" && !strings.Contains(err.Error(), tc.errHas):
+				t.Errorf("Validate() = %q, want it to mention %q", err, tc.errHas)
+			}
+		})
+	}
+}
+
+func TestNodeName(t *testing.T) {
+	for _, tc := range []struct {
+		i    int
+		want string
+	}{
+		{0, "c"}, {1, "c-m02"}, {2, "c-m03"}, {8, "c-m09"}, {9, "c-m10"}, {99, "c-m100"},
+	} {
+		if got := NodeName("c", tc.i); got != tc.want {
+			t.Errorf("NodeName(c, %d) = %q, want %q", tc.i, got, tc.want)
+		}
+	}
+	// Names of one cluster's nodes are distinct and are themselves valid names.
+	seen := map[string]bool{}
+	for i := 0; i < 20; i++ {
+		n := NodeName("dev", i)
+		if seen[n] {
+			t.Errorf("NodeName(dev, %d) = %q repeats", i, n)
+		}
+		seen[n] = true
+		if err := ValidateName(n); err != nil {
+			t.Errorf("NodeName(dev, %d) = %q is not a valid DNS label: %v", i, n, err)
+		}
+	}
+}
+
+func TestServiceIP(t *testing.T) {
+	for _, tc := range []struct {
+		subnet string
+		n      int
+		want   string // "" means error
+	}{
+		{"10.96.0.0/16", 0, "10.96.0.0"},
+		{"10.96.0.0/16", 1, "10.96.0.1"},
+		{"10.96.0.0/16", 10, "10.96.0.10"},
+		{"10.96.0.0/16", 256, "10.96.1.0"},
+		{"10.96.0.0/16", 65535, "10.96.255.255"},
+		{"10.96.0.0/16", 65536, ""},
+		{"10.96.5.7/16", 10, "10.96.0.10"}, // host bits are masked off
+		{"172.20.0.0/28", 10, "172.20.0.10"},
+		{"172.20.0.0/29", 10, ""},
+		{"fd00:10:96::/112", 10, "fd00:10:96::a"},
+		{"fd00:10:96::/112", 1, "fd00:10:96::1"},
+		{"255.255.255.0/24", 255, "255.255.255.255"},
+		{"255.255.255.0/24", 256, ""}, // runs off the end of the address space
+		{"not-a-cidr", 10, ""},
+		{"", 1, ""},
+	} {
+		c := Default("test")
+		c.ServiceSubnet = tc.subnet
+		got, err := c.ServiceIP(tc.n)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("ServiceIP(%d) of %q = %s, want an error", tc.n, tc.subnet, got)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ServiceIP(%d) of %q: %v", tc.n, tc.subnet, err)
+			continue
+		}
+		if got != netip.MustParseAddr(tc.want) {
+			t.Errorf("ServiceIP(%d) of %q = %s, want %s", tc.n, tc.subnet, got, tc.want)
+		}
+	}
+}
+
+func TestClusterJSONRoundTrip(t *testing.T) {
+	// The spec is saved in the cluster's state file and read back by later commands.
+	c := Default("dev")
+	c.Nodes = append(c.Nodes, Node{Name: NodeName("dev", 1), Role: RoleWorker})
+	c.APIServerPort = 40123
+	c.Image = "kubeforge.local/node:test"
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Cluster
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v", back, c)
+	}
+	for _, key := range []string{`"name":"dev"`, `"role":"worker"`, `"podSubnet":"10.244.0.0/16"`, `"serviceSubnet":"10.96.0.0/16"`, `"dnsDomain":"cluster.local"`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON %s lacks %s", b, key)
+		}
+	}
+}
