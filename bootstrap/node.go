@@ -77,7 +77,11 @@ func (f Files) Tar() ([]byte, error) {
 			}
 		}
 		b := f.Data[n]
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n[1:], Mode: f.Modes[n], Size: int64(len(b)), ModTime: now}); err != nil {
+		mode, ok := f.Modes[n]
+		if !ok {
+			mode = 0o644
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n[1:], Mode: mode, Size: int64(len(b)), ModTime: now}); err != nil {
 			return nil, err
 		}
 		if _, err := tw.Write(b); err != nil {

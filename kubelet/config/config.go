@@ -5,6 +5,8 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"sort"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -94,14 +96,12 @@ func Args(nodeName string, nodeIP netip.Addr, labels map[string]string) []string
 		"--node-ip=" + nodeIP.String(),
 	}
 	if len(labels) > 0 {
-		s := ""
+		kv := make([]string, 0, len(labels))
 		for k, v := range labels {
-			if s != "" {
-				s += ","
-			}
-			s += k + "=" + v
+			kv = append(kv, k+"="+v)
 		}
-		args = append(args, "--node-labels="+s)
+		sort.Strings(kv) // the same services.json on every render
+		args = append(args, "--node-labels="+strings.Join(kv, ","))
 	}
 	return args
 }
