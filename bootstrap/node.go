@@ -24,8 +24,9 @@ import (
 // APIServerPort is the API server's port inside the cluster network.
 const APIServerPort = 6443
 
-// ServiceDNS is the oneshot that writes the pods' resolv.conf (kubelet/netctl SetupDNS).
-const ServiceDNS = "pod-dns"
+// ServiceNodeNet is the oneshot that prepares the node's network before the kubelet (`netctl
+// boot`: the pods' resolv.conf and DNS forwarding, the Service CIDR guard).
+const ServiceNodeNet = "node-net"
 
 // Node is one node to render files for.
 type Node struct {
@@ -179,16 +180,16 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	svcs := runtime.Services(rt)
 	svcs = append(svcs,
 		supervisor.Service{
-			Name:    ServiceDNS,
+			Name:    ServiceNodeNet,
 			Path:    controlplane.NodeBinary,
-			Args:    []string{"netctl", "dns", "--node-ip=" + n.IP.String()},
+			Args:    []string{"netctl", "boot", "--node-ip=" + n.IP.String(), "--service-cidr=" + c.ServiceSubnet},
 			Oneshot: true,
 		},
 		supervisor.Service{
 			Name:  "kubelet",
 			Path:  controlplane.NodeBinary,
 			Args:  kubeletconfig.Args(n.Name, n.IP, nil),
-			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceDNS},
+			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceNodeNet},
 		},
 		supervisor.Service{
 			Name: "netctl",

@@ -389,13 +389,13 @@ func services(t *testing.T, f bootstrap.Files) map[string]supervisor.Service {
 func TestServices(t *testing.T) {
 	c, f := controlPlane(t)
 	svcs := services(t, f)
-	for _, name := range []string{runtime.ServiceContainerd, runtime.ServiceImportImages, bootstrap.ServiceDNS, "kubelet", "netctl"} {
+	for _, name := range []string{runtime.ServiceContainerd, runtime.ServiceImportImages, bootstrap.ServiceNodeNet, "kubelet", "netctl"} {
 		if _, ok := svcs[name]; !ok {
 			t.Errorf("no %s service", name)
 		}
 	}
 	kubelet := svcs["kubelet"]
-	for _, dep := range []string{runtime.ServiceContainerd, runtime.ServiceImportImages, bootstrap.ServiceDNS} {
+	for _, dep := range []string{runtime.ServiceContainerd, runtime.ServiceImportImages, bootstrap.ServiceNodeNet} {
 		if !slices.Contains(kubelet.After, dep) {
 			t.Errorf("kubelet does not come after %s: after=%q", dep, kubelet.After)
 		}
@@ -426,12 +426,12 @@ func TestServices(t *testing.T) {
 		}
 	}
 
-	dns := svcs[bootstrap.ServiceDNS]
+	dns := svcs[bootstrap.ServiceNodeNet]
 	if !dns.Oneshot {
-		t.Errorf("%s is not a oneshot", bootstrap.ServiceDNS)
+		t.Errorf("%s is not a oneshot", bootstrap.ServiceNodeNet)
 	}
 	if !slices.Contains(dns.Args, "--node-ip=192.168.49.2") {
-		t.Errorf("%s args %q lack the node IP", bootstrap.ServiceDNS, dns.Args)
+		t.Errorf("%s args %q lack the node IP", bootstrap.ServiceNodeNet, dns.Args)
 	}
 }
 

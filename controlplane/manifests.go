@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -141,6 +142,15 @@ func apiserver(c Config) *corev1.Pod {
 	return p
 }
 
+// NodeCIDRMaskSize is the size of each node's pod CIDR, as the controller-manager allocates them
+// (and as kubeforge assigns them up front, see provision/cluster).
+const NodeCIDRMaskSize = 24
+
+// LeaderElectRetryPeriod is how often the controller-manager and scheduler retry to take their
+// lease (upstream default 2s). Their first tries come while the API server is still creating its
+// RBAC roles; retrying sooner shortens the start by a second or two and costs nothing.
+const LeaderElectRetryPeriod = "500ms"
+
 func controllerManager(c Config) *corev1.Pod {
 	conf := "/etc/kubernetes/controller-manager.conf"
 	args := map[string]string{
@@ -156,6 +166,8 @@ func controllerManager(c Config) *corev1.Pod {
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
 		"kubeconfig":                       conf,
 		"leader-elect":                     "true",
+		"leader-elect-retry-period":        LeaderElectRetryPeriod,
+		"node-cidr-mask-size":              strconv.Itoa(NodeCIDRMaskSize),
 		"requestheader-client-ca-file":     pki + "/front-proxy-ca.crt",
 		"root-ca-file":                     pki + "/ca.crt",
 		"service-account-private-key-file": pki + "/sa.key",
@@ -180,6 +192,7 @@ func scheduler(c Config) *corev1.Pod {
 		"bind-address":              "127.0.0.1",
 		"kubeconfig":                conf,
 		"leader-elect":              "true",
+		"leader-elect-retry-period": LeaderElectRetryPeriod,
 	}
 	p := pod(c, "kube-scheduler", args, []mount{
 		{"kubeconfig", conf, corev1.HostPathFileOrCreate, true},

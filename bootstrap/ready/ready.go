@@ -108,6 +108,28 @@ func Nodes(ctx context.Context, cs kubernetes.Interface, names ...string) error 
 	return nil
 }
 
+// NodeRegistered waits until the Node name exists and returns it.
+func NodeRegistered(ctx context.Context, cs kubernetes.Interface, name string) (*corev1.Node, error) {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return cs.CoreV1().Nodes().List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return cs.CoreV1().Nodes().Watch(ctx, o)
+		},
+	}
+	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, nil, func(ev watch.Event) (bool, error) {
+		return ev.Type != watch.Deleted, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for node %s to register: %w", name, err)
+	}
+	return ev.Object.(*corev1.Node), nil
+}
+
 // ServiceEndpoints waits until a Service has at least one ready endpoint.
 func ServiceEndpoints(ctx context.Context, cs kubernetes.Interface, namespace, service string) error {
 	sel := discoveryv1.LabelServiceName + "=" + service

@@ -20,7 +20,7 @@ const (
 	ConfigPath     = "/var/lib/kubelet/config.yaml"
 	KubeconfigPath = "/etc/kubernetes/kubelet.conf"
 	// PodResolvConf is the resolv.conf pods with dnsPolicy Default get, written at boot by
-	// `kubeforge-node netctl dns` (loopback name servers replaced by the node IP).
+	// `kubeforge-node netctl boot` (loopback name servers replaced by the node IP).
 	PodResolvConf  = "/etc/kubeforge/resolv.conf"
 	ContainerdSock = "unix:///run/containerd/containerd.sock"
 )
@@ -67,11 +67,15 @@ func Render(o Options) ([]byte, error) {
 		},
 		ImageGCHighThresholdPercent: ptr.To[int32](100),
 		// Lowering its own oom_score_adj needs CAP_SYS_RESOURCE, which a container node lacks.
-		OOMScoreAdj:               ptr.To[int32](0),
-		SerializeImagePulls:       ptr.To(false),
-		RotateCertificates:        false,
-		FileCheckFrequency:        metav1.Duration{Duration: 5 * time.Second},
-		SyncFrequency:             metav1.Duration{Duration: 20 * time.Second},
+		OOMScoreAdj:         ptr.To[int32](0),
+		SerializeImagePulls: ptr.To(false),
+		RotateCertificates:  false,
+		FileCheckFrequency:  metav1.Duration{Duration: 5 * time.Second},
+		// The kubelet retries a failed mirror pod only at its next sync of the pod: the first tries
+		// for the static pods race the API server's creation of the system-node-critical
+		// PriorityClass, so a short period makes etcd-<node> and friends appear in kube-system
+		// within seconds rather than a minute. It also brings ConfigMap updates to pods sooner.
+		SyncFrequency:             metav1.Duration{Duration: 10 * time.Second},
 		HealthzBindAddress:        "127.0.0.1",
 		NodeStatusUpdateFrequency: metav1.Duration{Duration: 10 * time.Second},
 		ProtectKernelDefaults:     false,

@@ -56,29 +56,38 @@ func NewCommand() *cobra.Command {
 	fs.StringVar(&f.ClusterCIDR, "cluster-cidr", f.ClusterCIDR, "pod range of the whole cluster (IPv4); traffic from it to outside it is masqueraded")
 	fs.IntVar(&f.MTU, "mtu", f.MTU, "MTU of pod interfaces; 0 leaves the bridge plugin's default")
 	fs.DurationVar(&f.ResyncPeriod, "resync-period", f.ResyncPeriod, "how often routes and masquerade rules are re-applied without Node changes")
-	cmd.AddCommand(newDNSCommand())
+	cmd.AddCommand(newBootCommand())
 	return cmd
 }
 
-// newDNSCommand is `netctl dns`: the pods' resolv.conf and, on Docker nodes, the forwarding of
-// pod DNS to Docker's embedded server. A oneshot run at every boot before the kubelet.
-func newDNSCommand() *cobra.Command {
-	var nodeIP, in, out string
+// newBootCommand is `netctl boot`, a oneshot run at every boot before the kubelet: the pods'
+// resolv.conf (on Docker nodes, pod DNS forwarded to Docker's embedded server) and the guard that
+// keeps traffic to Service IPs that kube-proxy has not translated (yet) inside the node.
+func newBootCommand() *cobra.Command {
+	var nodeIP, serviceCIDR, in, out string
 	cmd := &cobra.Command{
-		Use:   "dns",
-		Short: "Write the pods' resolv.conf; forward pod DNS to Docker's embedded server when the node uses it",
+		Use:   "boot",
+		Short: "Node network setup before the kubelet: pods' resolv.conf, pod DNS forwarding, Service CIDR guard",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ip, err := netip.ParseAddr(nodeIP)
 			if err != nil {
 				return fmt.Errorf("--node-ip: %w", err)
 			}
+			svc, err := netip.ParsePrefix(serviceCIDR)
+			if err != nil {
+				return fmt.Errorf("--service-cidr: %w", err)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if err := GuardServiceCIDR(svc); err != nil {
+				return err
+			}
 			return SetupDNS(ctx, ip, in, out)
 		},
 	}
 	cmd.Flags().StringVar(&nodeIP, "node-ip", "", "this node's address on the cluster network (pods send DNS there)")
+	cmd.Flags().StringVar(&serviceCIDR, "service-cidr", "", "the cluster's Service IP range")
 	cmd.Flags().StringVar(&in, "resolv-conf", "/etc/resolv.conf", "the node's resolv.conf")
 	cmd.Flags().StringVar(&out, "pod-resolv-conf", DefaultPodResolvConf, "the resolv.conf written for the kubelet's pods")
 	return cmd

@@ -93,3 +93,14 @@ func DNSRules(nodeIP netip.Addr, tcp, udp int) [][]string {
 	}
 	return rules
 }
+
+// GuardChain is the filter chain that rejects traffic to Service IPs that no kube-proxy rule
+// translated: before kube-proxy has written its rules, such packets would otherwise follow the
+// node's default route out of the cluster, to whatever answers at that address.
+const GuardChain = "KUBEFORGE-SVC-GUARD"
+
+// GuardRules are GuardChain's rules for the Service range. Filter rules see packets after
+// kube-proxy's DNAT (nat PREROUTING and OUTPUT come first), so translated traffic passes.
+func GuardRules(serviceCIDR netip.Prefix) [][]string {
+	return [][]string{{"-d", serviceCIDR.Masked().String(), "-j", "REJECT", "--reject-with", "icmp-port-unreachable"}}
+}

@@ -85,3 +85,28 @@ func waitDockerDNSPorts(ctx context.Context) (tcp, udp int, err error) {
 		}
 	}
 }
+
+// GuardServiceCIDR installs GuardChain, jumped to from FORWARD (pods) and OUTPUT (the node's own
+// processes and host-network pods). Idempotent.
+func GuardServiceCIDR(serviceCIDR netip.Prefix) error {
+	ipt := utiliptables.New(utiliptables.ProtocolIPv4)
+	chain := utiliptables.Chain(GuardChain)
+	if _, err := ipt.EnsureChain(utiliptables.TableFilter, chain); err != nil {
+		return fmt.Errorf("creating filter chain %s: %w", GuardChain, err)
+	}
+	if err := ipt.FlushChain(utiliptables.TableFilter, chain); err != nil {
+		return fmt.Errorf("flushing filter chain %s: %w", GuardChain, err)
+	}
+	for _, r := range GuardRules(serviceCIDR) {
+		if _, err := ipt.EnsureRule(utiliptables.Append, utiliptables.TableFilter, chain, r...); err != nil {
+			return fmt.Errorf("adding %v to %s: %w", r, GuardChain, err)
+		}
+	}
+	for _, from := range []utiliptables.Chain{utiliptables.ChainForward, utiliptables.ChainOutput} {
+		if _, err := ipt.EnsureRule(utiliptables.Append, utiliptables.TableFilter, from,
+			"-m", "comment", "--comment", "kubeforge: Service IPs not translated by kube-proxy stay in the node", "-j", GuardChain); err != nil {
+			return fmt.Errorf("jumping from %s to %s: %w", from, GuardChain, err)
+		}
+	}
+	return nil
+}

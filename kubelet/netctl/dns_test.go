@@ -50,3 +50,10 @@ COMMIT
 		t.Fatalf("rules: %q", rules)
 	}
 }
+
+func TestGuardRules(t *testing.T) {
+	r := GuardRules(netip.MustParsePrefix("10.96.3.4/16"))
+	if len(r) != 1 || strings.Join(r[0], " ") != "-d 10.96.0.0/16 -j REJECT --reject-with icmp-port-unreachable" {
+		t.Fatalf("rules: %q", r)
+	}
+}

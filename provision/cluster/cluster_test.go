@@ -165,3 +165,29 @@ func TestRunUndoesAfterCancel(t *testing.T) {
 		t.Fatal("not undone")
 	}
 }
+
+func TestNodePodCIDR(t *testing.T) {
+	for _, c := range []struct {
+		subnet string
+		i      int
+		want   string
+	}{
+		{"10.244.0.0/16", 0, "10.244.0.0/24"},
+		{"10.244.0.0/16", 1, "10.244.1.0/24"},
+		{"10.244.0.0/16", 255, "10.244.255.0/24"},
+		{"10.128.0.0/9", 300, "10.129.44.0/24"},
+	} {
+		got, err := nodePodCIDR(c.subnet, c.i)
+		if err != nil || got != c.want {
+			t.Errorf("nodePodCIDR(%s, %d) = %s, %v; want %s", c.subnet, c.i, got, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		subnet string
+		i      int
+	}{{"10.244.0.0/16", 256}, {"10.244.0.0/25", 0}, {"fd00::/48", 0}, {"nonsense", 0}, {"10.244.0.0/16", -1}} {
+		if got, err := nodePodCIDR(c.subnet, c.i); err == nil {
+			t.Errorf("nodePodCIDR(%s, %d) = %s, want an error", c.subnet, c.i, got)
+		}
+	}
+}

@@ -3,11 +3,14 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,6 +23,7 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap/addons"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
@@ -213,10 +217,24 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			return addons.Apply(ctx, dyn, objs)
 		}},
 		{name: "Kubelet", run: func(ctx context.Context) error {
+			n, err := ready.NodeRegistered(ctx, cs, cp.Name)
+			if err != nil {
+				return p.waitError(ctx, err, node, "node "+cp.Name+" to register")
+			}
+			cidr, err := nodePodCIDR(c.PodSubnet, 0)
+			if err != nil {
+				return err
+			}
+			if err := assignPodCIDR(ctx, cs, n, cidr); err != nil {
+				return err
+			}
+			if err := labelControlPlane(ctx, cs, cp.Name); err != nil {
+				return err
+			}
 			if err := ready.Nodes(ctx, cs, cp.Name); err != nil {
 				return p.waitError(ctx, err, node, "node "+cp.Name)
 			}
-			return labelControlPlane(ctx, cs, cp.Name)
+			return nil
 		}},
 		{name: "DNS", run: func(ctx context.Context) error {
 			if err := ready.ServiceEndpoints(ctx, cs, metav1.NamespaceSystem, "kube-dns"); err != nil {
@@ -289,6 +307,42 @@ func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, node prov
 		CoreDNSImage:         corednsImage,
 		CoreDNSReplicas:      1,
 	})
+}
+
+// nodePodCIDR is the pod CIDR of the i-th node: the i-th /NodeCIDRMaskSize of the pod subnet.
+func nodePodCIDR(podSubnet string, i int) (string, error) {
+	p, err := netip.ParsePrefix(podSubnet)
+	if err != nil || !p.Addr().Is4() {
+		return "", fmt.Errorf("pod subnet %q is not an IPv4 CIDR", podSubnet)
+	}
+	bits := controlplane.NodeCIDRMaskSize
+	if p.Bits() > bits || i < 0 || i >= 1<<(bits-p.Bits()) {
+		return "", fmt.Errorf("pod subnet %s has no /%d for node %d", podSubnet, bits, i)
+	}
+	a := p.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(a[:]) + uint32(i)<<(32-bits)
+	binary.BigEndian.PutUint32(a[:], v)
+	return netip.PrefixFrom(netip.AddrFrom4(a), bits).String(), nil
+}
+
+// assignPodCIDR gives a freshly registered node its pod CIDR at once, so that its network (and
+// so the node's Ready condition) does not wait for the controller-manager to win its lease and
+// start its IPAM controller, which then finds the CIDR taken and keeps it. Node i always gets
+// the i-th range, so a node keeps its pods' addresses over restarts.
+func assignPodCIDR(ctx context.Context, cs kubernetes.Interface, n *corev1.Node, cidr string) error {
+	if n.Spec.PodCIDR != "" {
+		return nil
+	}
+	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, cidr, cidr)
+	_, err := cs.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: addons.FieldManager})
+	if err != nil {
+		// The controller-manager may have been quicker; its choice stands.
+		if cur, gerr := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{}); gerr == nil && cur.Spec.PodCIDR != "" {
+			return nil
+		}
+		return fmt.Errorf("assigning pod CIDR %s to node %s: %w", cidr, n.Name, err)
+	}
+	return nil
 }
 
 // labelControlPlane marks the node as kubeadm does (the kubelet may not label itself with a
