@@ -23,14 +23,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"kubeforge.dev/kubeforge/bootstrap"
 	"kubeforge.dev/kubeforge/bootstrap/addons"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/strictyaml"
 	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
 	"kubeforge.dev/kubeforge/kubelet/runtime"
 	"kubeforge.dev/kubeforge/kubelet/supervisor"
@@ -263,7 +262,7 @@ func pod(t *testing.T, f bootstrap.Files, component string) *corev1.Pod {
 	t.Helper()
 	var p corev1.Pod
 	b := file(t, f, path.Join(controlplane.ManifestsDir, component+".yaml"))
-	if err := decodeStrict(b, &p); err != nil {
+	if err := strictyaml.Unmarshal(b, &p); err != nil {
 		t.Fatalf("%s: %v", component, err)
 	}
 	if len(p.Spec.Containers) != 1 {
@@ -320,7 +319,7 @@ func TestManifestFilesExist(t *testing.T) {
 func TestKubeletAndContainerdConfig(t *testing.T) {
 	c, f := controlPlane(t)
 	var kc kubeletv1beta1.KubeletConfiguration
-	if err := decodeStrict(file(t, f, kubeletconfig.ConfigPath), &kc); err != nil {
+	if err := strictyaml.Unmarshal(file(t, f, kubeletconfig.ConfigPath), &kc); err != nil {
 		t.Fatalf("kubelet config: %v", err)
 	}
 	dns, err := c.ServiceIP(10)
@@ -692,19 +691,4 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// decodeStrict decodes YAML as the components do: field names matched case-sensitively, and
-// unknown or duplicate fields are errors (encoding/json, under sigs.k8s.io/yaml.UnmarshalStrict,
-// would accept "clusterCidr" for clusterCIDR).
-func decodeStrict(b []byte, v any) error {
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return err
-	}
-	strict, err := kjson.UnmarshalStrict(j, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
-	if err != nil {
-		return err
-	}
-	return errors.Join(strict...)
 }

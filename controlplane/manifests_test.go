@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"errors"
 	"net/netip"
 	"path"
 	"slices"
@@ -11,8 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
+
+	"kubeforge.dev/kubeforge/internal/strictyaml"
 )
 
 var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
@@ -47,7 +46,7 @@ func pods(t *testing.T, c Config) map[string]*corev1.Pod {
 	out := map[string]*corev1.Pod{}
 	for n, b := range ms {
 		var p corev1.Pod
-		if err := decodeStrict(b, &p); err != nil {
+		if err := strictyaml.Unmarshal(b, &p); err != nil {
 			t.Fatalf("%s does not parse strictly as a Pod: %v\n%s", n, err, b)
 		}
 		out[strings.TrimSuffix(n, ".yaml")] = &p
@@ -410,19 +409,4 @@ func TestConstants(t *testing.T) {
 	if got := ComponentsImage("v1.2.3"); !strings.HasSuffix(got, ":v1.2.3") {
 		t.Errorf("ComponentsImage(v1.2.3) = %q, want it tagged with the version", got)
 	}
-}
-
-// decodeStrict decodes YAML as the components do: field names matched case-sensitively, and
-// unknown or duplicate fields are errors (encoding/json, under sigs.k8s.io/yaml.UnmarshalStrict,
-// would accept "clusterCidr" for clusterCIDR).
-func decodeStrict(b []byte, v any) error {
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return err
-	}
-	strict, err := kjson.UnmarshalStrict(j, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
-	if err != nil {
-		return err
-	}
-	return errors.Join(strict...)
 }

@@ -1,7 +1,6 @@
 package addons
 
 import (
-	"errors"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -17,10 +16,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"kubeforge.dev/kubeforge/controlplane"
+	"kubeforge.dev/kubeforge/internal/strictyaml"
 )
 
 func testConfig() Config {
@@ -386,7 +384,7 @@ func TestKubeProxy(t *testing.T) {
 	}
 
 	var kc kubeproxyv1alpha1.KubeProxyConfiguration
-	if err := decodeStrict([]byte(cm.Data["config.conf"]), &kc); err != nil {
+	if err := strictyaml.Unmarshal([]byte(cm.Data["config.conf"]), &kc); err != nil {
 		t.Fatalf("config.conf does not parse strictly as a KubeProxyConfiguration: %v\n%s", err, cm.Data["config.conf"])
 	}
 	if kc.APIVersion != "kubeproxy.config.k8s.io/v1alpha1" || kc.Kind != "KubeProxyConfiguration" {
@@ -574,19 +572,4 @@ func keys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// decodeStrict decodes YAML as the components do: field names matched case-sensitively, and
-// unknown or duplicate fields are errors (encoding/json, under sigs.k8s.io/yaml.UnmarshalStrict,
-// would accept "clusterCidr" for clusterCIDR).
-func decodeStrict(b []byte, v any) error {
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return err
-	}
-	strict, err := kjson.UnmarshalStrict(j, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
-	if err != nil {
-		return err
-	}
-	return errors.Join(strict...)
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -11,8 +10,8 @@ import (
 	"time"
 
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
+
+	"kubeforge.dev/kubeforge/internal/strictyaml"
 )
 
 func render(t *testing.T, o Options) kubeletv1beta1.KubeletConfiguration {
@@ -24,7 +23,7 @@ func render(t *testing.T, o Options) kubeletv1beta1.KubeletConfiguration {
 	var c kubeletv1beta1.KubeletConfiguration
 	// Strict: a field the kubelet does not know would make it refuse the file (or silently
 	// ignore a setting).
-	if err := decodeStrict(b, &c); err != nil {
+	if err := strictyaml.Unmarshal(b, &c); err != nil {
 		t.Fatalf("config does not parse strictly as a KubeletConfiguration: %v\n%s", err, b)
 	}
 	return c
@@ -192,19 +191,4 @@ func TestPaths(t *testing.T) {
 			t.Errorf("path %q, want %q", got, want)
 		}
 	}
-}
-
-// decodeStrict decodes YAML as the components do: field names matched case-sensitively, and
-// unknown or duplicate fields are errors (encoding/json, under sigs.k8s.io/yaml.UnmarshalStrict,
-// would accept "clusterCidr" for clusterCIDR).
-func decodeStrict(b []byte, v any) error {
-	j, err := yaml.YAMLToJSONStrict(b)
-	if err != nil {
-		return err
-	}
-	strict, err := kjson.UnmarshalStrict(j, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
-	if err != nil {
-		return err
-	}
-	return errors.Join(strict...)
 }

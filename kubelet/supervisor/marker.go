@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"kubeforge.dev/kubeforge/internal/fsutil"
 )
 
 // Fingerprint hashes the paths and sizes of the regular files matching glob (sorted), so that a
@@ -74,36 +76,8 @@ func writeMarker(s *Service, fingerprint string) error {
 	if s.DoneKey != "" {
 		content += "# files matching " + s.DoneKey + " processed by service " + s.Name + "\n"
 	}
-	if err := writeFileAtomic(s.DoneMarker, []byte(content), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(s.DoneMarker, []byte(content), 0o644, 0o755); err != nil {
 		return fmt.Errorf("writing done marker: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes a file through a temporary file and a rename, creating the directory.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

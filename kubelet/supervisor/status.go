@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"kubeforge.dev/kubeforge/internal/fsutil"
 )
 
 // Supervisor phases.
@@ -102,7 +104,7 @@ func WriteStatus(path string, st *Status) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o644)
+	return fsutil.WriteFileAtomic(path, append(b, '\n'), 0o644, 0o755)
 }
 
 // FormatStatus writes a human-readable table of st.

@@ -44,20 +44,13 @@ func MergeKubeconfig(path string, src []byte, name string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lockFile(path)
-	if err != nil {
-		return fmt.Errorf("locking %s: %w", path, err)
-	}
-	defer unlock()
-	cfg, err := loadOrNew(path)
-	if err != nil {
-		return err
-	}
-	cfg.Clusters[name] = in.Clusters[name]
-	cfg.AuthInfos[name] = in.AuthInfos[name]
-	cfg.Contexts[name] = in.Contexts[name]
-	cfg.CurrentContext = name
-	return write(path, cfg)
+	return editKubeconfig(path, func(cfg *clientcmdapi.Config) bool {
+		cfg.Clusters[name] = in.Clusters[name]
+		cfg.AuthInfos[name] = in.AuthInfos[name]
+		cfg.Contexts[name] = in.Contexts[name]
+		cfg.CurrentContext = name
+		return true
+	})
 }
 
 // RemoveFromKubeconfig removes name's cluster, user and context from the file at path (if it
@@ -66,6 +59,23 @@ func RemoveFromKubeconfig(path, name string) error {
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		return nil
 	}
+	return editKubeconfig(path, func(cfg *clientcmdapi.Config) bool {
+		if _, ok := cfg.Contexts[name]; !ok {
+			return false
+		}
+		delete(cfg.Clusters, name)
+		delete(cfg.AuthInfos, name)
+		delete(cfg.Contexts, name)
+		if cfg.CurrentContext == name {
+			cfg.CurrentContext = ""
+		}
+		return true
+	})
+}
+
+// editKubeconfig applies edit to the kubeconfig at path under its lock, writing it back when
+// edit reports a change.
+func editKubeconfig(path string, edit func(*clientcmdapi.Config) bool) error {
 	unlock, err := lockFile(path)
 	if err != nil {
 		return fmt.Errorf("locking %s: %w", path, err)
@@ -75,14 +85,8 @@ func RemoveFromKubeconfig(path, name string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := cfg.Contexts[name]; !ok {
+	if !edit(cfg) {
 		return nil
-	}
-	delete(cfg.Clusters, name)
-	delete(cfg.AuthInfos, name)
-	delete(cfg.Contexts, name)
-	if cfg.CurrentContext == name {
-		cfg.CurrentContext = ""
 	}
 	return write(path, cfg)
 }

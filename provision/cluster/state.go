@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"kubeforge.dev/kubeforge/internal/fsutil"
 	"kubeforge.dev/kubeforge/internal/spec"
 )
 
@@ -61,25 +62,7 @@ func (d Dirs) load() (Record, error) {
 	return r, json.Unmarshal(b, &r)
 }
 
+// writeFileAtomic writes kubeforge state: private files in private directories.
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteFileAtomic(path, b, mode, 0o700)
 }

@@ -21,17 +21,11 @@ func newDelete(g *globals) *cobra.Command {
 			if all && cmd.Flags().Changed("name") {
 				return kferr.Usage("give either --name or --all, not both")
 			}
-			if _, err := clusterName(name); err != nil {
-				return err
-			}
-			e, err := g.env(cmd.Context())
+			e, err := g.clusterEnv(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			if err := e.driver.Ping(cmd.Context()); err != nil {
-				return err
-			}
 			names := []string{name}
 			if all {
 				if names, err = e.provider.Clusters(cmd.Context()); err != nil {

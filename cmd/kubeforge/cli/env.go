@@ -29,6 +29,27 @@ func (g *globals) env(ctx context.Context) (*env, error) {
 	return e, nil
 }
 
+// pingedEnv is env after checking that the driver's backend answers.
+func (g *globals) pingedEnv(ctx context.Context) (*env, error) {
+	e, err := g.env(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.driver.Ping(ctx); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// clusterEnv validates the cluster name, then returns pingedEnv.
+func (g *globals) clusterEnv(ctx context.Context, name string) (*env, error) {
+	if _, err := clusterName(name); err != nil {
+		return nil, err
+	}
+	return g.pingedEnv(ctx)
+}
+
 func (e *env) close() { e.driver.Close() }
 
 // nodeImage returns the ImageFunc of the Docker driver: the image the user named (it must be in

@@ -30,14 +30,11 @@ func newImageBuild(g *globals) *cobra.Command {
 		Use:   "build",
 		Short: "Build the node image from this kubeforge's binaries (skipped when Docker has it) and print its tag",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := g.env(cmd.Context())
+			e, err := g.pingedEnv(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			if err := e.driver.Ping(cmd.Context()); err != nil {
-				return err
-			}
 			dir, err := artifactsDir()
 			if err != nil {
 				return err
@@ -68,17 +65,11 @@ func newImageLoad(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := clusterName(name); err != nil {
-				return err
-			}
-			e, err := g.env(cmd.Context())
+			e, err := g.clusterEnv(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			if err := e.driver.Ping(cmd.Context()); err != nil {
-				return err
-			}
 			nodes, err := e.driver.Nodes(cmd.Context(), name)
 			if err != nil {
 				return err

@@ -34,17 +34,11 @@ func newStatus(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			if _, err := clusterName(name); err != nil {
-				return err
-			}
-			e, err := g.env(cmd.Context())
+			e, err := g.clusterEnv(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			if err := e.driver.Ping(cmd.Context()); err != nil {
-				return err
-			}
 			st, err := e.provider.Status(cmd.Context(), name)
 			if err != nil {
 				return err
@@ -95,14 +89,11 @@ func newList(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := g.env(cmd.Context())
+			e, err := g.pingedEnv(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			if err := e.driver.Ping(cmd.Context()); err != nil {
-				return err
-			}
 			names, err := e.provider.Clusters(cmd.Context())
 			if err != nil {
 				return err
