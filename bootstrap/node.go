@@ -17,6 +17,7 @@ import (
 	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/internal/spec"
 	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
+	"kubeforge.dev/kubeforge/kubelet/netctl/cniconf"
 	"kubeforge.dev/kubeforge/kubelet/runtime"
 	"kubeforge.dev/kubeforge/kubelet/supervisor"
 )
@@ -34,6 +35,9 @@ type Node struct {
 	Role         spec.Role
 	IP           netip.Addr
 	ControlPlane netip.Addr // address of the (first) control plane, for kubeconfigs
+	// PodCIDR, when valid, is the pod range the node is given as soon as it registers: its CNI
+	// config is written up front, so the runtime's network is ready when the kubelet starts.
+	PodCIDR netip.Prefix
 }
 
 // ControlPlaneEndpoint is host:port where nodes reach the API server.
@@ -175,6 +179,13 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		return f, err
 	}
 	f.add(runtime.ConfigPath, ctd, 0o644)
+	if n.PodCIDR.IsValid() {
+		cni, err := cniconf.Render(n.PodCIDR, 0)
+		if err != nil {
+			return f, err
+		}
+		f.add(path.Join(cniconf.DefaultConfDir, cniconf.ConfFileName), cni, 0o644)
+	}
 
 	// Supervisor services: containerd, preloaded images, kubelet, network controller.
 	svcs := runtime.Services(rt)

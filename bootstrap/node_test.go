@@ -31,6 +31,7 @@ import (
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
 	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
+	"kubeforge.dev/kubeforge/kubelet/netctl/cniconf"
 	"kubeforge.dev/kubeforge/kubelet/runtime"
 	"kubeforge.dev/kubeforge/kubelet/supervisor"
 )
@@ -691,4 +692,26 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// A node whose pod CIDR is known up front gets its CNI config before it boots, the same bytes
+// netctl would write.
+func TestNodeFilesPodCIDR(t *testing.T) {
+	auth, err := pki.EnsureAuthorities(t.TempDir(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.168.49.3")
+	cidr := netip.MustParsePrefix("10.244.1.0/24")
+	f, err := bootstrap.NodeFiles(spec.Default("test"), bootstrap.Node{Name: "test-m02", Role: spec.RoleWorker, IP: ip, ControlPlane: ip, PodCIDR: cidr}, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := cniconf.Render(cidr, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Data["/etc/cni/net.d/10-kubeforge.conflist"]; string(got) != string(want) {
+		t.Fatalf("CNI config:\n%s\nwant:\n%s", got, want)
+	}
 }

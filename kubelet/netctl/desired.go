@@ -1,28 +1,27 @@
 package netctl
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"net/netip"
 	"sort"
 
 	v1 "k8s.io/api/core/v1"
+
+	"kubeforge.dev/kubeforge/kubelet/netctl/cniconf"
 )
 
 // Names and numbers the controller owns on a node.
 const (
 	// NetworkName is the CNI network name (and the host-local IPAM state directory under DataDir).
-	NetworkName = "kubeforge"
+	NetworkName = cniconf.NetworkName
 	// ConfFileName is the CNI config file written into the CNI config directory.
-	ConfFileName = "10-kubeforge.conflist"
+	ConfFileName = cniconf.ConfFileName
 	// BridgeName is the Linux bridge the bridge plugin creates; pods' gateway is on it.
-	BridgeName = "kfbr0"
+	BridgeName = cniconf.BridgeName
 	// CNIVersion is the CNI spec version of the config: the newest that Debian bookworm's
 	// containernetworking-plugins 1.1.1 and containerd's libcni support.
-	CNIVersion = "1.0.0"
+	CNIVersion = cniconf.CNIVersion
 	// DataDir is host-local IPAM's state directory (it stores leases under DataDir/NetworkName).
-	DataDir = "/var/lib/cni/networks"
+	DataDir = cniconf.DataDir
 	// RouteProtocol marks the routes this controller owns (rtm_protocol 0x6b, "kubeforge"); routes
 	// with another protocol are never deleted.
 	RouteProtocol = 0x6b
@@ -31,7 +30,7 @@ const (
 	// DefaultClusterCIDR is the pod range of the whole cluster.
 	DefaultClusterCIDR = "10.244.0.0/16"
 	// DefaultCNIConfDir is where the CNI config is written (containerd's conf_dir).
-	DefaultCNIConfDir = "/etc/cni/net.d"
+	DefaultCNIConfDir = cniconf.DefaultConfDir
 )
 
 // Route is a route to another node's pod CIDR through that node's address.
@@ -161,78 +160,5 @@ func sortRoutes(rs []Route) {
 	})
 }
 
-// CNI config document types, in the order the fields are written.
-type (
-	cniConfList struct {
-		CNIVersion string `json:"cniVersion"`
-		Name       string `json:"name"`
-		Plugins    []any  `json:"plugins"`
-	}
-	cniBridge struct {
-		Type        string  `json:"type"`
-		Bridge      string  `json:"bridge"`
-		IsGateway   bool    `json:"isGateway"`
-		IPMasq      bool    `json:"ipMasq"`
-		HairpinMode bool    `json:"hairpinMode"`
-		MTU         int     `json:"mtu,omitempty"`
-		IPAM        cniIPAM `json:"ipam"`
-	}
-	cniIPAM struct {
-		Type    string         `json:"type"`
-		Ranges  [][]cniRange   `json:"ranges"`
-		Routes  []cniIPAMRoute `json:"routes"`
-		DataDir string         `json:"dataDir"`
-	}
-	cniRange struct {
-		Subnet string `json:"subnet"`
-	}
-	cniIPAMRoute struct {
-		Dst string `json:"dst"`
-	}
-	cniPortMap struct {
-		Type         string          `json:"type"`
-		Capabilities map[string]bool `json:"capabilities"`
-	}
-)
-
-// CNIConfig renders the node's CNI network config list for its pod CIDR: the bridge plugin
-// (BridgeName, gateway on the bridge, no masquerading of its own, hairpin on) with host-local IPAM
-// over podCIDR and a default route, then portmap for hostPort. mtu 0 leaves the bridge plugin's
-// default. The loopback interface is the runtime's business. The output is deterministic
-// (indented JSON and a final newline), so it can be compared with what is on disk.
-func CNIConfig(podCIDR netip.Prefix, mtu int) ([]byte, error) {
-	if !podCIDR.IsValid() || !podCIDR.Addr().Is4() {
-		return nil, fmt.Errorf("pod CIDR %q is not an IPv4 prefix", podCIDR)
-	}
-	if mtu < 0 {
-		return nil, fmt.Errorf("MTU %d is negative", mtu)
-	}
-	conf := cniConfList{
-		CNIVersion: CNIVersion,
-		Name:       NetworkName,
-		Plugins: []any{
-			cniBridge{
-				Type:        "bridge",
-				Bridge:      BridgeName,
-				IsGateway:   true,
-				IPMasq:      false,
-				HairpinMode: true,
-				MTU:         mtu,
-				IPAM: cniIPAM{
-					Type:    "host-local",
-					Ranges:  [][]cniRange{{{Subnet: podCIDR.Masked().String()}}},
-					Routes:  []cniIPAMRoute{{Dst: "0.0.0.0/0"}},
-					DataDir: DataDir,
-				},
-			},
-			cniPortMap{Type: "portmap", Capabilities: map[string]bool{"portMappings": true}},
-		},
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(conf); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
+// CNIConfig renders the node's CNI network config list for its pod CIDR (see cniconf.Render).
+func CNIConfig(podCIDR netip.Prefix, mtu int) ([]byte, error) { return cniconf.Render(podCIDR, mtu) }

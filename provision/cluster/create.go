@@ -163,7 +163,11 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err != nil {
 				return err
 			}
-			bn := bootstrap.Node{Name: cp.Name, Role: cp.Role, IP: ip, ControlPlane: ip}
+			podCIDR, err := nodePodCIDR(c.PodSubnet, 0)
+			if err != nil {
+				return err
+			}
+			bn := bootstrap.Node{Name: cp.Name, Role: cp.Role, IP: ip, ControlPlane: ip, PodCIDR: netip.MustParsePrefix(podCIDR)}
 			files, err := bootstrap.NodeFiles(c, bn, auth)
 			if err != nil {
 				return err
