@@ -2,7 +2,7 @@
 
 // End-to-end tests: kubeforge-init as PID 1 of a real node container, started with the flags
 // that work on this kind of machine (see shared/docs/node-runtime-facts.md), from the Debian
-// rootfs the images build produces (images/ROOTFS_READY holds its path).
+// Debian rootfs the images build uses (images/rootfs, made once and cached).
 //
 //	go test -tags e2e ./kubelet/supervisor/...
 //
@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/kubelet/runtime"
 	"kubeforge.dev/kubeforge/kubelet/supervisor"
 )
@@ -94,18 +95,19 @@ func buildInit(t *testing.T) []byte {
 	return b
 }
 
-// baseImage imports the node rootfs as an image (once per rootfs tarball).
+// baseImage imports the node rootfs as an image (once per rootfs tarball). The rootfs is the
+// one the images build uses, made (debootstrap, once) if the cache does not hold it yet.
 func baseImage(t *testing.T) string {
 	t.Helper()
-	marker := filepath.Join(moduleRoot(t), "images", "ROOTFS_READY")
-	b, err := os.ReadFile(marker)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	tarball, err := rootfs.Ensure(ctx, rootfs.Options{})
 	if err != nil {
-		t.Fatalf("no node rootfs: %v (build it first: the images build writes %s)", err, marker)
+		t.Fatalf("node rootfs: %v", err)
 	}
-	tarball := strings.TrimSpace(string(b))
 	fi, err := os.Stat(tarball)
 	if err != nil {
-		t.Fatalf("node rootfs named by %s: %v", marker, err)
+		t.Fatalf("node rootfs: %v", err)
 	}
 	h := sha256.Sum256([]byte(fmt.Sprintf("%s %d %d", tarball, fi.Size(), fi.ModTime().UnixNano())))
 	tag := "kubeforge-e2e-rootfs:" + hex.EncodeToString(h[:])[:12]
