@@ -151,6 +151,15 @@ const NodeCIDRMaskSize = 24
 // RBAC roles; retrying sooner shortens the start by a second or two and costs nothing.
 const LeaderElectRetryPeriod = "500ms"
 
+// KubeAPIQPS and KubeAPIBurst are the controller-manager's client-side rate limit (upstream 20/30).
+// At its first start it creates a ServiceAccount and requests a token for each of its ~40
+// controllers before they run; at 20 requests a second that alone takes about 5 s, while the
+// API server sits mostly idle. A one-node cluster has no load to protect the API server from.
+const (
+	KubeAPIQPS   = "200"
+	KubeAPIBurst = "300"
+)
+
 func controllerManager(c Config) *corev1.Pod {
 	conf := "/etc/kubernetes/controller-manager.conf"
 	args := map[string]string{
@@ -164,6 +173,8 @@ func controllerManager(c Config) *corev1.Pod {
 		"cluster-signing-cert-file":        pki + "/ca.crt",
 		"cluster-signing-key-file":         pki + "/ca.key",
 		"controllers":                      "*,bootstrapsigner,tokencleaner",
+		"kube-api-burst":                   KubeAPIBurst,
+		"kube-api-qps":                     KubeAPIQPS,
 		"kubeconfig":                       conf,
 		"leader-elect":                     "true",
 		"leader-elect-retry-period":        LeaderElectRetryPeriod,

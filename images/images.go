@@ -31,6 +31,7 @@ import (
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/internal/ui"
+	"kubeforge.dev/kubeforge/kubelet/runtime"
 )
 
 // NodeRepo is the node image's repository; its tag is "<kubernetes version>-<inputs hash>".
@@ -50,7 +51,7 @@ const formatVersion = "1"
 // Paths inside the node.
 const (
 	NodeBinDir     = "/usr/local/bin"
-	PreloadDir     = "/kubeforge/images"
+	PreloadDir     = runtime.ImagesDir
 	ImageInfoPath  = "/etc/kubeforge/image-info.json"
 	CrictlConfig   = "/etc/crictl.yaml"
 	Entrypoint     = NodeBinDir + "/kubeforge-init"
@@ -260,7 +261,11 @@ func makePlan(opts BuildOptions) (*plan, error) {
 		if err != nil {
 			return nil, err
 		}
-		file := path.Join(PreloadDir[1:], name+".tar")
+		dir := PreloadDir[1:]
+		if bootImages[name] {
+			dir = path.Join(dir, runtime.BootImagesSubdir)
+		}
+		file := path.Join(dir, name+".tar")
 		p.info.Preload = append(p.info.Preload, "/"+file)
 		p.files = append(p.files, overlayFile{path: file, mode: 0o644, key: key, gen: func() ([]byte, error) { return oci.Bytes(s) }})
 	}
@@ -288,6 +293,10 @@ func makePlan(opts BuildOptions) (*plan, error) {
 	p.ref = NodeRepo + ":" + tagSafe(o.KubernetesVersion) + "-" + p.hash[:12]
 	return p, nil
 }
+
+// bootImages are the preloaded images the kubelet needs before it can start the control plane;
+// the node imports them first (kubelet/runtime).
+var bootImages = map[string]bool{"pause": true, "kube-components": true}
 
 // preloadSpecs are the pod images preloaded into every node, by file name.
 func (p *plan) preloadSpecs() map[string]oci.Spec {

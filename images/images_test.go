@@ -277,10 +277,16 @@ func TestNodeTarAssembly(t *testing.T) {
 		"kube-components": "kubeforge.local/kube-components:v1.36.3",
 		"coredns":         "kubeforge.local/coredns:" + DefaultCoreDNSVersion,
 	}
+	// pause and the components are boot images (imported before the kubelet starts).
+	wantPath := map[string]string{
+		"pause":           "kubeforge/images/boot/pause.tar",
+		"kube-components": "kubeforge/images/boot/kube-components.tar",
+		"coredns":         "kubeforge/images/coredns.tar",
+	}
 	for file, tag := range wantTags {
-		f, ok := files["kubeforge/images/"+file+".tar"]
+		f, ok := files[wantPath[file]]
 		if !ok {
-			t.Errorf("kubeforge/images/%s.tar missing", file)
+			t.Errorf("%s missing", wantPath[file])
 			continue
 		}
 		inner, _ := readTar(t, bytes.NewReader(f.data))

@@ -25,16 +25,25 @@ const (
 	// ContainerdPath and CtrPath are where the node image installs containerd and ctr.
 	ContainerdPath = "/usr/local/bin/containerd"
 	CtrPath        = "/usr/local/bin/ctr"
-	// ImagesDir holds the node image's preloaded image archives (*.tar).
+	// ImagesDir holds the node image's preloaded image archives (*.tar): those the kubelet needs
+	// before it can start the control plane (pause, the components image) in BootImagesSubdir,
+	// the others (addons: CoreDNS) directly in it.
 	ImagesDir = "/kubeforge/images"
+	// BootImagesSubdir is the subdirectory of ImagesDir with the archives the kubelet waits for.
+	BootImagesSubdir = "boot"
 	// ImagesNamespace is the containerd namespace the CRI plugin (and so the kubelet) uses.
 	ImagesNamespace = "k8s.io"
-	// ImportDoneMarker records which image archives were imported into this node's /var volume.
-	ImportDoneMarker = supervisor.StateDir + "/images-imported"
+	// ImportDoneMarker and ImportAddonsDoneMarker record which image archives were imported
+	// into this node's /var volume.
+	ImportDoneMarker       = supervisor.StateDir + "/images-imported"
+	ImportAddonsDoneMarker = supervisor.StateDir + "/addon-images-imported"
 
-	// Service names, for the host's After lists (the kubelet comes after both).
-	ServiceContainerd   = "containerd"
-	ServiceImportImages = "import-images"
+	// Service names, for the host's After lists: the kubelet comes after containerd and the
+	// boot images; the addon images are imported meanwhile (their pods come seconds later, once
+	// the API server runs and the addons are applied).
+	ServiceContainerd        = "containerd"
+	ServiceImportImages      = "import-images"
+	ServiceImportAddonImages = "import-addon-images"
 )
 
 // Defaults of Options.
@@ -199,41 +208,57 @@ func proxyEnv(o Options) map[string]string {
 	return env
 }
 
-// importScript imports every archive of a directory into the CRI namespace. Run by /bin/sh with
-// the directory as $1.
+// importScript imports every archive of a directory into the CRI namespace, concurrently. Run
+// by /bin/sh with the directory as $1.
 const importScript = `set -eu
-n=0
+n=0 pids=
 for f in "$1"/*.tar; do
 	[ -e "$f" ] || continue
 	echo "importing $f"
-	` + CtrPath + ` --address ` + SocketPath + ` --namespace ` + ImagesNamespace + ` images import --all-platforms "$f"
+	` + CtrPath + ` --address ` + SocketPath + ` --namespace ` + ImagesNamespace + ` images import --all-platforms "$f" &
+	pids="$pids $!"
 	n=$((n+1))
 done
+failed=0
+for p in $pids; do wait "$p" || failed=$((failed+1)); done
+if [ "$failed" -ne 0 ]; then echo "$failed of $n image archive(s) in $1 failed to import" >&2; exit 1; fi
 echo "imported $n image archive(s) from $1"
 `
 
-// ImportImagesService is a oneshot service that imports the node image's preloaded archives
-// (ImagesDir/*.tar) into containerd's k8s.io namespace once per node volume: its done marker is
-// keyed by the archives' names and sizes, so a node started from a new node image (other
-// archives) imports again.
+// ImportImagesService is a oneshot service that imports the boot images (ImagesDir/boot/*.tar:
+// pause and the control-plane components) into containerd's k8s.io namespace once per node
+// volume: its done marker is keyed by the archives' names and sizes, so a node started from a
+// new node image (other archives) imports again. The kubelet comes after it.
 func ImportImagesService(o Options) supervisor.Service {
 	o = o.withDefaults()
+	dir := path.Join(o.ImagesDir, BootImagesSubdir)
+	return importService(ServiceImportImages, dir, ImportDoneMarker)
+}
+
+// ImportAddonImagesService imports the other preloaded archives (ImagesDir/*.tar) the same way,
+// alongside the kubelet's start.
+func ImportAddonImagesService(o Options) supervisor.Service {
+	o = o.withDefaults()
+	return importService(ServiceImportAddonImages, o.ImagesDir, ImportAddonsDoneMarker)
+}
+
+func importService(name, dir, marker string) supervisor.Service {
 	return supervisor.Service{
-		Name:       ServiceImportImages,
+		Name:       name,
 		Path:       "/bin/sh",
-		Args:       []string{"-c", importScript, "kubeforge-import-images", o.ImagesDir},
+		Args:       []string{"-c", importScript, "kubeforge-" + name, dir},
 		After:      []string{ServiceContainerd},
 		Oneshot:    true,
-		DoneMarker: ImportDoneMarker,
-		DoneKey:    path.Join(o.ImagesDir, "*.tar"),
+		DoneMarker: marker,
+		DoneKey:    path.Join(dir, "*.tar"),
 		Restart:    supervisor.RestartOnFailure,
 	}
 }
 
-// Services returns the runtime's services (containerd, then the image import), for the host to
-// combine with the kubelet's (which should come After both).
+// Services returns the runtime's services (containerd, then the image imports), for the host to
+// combine with the kubelet's (which should come After ServiceContainerd and ServiceImportImages).
 func Services(o Options) []supervisor.Service {
-	return []supervisor.Service{ContainerdService(o), ImportImagesService(o)}
+	return []supervisor.Service{ContainerdService(o), ImportImagesService(o), ImportAddonImagesService(o)}
 }
 
 // tomlWriter emits the small subset of TOML the config needs, in a fixed order.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -147,7 +148,7 @@ func TestServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := [][]string{{"containerd"}, {"import-images"}, {"kubelet"}}
+	want := [][]string{{"containerd"}, {"import-addon-images", "import-images"}, {"kubelet"}}
 	if gotJSON, wantJSON := mustJSON(levels), mustJSON(want); gotJSON != wantJSON {
 		t.Errorf("levels = %s, want %s", gotJSON, wantJSON)
 	}
@@ -165,8 +166,12 @@ func TestServices(t *testing.T) {
 		t.Errorf("unset proxy in env: %v", c.Env)
 	}
 	imp := parsed.Service(ServiceImportImages)
-	if !imp.Oneshot || imp.DoneMarker != "/var/lib/kubeforge/images-imported" || imp.DoneKey != "/kubeforge/images/*.tar" {
+	if !imp.Oneshot || imp.DoneMarker != "/var/lib/kubeforge/images-imported" || imp.DoneKey != "/kubeforge/images/boot/*.tar" {
 		t.Errorf("import service = %+v", imp)
+	}
+	addons := parsed.Service(ServiceImportAddonImages)
+	if !addons.Oneshot || addons.DoneMarker != "/var/lib/kubeforge/addon-images-imported" || addons.DoneKey != "/kubeforge/images/*.tar" || addons.Args[3] != "/kubeforge/images" {
+		t.Errorf("addon import service = %+v", addons)
 	}
 	if len(ContainerdService(Options{}).Env) != 0 {
 		t.Errorf("no proxy options should mean no env")
@@ -179,7 +184,8 @@ func mustJSON(v any) string {
 }
 
 // TestImportScript runs the import script with a fake ctr to check the command line it builds
-// for each archive, and that an empty directory is not an error.
+// for each archive (archives are imported concurrently), that an empty directory is not an error,
+// and that one failed import fails the script.
 func TestImportScript(t *testing.T) {
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		t.Fatal("needs /bin/sh")
@@ -213,13 +219,25 @@ func TestImportScript(t *testing.T) {
 	if out := run(); !strings.Contains(out, "imported 2 image archive(s)") {
 		t.Errorf("output: %s", out)
 	}
-	got, err := os.ReadFile(calls)
+	b, err := os.ReadFile(calls)
 	if err != nil {
 		t.Fatal(err)
 	}
+	lines := strings.SplitAfter(string(b), "\n")
+	sort.Strings(lines)
+	got := strings.Join(lines, "")
 	want := "--address /run/containerd/containerd.sock --namespace k8s.io images import --all-platforms " + images + "/a b.tar\n" +
 		"--address /run/containerd/containerd.sock --namespace k8s.io images import --all-platforms " + images + "/b.tar\n"
-	if string(got) != want {
+	if got != want {
 		t.Errorf("ctr calls:\n%s\nwant:\n%s", got, want)
+	}
+
+	failing := strings.ReplaceAll(importScript, CtrPath, filepath.Join(dir, "failing-ctr"))
+	if err := os.WriteFile(filepath.Join(dir, "failing-ctr"), []byte("#!/bin/sh\ncase \"$*\" in *a\\ b.tar) exit 3;; esac\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/bin/sh", "-c", failing, "kubeforge-import-images", images).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "1 of 2 image archive(s)") {
+		t.Errorf("a failed import: err %v, output %s", err, out)
 	}
 }
