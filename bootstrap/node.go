@@ -38,7 +38,13 @@ type Node struct {
 	// PodCIDR, when valid, is the pod range the node is given as soon as it registers: its CNI
 	// config is written up front, so the runtime's network is ready when the kubelet starts.
 	PodCIDR netip.Prefix
+	// Taints the kubelet registers the node with (key[=value]:effect).
+	Taints []string
 }
+
+// ControlPlaneTaint keeps ordinary pods off control-plane nodes when the cluster has workers, as
+// kubeadm does.
+const ControlPlaneTaint = "node-role.kubernetes.io/control-plane:NoSchedule"
 
 // ControlPlaneEndpoint is host:port where nodes reach the API server.
 func (n Node) ControlPlaneEndpoint() string {
@@ -158,6 +164,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		ms, err := controlplane.Manifests(controlplane.Config{
 			ClusterName: c.Name, KubernetesVersion: c.KubernetesVersion, NodeName: n.Name, NodeIP: n.IP,
 			PodSubnet: c.PodSubnet, ServiceSubnet: c.ServiceSubnet, DNSDomain: c.DNSDomain,
+			ExtraArgs: controlplane.EvictionArgs(c.PodEvictionTimeout),
 		})
 		if err != nil {
 			return f, err
@@ -199,7 +206,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		supervisor.Service{
 			Name:  "kubelet",
 			Path:  controlplane.NodeBinary,
-			Args:  kubeletconfig.Args(n.Name, n.IP, nil),
+			Args:  kubeletconfig.Args(n.Name, n.IP, nil, n.Taints),
 			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceNodeNet},
 		},
 		supervisor.Service{

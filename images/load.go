@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 
@@ -174,4 +175,74 @@ func nodeNames(nodes []provision.Node) string {
 		return "node " + names[0]
 	}
 	return "nodes " + strings.Join(names, ", ")
+}
+
+// NodeImage is an image in the nodes' containerd, as `kubeforge image ls` shows it.
+type NodeImage struct {
+	Ref   string   `json:"ref"`
+	ID    string   `json:"id"`
+	Size  uint64   `json:"size"`
+	Nodes []string `json:"nodes"` // the nodes that have it (this ID under this name)
+}
+
+// List returns the images of the nodes' containerd (the CRI namespace the kubelet uses), one
+// entry per name and ID, sorted by name. Stopped nodes are skipped.
+func List(ctx context.Context, nodes []provision.Node) ([]NodeImage, error) {
+	type key struct{ ref, id string }
+	var (
+		mu   sync.Mutex
+		all  = map[key]*NodeImage{}
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, n := range nodes {
+		if st, err := n.State(ctx); err != nil || st != provision.StateRunning {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := provision.Output(ctx, n, "crictl", "images", "-o", "json")
+			var v struct {
+				Images []struct {
+					ID       string   `json:"id"`
+					RepoTags []string `json:"repoTags"`
+					Size     string   `json:"size"`
+				} `json:"images"`
+			}
+			if err == nil {
+				err = json.Unmarshal([]byte(out), &v)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("listing the images of node %s: %w", n.Name(), err))
+				return
+			}
+			for _, img := range v.Images {
+				var size uint64
+				fmt.Sscan(img.Size, &size)
+				for _, ref := range img.RepoTags {
+					k := key{ref, img.ID}
+					if all[k] == nil {
+						all[k] = &NodeImage{Ref: ref, ID: img.ID, Size: size}
+					}
+					all[k].Nodes = append(all[k].Nodes, n.Name())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	out := make([]NodeImage, 0, len(all))
+	for _, v := range all {
+		sort.Strings(v.Nodes)
+		out = append(out, *v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Ref != out[j].Ref {
+			return out[i].Ref < out[j].Ref
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, errors.Join(errs...)
 }

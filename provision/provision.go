@@ -58,6 +58,14 @@ type NodeConfig struct {
 	IP      netip.Addr // fixed address on the cluster network
 	// APIServerHostPort, when non-zero, publishes the node's port 6443 on 127.0.0.1:APIServerHostPort.
 	APIServerHostPort int
+	// Ports publishes more ports of the node on the host's loopback (e.g. NodePorts).
+	Ports []PortMapping
+}
+
+// PortMapping publishes the node's TCP port NodePort on 127.0.0.1:HostPort.
+type PortMapping struct {
+	HostPort int
+	NodePort int
 }
 
 // State of a node machine.

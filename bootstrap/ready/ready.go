@@ -74,8 +74,25 @@ func NodeReady(n *corev1.Node) bool {
 	return false
 }
 
+// readySince is when the node's Ready condition was last reported.
+func readySince(n *corev1.Node) time.Time {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.LastHeartbeatTime.Time
+		}
+	}
+	return time.Time{}
+}
+
 // Nodes waits until every named node exists and is Ready.
 func Nodes(ctx context.Context, cs kubernetes.Interface, names ...string) error {
+	return NodesSince(ctx, cs, time.Time{}, names...)
+}
+
+// NodesSince waits until every named node exists and is Ready as reported at or after since (a
+// node restarted at since still shows its old Ready condition until its kubelet reports again).
+func NodesSince(ctx context.Context, cs kubernetes.Interface, since time.Time, names ...string) error {
+	since = since.Truncate(time.Second) // condition times have second precision
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
@@ -94,7 +111,7 @@ func Nodes(ctx context.Context, cs kubernetes.Interface, names ...string) error 
 		if !ok || !want[n.Name] {
 			return false, nil
 		}
-		ready[n.Name] = ev.Type != watch.Deleted && NodeReady(n)
+		ready[n.Name] = ev.Type != watch.Deleted && NodeReady(n) && !readySince(n).Before(since)
 		for name := range want {
 			if !ready[name] {
 				return false, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -36,7 +37,31 @@ type Cluster struct {
 	DNSDomain         string        `json:"dnsDomain"`
 	APIServerPort     int           `json:"apiServerPort,omitempty"` // host port on 127.0.0.1; 0 = pick a free one
 	Wait              time.Duration `json:"wait,omitempty"`
+	// PodEvictionTimeout, when set, is how long after a node stops answering its pods are
+	// evicted (and recreated elsewhere); zero keeps upstream's defaults (about 5m50s).
+	PodEvictionTimeout time.Duration `json:"podEvictionTimeout,omitempty"`
+	// Ports publishes node ports on the host's loopback: 127.0.0.1:HostPort reaches NodePort on
+	// the first node.
+	Ports []PortMapping `json:"ports,omitempty"`
 }
+
+// PortMapping is a host port published to a node port.
+type PortMapping struct {
+	HostPort int `json:"hostPort"`
+	NodePort int `json:"nodePort"`
+}
+
+// Limits of a cluster's shape.
+const (
+	// MaxNodes bounds --nodes: each node is a full kubelet and container runtime (~150 MiB), and
+	// the pod subnet is cut into one /24 per node.
+	MaxNodes = 20
+	// MinPodEvictionTimeout is the shortest PodEvictionTimeout: the node controller needs about
+	// 16 s (a missed lease renewal and then some) to tell a stopped node from a slow one.
+	MinPodEvictionTimeout = 20 * time.Second
+	// NodePortMin and NodePortMax are the API server's default NodePort range.
+	NodePortMin, NodePortMax = 30000, 32767
+)
 
 // Node is one machine of the cluster.
 type Node struct {
@@ -59,6 +84,54 @@ func Default(name string) Cluster {
 		DNSDomain:         "cluster.local",
 		Wait:              5 * time.Minute,
 	}
+}
+
+// WithNodes returns c with n nodes: the first a control plane, the others workers, named by
+// NodeName.
+func (c Cluster) WithNodes(n int) Cluster {
+	c.Nodes = make([]Node, 0, n)
+	for i := 0; i < n; i++ {
+		role := RoleWorker
+		if i == 0 {
+			role = RoleControlPlane
+		}
+		c.Nodes = append(c.Nodes, Node{Name: NodeName(c.Name, i), Role: role})
+	}
+	return c
+}
+
+// ControlPlanes counts the control-plane nodes.
+func (c Cluster) ControlPlanes() int {
+	n := 0
+	for _, node := range c.Nodes {
+		if node.Role == RoleControlPlane {
+			n++
+		}
+	}
+	return n
+}
+
+// HasWorkers says whether some node is a worker (the control planes are then tainted, as
+// kubeadm does).
+func (c Cluster) HasWorkers() bool {
+	for _, n := range c.Nodes {
+		if n.Role == RoleWorker {
+			return true
+		}
+	}
+	return false
+}
+
+// NodeIndex returns i for the node named NodeName(cluster, i), or -1.
+func NodeIndex(cluster, node string) int {
+	if node == cluster {
+		return 0
+	}
+	var i int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(node, cluster+"-m"), "%d", &i); err != nil || i < 2 || NodeName(cluster, i-1) != node {
+		return -1
+	}
+	return i - 1
 }
 
 // NodeName is the name of the i-th node (0-based): the cluster name, then <cluster>-m02, -m03...
@@ -91,10 +164,34 @@ func (c Cluster) Validate() error {
 	if c.Nodes[0].Role != RoleControlPlane {
 		return fmt.Errorf("nodes[0].role: the first node must be %s, got %q", RoleControlPlane, c.Nodes[0].Role)
 	}
+	if len(c.Nodes) > MaxNodes {
+		return fmt.Errorf("%d nodes is more than kubeforge supports (%d): each node is a full kubelet and container runtime; use fewer nodes", len(c.Nodes), MaxNodes)
+	}
+	names := map[string]bool{}
 	for i, n := range c.Nodes {
 		if n.Role != RoleControlPlane && n.Role != RoleWorker {
 			return fmt.Errorf("nodes[%d].role: %q is not one of %s, %s", i, n.Role, RoleControlPlane, RoleWorker)
 		}
+		if names[n.Name] {
+			return fmt.Errorf("nodes[%d]: the name %q is used twice", i, n.Name)
+		}
+		names[n.Name] = true
+	}
+	if c.PodEvictionTimeout != 0 && (c.PodEvictionTimeout < MinPodEvictionTimeout || c.PodEvictionTimeout > time.Hour) {
+		return fmt.Errorf("pod eviction timeout %s: use between %s and 1h (the node controller needs %s to tell a stopped node from a slow one)", c.PodEvictionTimeout, MinPodEvictionTimeout, MinPodEvictionTimeout)
+	}
+	hostPorts := map[int]bool{}
+	for _, pm := range c.Ports {
+		if pm.HostPort < 1 || pm.HostPort > 65535 {
+			return fmt.Errorf("port %d:%d: the host port must be between 1 and 65535", pm.HostPort, pm.NodePort)
+		}
+		if pm.NodePort < NodePortMin || pm.NodePort > NodePortMax {
+			return fmt.Errorf("port %d:%d: the node port must be in the NodePort range %d-%d", pm.HostPort, pm.NodePort, NodePortMin, NodePortMax)
+		}
+		if hostPorts[pm.HostPort] {
+			return fmt.Errorf("port %d is published twice", pm.HostPort)
+		}
+		hostPorts[pm.HostPort] = true
 	}
 	for field, s := range map[string]string{"podSubnet": c.PodSubnet, "serviceSubnet": c.ServiceSubnet} {
 		if _, err := netip.ParsePrefix(s); err != nil {

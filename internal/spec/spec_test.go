@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefault(t *testing.T) {
@@ -235,5 +236,60 @@ func TestClusterJSONRoundTrip(t *testing.T) {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON %s lacks %s", b, key)
 		}
+	}
+}
+
+func TestWithNodes(t *testing.T) {
+	c := Default("dev").WithNodes(3)
+	want := []Node{{"dev", RoleControlPlane}, {"dev-m02", RoleWorker}, {"dev-m03", RoleWorker}}
+	if !reflect.DeepEqual(c.Nodes, want) {
+		t.Errorf("Nodes = %+v, want %+v", c.Nodes, want)
+	}
+	if !c.HasWorkers() || Default("dev").HasWorkers() {
+		t.Errorf("HasWorkers wrong")
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	for i, n := range []string{"dev", "dev-m02", "dev-m03", "dev-m12"} {
+		want := i
+		if i == 3 {
+			want = 11
+		}
+		if got := NodeIndex("dev", n); got != want {
+			t.Errorf("NodeIndex(%s) = %d, want %d", n, got, want)
+		}
+	}
+	for _, n := range []string{"dev-m01", "dev-m1", "dev-m2x", "other", "dev-m", "dev-m-3"} {
+		if got := NodeIndex("dev", n); got != -1 {
+			t.Errorf("NodeIndex(%s) = %d, want -1", n, got)
+		}
+	}
+}
+
+func TestValidateShape(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Cluster)
+		want string
+	}{
+		{"too many nodes", func(c *Cluster) { *c = c.WithNodes(MaxNodes + 1) }, "more than kubeforge supports"},
+		{"duplicate name", func(c *Cluster) { c.Nodes[2].Name = c.Nodes[1].Name }, "used twice"},
+		{"eviction too short", func(c *Cluster) { c.PodEvictionTimeout = 5 * time.Second }, "between 20s and 1h"},
+		{"bad node port", func(c *Cluster) { c.Ports = []PortMapping{{HostPort: 8080, NodePort: 80}} }, "NodePort range"},
+		{"bad host port", func(c *Cluster) { c.Ports = []PortMapping{{HostPort: 0, NodePort: 30080}} }, "host port must be"},
+		{"port twice", func(c *Cluster) { c.Ports = []PortMapping{{8080, 30080}, {8080, 30081}} }, "published twice"},
+	} {
+		c := Default("dev").WithNodes(3)
+		tc.edit(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate() = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+	ok := Default("dev").WithNodes(2)
+	ok.PodEvictionTimeout, ok.Ports = 30*time.Second, []PortMapping{{8080, 30080}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("valid shape: %v", err)
 	}
 }

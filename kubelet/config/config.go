@@ -91,7 +91,7 @@ func Render(o Options) ([]byte, error) {
 }
 
 // Args returns the kubelet's command-line flags (what the config file cannot say).
-func Args(nodeName string, nodeIP netip.Addr, labels map[string]string) []string {
+func Args(nodeName string, nodeIP netip.Addr, labels map[string]string, taints []string) []string {
 	args := []string{
 		"kubelet",
 		"--config=" + ConfigPath,
@@ -106,6 +106,9 @@ func Args(nodeName string, nodeIP netip.Addr, labels map[string]string) []string
 		}
 		sort.Strings(kv) // the same services.json on every render
 		args = append(args, "--node-labels="+strings.Join(kv, ","))
+	}
+	if len(taints) > 0 {
+		args = append(args, "--register-with-taints="+strings.Join(taints, ","))
 	}
 	return args
 }

@@ -131,7 +131,7 @@ func TestRenderDeterministic(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	got := Args("dev-m02", netip.MustParseAddr("192.168.49.3"), nil)
+	got := Args("dev-m02", netip.MustParseAddr("192.168.49.3"), nil, nil)
 	want := []string{
 		"kubelet",
 		"--config=" + ConfigPath,
@@ -146,7 +146,7 @@ func TestArgs(t *testing.T) {
 		t.Errorf("Args without labels has --node-labels: %q", got)
 	}
 
-	v6 := Args("n", netip.MustParseAddr("fd00::2"), map[string]string{})
+	v6 := Args("n", netip.MustParseAddr("fd00::2"), map[string]string{}, nil)
 	if !slices.Contains(v6, "--node-ip=fd00::2") {
 		t.Errorf("Args(IPv6) = %q, want --node-ip=fd00::2", v6)
 	}
@@ -157,7 +157,7 @@ func TestArgs(t *testing.T) {
 
 func TestArgsLabels(t *testing.T) {
 	labels := map[string]string{"a": "1", "kubeforge.dev/role": "worker", "zone": ""}
-	args := Args("n", netip.MustParseAddr("10.0.0.2"), labels)
+	args := Args("n", netip.MustParseAddr("10.0.0.2"), labels, []string{"a=b:NoSchedule", "c:NoExecute"})
 	var flag string
 	n := 0
 	for _, a := range args {
@@ -177,6 +177,9 @@ func TestArgsLabels(t *testing.T) {
 	}
 	if args[0] != "kubelet" {
 		t.Errorf("args[0] = %q, want kubelet (the node binary's subcommand)", args[0])
+	}
+	if last := args[len(args)-1]; last != "--register-with-taints=a=b:NoSchedule,c:NoExecute" {
+		t.Errorf("taints flag = %q", last)
 	}
 }
 

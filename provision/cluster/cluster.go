@@ -19,11 +19,18 @@ import (
 // ImageFunc returns the node image to use, building it when needed.
 type ImageFunc func(ctx context.Context, c spec.Cluster) (string, error)
 
+// LoadFunc copies images from the host into nodes (`kubeforge image load`), skipping nodes that
+// have them.
+type LoadFunc func(ctx context.Context, nodes []provision.Node, refs []string) error
+
 // Provider creates and manages clusters on one driver.
 type Provider struct {
 	Driver provision.Driver
 	// Image returns the node image (the Docker driver builds it when missing).
 	Image ImageFunc
+	// Load copies host images into nodes; LoadImages and AddNode (which gives a new node the
+	// images loaded before) need it.
+	Load LoadFunc
 	// Home is the state directory (Home()); empty means Home().
 	Home string
 	// Kubeconfig is the user's kubeconfig to merge contexts into; empty means UserKubeconfig().

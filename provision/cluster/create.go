@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -129,17 +132,30 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		defer cancel()
 	}
 
+	if n := c.ControlPlanes(); n != 1 {
+		return res, kferr.Usage("%d control-plane nodes: kubeforge runs exactly one control plane for now (an HA control plane is not built yet); use --nodes for workers", n)
+	}
+
 	cp := c.Nodes[0]
 	var (
 		image    string
 		network  provision.Network
 		auth     *pki.Authorities
-		node     provision.Node
+		node     provision.Node // the control plane
 		port     = c.APIServerPort
 		nodeInfo images.ImageInfo
 		cs       *kubernetes.Clientset
 		restCfg  *rest.Config
+		plans    []nodePlan
 	)
+	names := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		names[i] = n.Name
+	}
+	nodesStep := "Node " + cp.Name
+	if len(names) > 1 {
+		nodesStep = fmt.Sprintf("Nodes %s (%d, in parallel)", strings.Join(names, ", "), len(names))
+	}
 	steps := []step{
 		{name: "Node image", run: func(ctx context.Context) error {
 			image, err = p.Image(ctx, c)
@@ -153,39 +169,39 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			auth, err = pki.EnsureAuthorities(dirs.PKI(), c.Name)
 			return err
 		}, undo: func(context.Context) error { return removeAll(dirs.Root) }},
-		{name: "Node " + cp.Name, run: func(ctx context.Context) error {
+		{name: nodesStep, run: func(ctx context.Context) error {
 			if port == 0 {
 				if port, err = freePort(); err != nil {
 					return err
 				}
 			}
-			ip, err := nodeAddr(network, 0)
+			cpIP, err := nodeAddr(network, 0)
 			if err != nil {
 				return err
 			}
-			podCIDR, err := nodePodCIDR(c.PodSubnet, 0)
+			for i, n := range c.Nodes {
+				np := nodePlan{index: i, spec: n, controlPlane: cpIP}
+				if np.ip, err = nodeAddr(network, i); err != nil {
+					return err
+				}
+				cidr, err := nodePodCIDR(c.PodSubnet, i)
+				if err != nil {
+					return err
+				}
+				np.podCIDR = netip.MustParsePrefix(cidr)
+				if i == 0 {
+					np.apiPort = port
+					for _, pm := range c.Ports {
+						np.ports = append(np.ports, provision.PortMapping{HostPort: pm.HostPort, NodePort: pm.NodePort})
+					}
+				}
+				plans = append(plans, np)
+			}
+			created, err := p.createNodes(ctx, c, auth, image, network, plans)
 			if err != nil {
 				return err
 			}
-			bn := bootstrap.Node{Name: cp.Name, Role: cp.Role, IP: ip, ControlPlane: ip, PodCIDR: netip.MustParsePrefix(podCIDR)}
-			files, err := bootstrap.NodeFiles(c, bn, auth)
-			if err != nil {
-				return err
-			}
-			tarball, err := files.Tar()
-			if err != nil {
-				return err
-			}
-			node, err = p.Driver.CreateNode(ctx, provision.NodeConfig{
-				Cluster: c.Name, Name: cp.Name, Role: string(cp.Role), Image: image,
-				Network: network, IP: ip, APIServerHostPort: port,
-			})
-			if err != nil {
-				return err
-			}
-			if err := node.CopyTar(ctx, bytes.NewReader(tarball)); err != nil {
-				return err
-			}
+			node = created[0]
 			info, err := node.ReadFile(ctx, images.ImageInfoPath)
 			if err != nil {
 				return fmt.Errorf("reading the node image's %s: %w", images.ImageInfoPath, err)
@@ -193,11 +209,14 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := json.Unmarshal(info, &nodeInfo); err != nil {
 				return fmt.Errorf("parsing %s: %w", images.ImageInfoPath, err)
 			}
-			if err := node.Start(ctx); err != nil {
-				return err
-			}
 			return p.writeClientConfigs(c, dirs, auth, port, image)
-		}, undo: func(ctx context.Context) error { return p.Driver.DeleteNode(ctx, cp.Name) }},
+		}, undo: func(ctx context.Context) error {
+			var errs []error
+			for _, n := range names {
+				errs = append(errs, p.Driver.DeleteNode(ctx, n))
+			}
+			return errors.Join(errs...)
+		}},
 		{name: "Control plane", run: func(ctx context.Context) error {
 			restCfg, err = clientcmd.BuildConfigFromFlags("", dirs.SuperAdmin())
 			if err != nil {
@@ -221,22 +240,24 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			return addons.Apply(ctx, dyn, objs)
 		}},
 		{name: "Kubelet", run: func(ctx context.Context) error {
-			n, err := ready.NodeRegistered(ctx, cs, cp.Name)
-			if err != nil {
-				return p.waitError(ctx, err, node, "node "+cp.Name+" to register")
+			g, gctx := errgroup.WithContext(ctx)
+			for _, np := range plans {
+				g.Go(func() error {
+					n, err := ready.NodeRegistered(gctx, cs, np.spec.Name)
+					if err != nil {
+						return p.waitError(gctx, err, node, "node "+np.spec.Name+" to register")
+					}
+					return assignPodCIDR(gctx, cs, n, np.podCIDR.String())
+				})
 			}
-			cidr, err := nodePodCIDR(c.PodSubnet, 0)
-			if err != nil {
-				return err
-			}
-			if err := assignPodCIDR(ctx, cs, n, cidr); err != nil {
+			if err := g.Wait(); err != nil {
 				return err
 			}
 			if err := labelControlPlane(ctx, cs, cp.Name); err != nil {
 				return err
 			}
-			if err := ready.Nodes(ctx, cs, cp.Name); err != nil {
-				return p.waitError(ctx, err, node, "node "+cp.Name)
+			if err := ready.Nodes(ctx, cs, names...); err != nil {
+				return p.waitError(ctx, err, node, "nodes "+strings.Join(names, ", "))
 			}
 			return nil
 		}},
@@ -270,6 +291,61 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	}
 	res.APIServer = fmt.Sprintf("https://127.0.0.1:%d", port)
 	return res, nil
+}
+
+// nodePlan is a node to create.
+type nodePlan struct {
+	index        int // i of spec.NodeName(cluster, i); the node's address is the network's NodeIP(i)
+	spec         spec.Node
+	ip           netip.Addr
+	controlPlane netip.Addr // where its kubelet reaches the API server
+	// podCIDR, when valid, is written into the node's CNI config up front and assigned to its
+	// Node as soon as it registers (cluster creation, before the controller-manager's IPAM runs).
+	podCIDR netip.Prefix
+	apiPort int // host port of its API server (the first control plane), 0 for none
+	ports   []provision.PortMapping
+}
+
+// createNodes creates and starts the nodes of plans in parallel; on failure the caller removes
+// them. The returned nodes are in the order of plans.
+func (p *Provider) createNodes(ctx context.Context, c spec.Cluster, auth *pki.Authorities, image string, network provision.Network, plans []nodePlan) ([]provision.Node, error) {
+	out := make([]provision.Node, len(plans))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, np := range plans {
+		g.Go(func() error {
+			n, err := p.createNode(gctx, c, auth, image, network, np)
+			out[i] = n
+			return err
+		})
+	}
+	return out, g.Wait()
+}
+
+// createNode renders a node's files, creates its machine, copies the files in and starts it.
+func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Authorities, image string, network provision.Network, np nodePlan) (provision.Node, error) {
+	bn := bootstrap.Node{Name: np.spec.Name, Role: np.spec.Role, IP: np.ip, ControlPlane: np.controlPlane, PodCIDR: np.podCIDR}
+	if np.spec.Role == spec.RoleControlPlane && c.HasWorkers() {
+		bn.Taints = []string{bootstrap.ControlPlaneTaint}
+	}
+	files, err := bootstrap.NodeFiles(c, bn, auth)
+	if err != nil {
+		return nil, err
+	}
+	tarball, err := files.Tar()
+	if err != nil {
+		return nil, err
+	}
+	node, err := p.Driver.CreateNode(ctx, provision.NodeConfig{
+		Cluster: c.Name, Name: np.spec.Name, Role: string(np.spec.Role), Image: image,
+		Network: network, IP: np.ip, APIServerHostPort: np.apiPort, Ports: np.ports,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := node.CopyTar(ctx, bytes.NewReader(tarball)); err != nil {
+		return node, err
+	}
+	return node, node.Start(ctx)
 }
 
 // writeClientConfigs writes the cluster's record and the kubeconfigs the host uses: the user's

@@ -33,6 +33,8 @@ type Record struct {
 	// Complete is set when create finished; a cluster without it is the remains of a failed
 	// start (kept with --keep-on-failure, or interrupted).
 	Complete bool `json:"complete"`
+	// Images are the images loaded with `kubeforge image load`: nodes added later get them too.
+	Images []string `json:"images,omitempty"`
 }
 
 // Dirs of one cluster's state.

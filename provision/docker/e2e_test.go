@@ -287,6 +287,18 @@ func TestE2EDriver(t *testing.T) {
 	if _, err := d.cli.VolumeInspect(ctx, cluster+"-x-var"); !cerrdefs.IsNotFound(err) {
 		t.Errorf("failed create left a volume: %v", err)
 	}
+	// A busy host port for a published node port (start --port).
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy = l.Addr().(*net.TCPAddr).Port
+	_, err = d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: cluster + "-x", Image: img, Network: nw, IP: Network(nw).NodeIP(5),
+		Ports: []provision.PortMapping{{HostPort: busy, NodePort: 30080}}})
+	l.Close()
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port 127.0.0.1:%d is already in use", busy)) || !strings.Contains(err.Error(), "--port") {
+		t.Errorf("create with a busy published port: %v", err)
+	}
 	// A missing image: clear error, no volume left.
 	_, err = d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: cluster + "-y", Image: "kubeforge-e2e-missing:" + id, Network: nw, IP: Network(nw).NodeIP(6)})
 	if err == nil || !strings.Contains(err.Error(), "not in Docker") {

@@ -87,6 +87,14 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 			return nil, err
 		}
 	}
+	for _, pm := range cfg.Ports {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(pm.HostPort)))
+		if err != nil {
+			hint := fmt.Sprintf("choose another host port in --port %d:%d, or free it", pm.HostPort, pm.NodePort)
+			return nil, kferr.Environment(hint, "port 127.0.0.1:%d is already in use: %s", pm.HostPort, hint)
+		}
+		l.Close()
+	}
 
 	labels := map[string]string{
 		provision.LabelCluster: cfg.Cluster,
@@ -132,10 +140,19 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if fi, err := os.Stat("/lib/modules"); err == nil && fi.IsDir() {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: "/lib/modules", Target: "/lib/modules", ReadOnly: true})
 	}
+	publish := func(nodePort, hostPort int) {
+		if conf.ExposedPorts == nil {
+			conf.ExposedPorts, host.PortBindings = nat.PortSet{}, nat.PortMap{}
+		}
+		port := nat.Port(fmt.Sprintf("%d/tcp", nodePort))
+		conf.ExposedPorts[port] = struct{}{}
+		host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: "127.0.0.1", HostPort: strconv.Itoa(hostPort)})
+	}
 	if p := cfg.APIServerHostPort; p != 0 {
-		port := nat.Port(fmt.Sprintf("%d/tcp", APIServerPort))
-		conf.ExposedPorts = nat.PortSet{port: {}}
-		host.PortBindings = nat.PortMap{port: {{HostIP: "127.0.0.1", HostPort: strconv.Itoa(p)}}}
+		publish(APIServerPort, p)
+	}
+	for _, pm := range cfg.Ports {
+		publish(pm.NodePort, pm.HostPort)
 	}
 	netConf := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		cfg.Network.Name: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: cfg.IP.String()}},
@@ -443,9 +460,9 @@ func (n *Node) State(ctx context.Context) (provision.State, error) {
 func (n *Node) Start(ctx context.Context) error {
 	if err := n.d.cli.ContainerStart(ctx, n.id, container.StartOptions{}); err != nil {
 		s := err.Error()
-		if n.apiPort != 0 && (strings.Contains(s, "address already in use") || strings.Contains(s, "port is already allocated")) {
-			return kferr.WithHint(fmt.Errorf("start node %s: port 127.0.0.1:%d is already in use: %w", n.name, n.apiPort, err),
-				kferr.ExitEnvironment, "free the port, or delete the cluster and choose another with --api-port")
+		if strings.Contains(s, "address already in use") || strings.Contains(s, "port is already allocated") {
+			return kferr.WithHint(fmt.Errorf("start node %s: a port it publishes on 127.0.0.1 is already in use: %w", n.name, err),
+				kferr.ExitEnvironment, "free the port, or delete the cluster and choose other ports (--api-port, --port)")
 		}
 		return fmt.Errorf("start node %s: %w", n.name, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision"
 	"kubeforge.dev/kubeforge/provision/cluster"
 	"kubeforge.dev/kubeforge/provision/docker"
 )
@@ -25,7 +26,10 @@ func (g *globals) env(ctx context.Context) (*env, error) {
 		return nil, err
 	}
 	e := &env{driver: d}
-	e.provider = &cluster.Provider{Driver: d, Log: g.log(), Image: e.nodeImage(g)}
+	e.provider = &cluster.Provider{Driver: d, Log: g.log(), Image: e.nodeImage(g),
+		Load: func(ctx context.Context, nodes []provision.Node, refs []string) error {
+			return images.Load(ctx, d.Client(), nodes, refs, g.log())
+		}}
 	return e, nil
 }
 

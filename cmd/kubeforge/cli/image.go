@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +17,7 @@ func newImage(g *globals) *cobra.Command {
 		Use:   "image",
 		Short: "Build the node image, load images into a cluster's nodes",
 	}
-	c.AddCommand(newImageBuild(g), newImageLoad(g))
+	c.AddCommand(newImageBuild(g), newImageLoad(g), newImageList(g))
 	for _, sc := range c.Commands() {
 		if sc.Args == nil {
 			sc.Args = noArgs
@@ -70,6 +72,29 @@ func newImageLoad(g *globals) *cobra.Command {
 				return err
 			}
 			defer e.close()
+			return e.provider.LoadImages(cmd.Context(), name, args)
+		},
+	}
+	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	return c
+}
+
+func newImageList(g *globals) *cobra.Command {
+	var name, output string
+	c := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the images in the cluster's nodes, and which nodes have each",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			e, err := g.clusterEnv(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			defer e.close()
 			nodes, err := e.driver.Nodes(cmd.Context(), name)
 			if err != nil {
 				return err
@@ -77,9 +102,26 @@ func newImageLoad(g *globals) *cobra.Command {
 			if len(nodes) == 0 {
 				return kferr.Usage("cluster %q has no nodes: create it with `kubeforge start --name %s`", name, name)
 			}
-			return images.Load(cmd.Context(), e.driver.Client(), nodes, args, g.log())
+			list, err := images.List(cmd.Context(), nodes)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(g, list)
+			}
+			tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "IMAGE\tID\tSIZE\tNODES")
+			for _, img := range list {
+				id := strings.TrimPrefix(img.ID, "sha256:")
+				if len(id) > 12 {
+					id = id[:12]
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%.1f MB\t%s\n", img.Ref, id, float64(img.Size)/1e6, strings.Join(img.Nodes, ","))
+			}
+			return tw.Flush()
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	outputFlag(c, &output)
 	return c
 }

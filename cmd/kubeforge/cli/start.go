@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,11 +15,14 @@ import (
 
 func newStart(g *globals) *cobra.Command {
 	var (
-		name    string
-		wait    time.Duration
-		image   string
-		keep    bool
-		apiPort int
+		name     string
+		wait     time.Duration
+		image    string
+		keep     bool
+		apiPort  int
+		nodes    int
+		eviction time.Duration
+		ports    []string
 	)
 	c := &cobra.Command{
 		Use:   "start",
@@ -36,8 +41,24 @@ ServiceAccount present. A context named after the cluster is merged into $KUBECO
 			if apiPort < 0 || apiPort > 65535 {
 				return kferr.Usage("--api-port must be between 1 and 65535 (0 picks a free port), got %d", apiPort)
 			}
-			c := spec.Default(name)
-			c.Wait, c.Image, c.APIServerPort = wait, image, apiPort
+			if nodes < 1 || nodes > spec.MaxNodes {
+				return kferr.Usage("--nodes must be between 1 and %d (one control plane, the rest workers), got %d", spec.MaxNodes, nodes)
+			}
+			if eviction != 0 && (eviction < spec.MinPodEvictionTimeout || eviction > time.Hour) {
+				return kferr.Usage("--pod-eviction-timeout must be between %s and 1h (or 0 for upstream's default), got %s", spec.MinPodEvictionTimeout, eviction)
+			}
+			c := spec.Default(name).WithNodes(nodes)
+			c.Wait, c.Image, c.APIServerPort, c.PodEvictionTimeout = wait, image, apiPort, eviction
+			for _, p := range ports {
+				pm, err := parsePortMapping(p)
+				if err != nil {
+					return err
+				}
+				c.Ports = append(c.Ports, pm)
+			}
+			if err := c.Validate(); err != nil {
+				return kferr.Usage("%v", err)
+			}
 			e, err := g.env(cmd.Context())
 			if err != nil {
 				return err
@@ -65,5 +86,19 @@ ServiceAccount present. A context named after the cluster is merged into $KUBECO
 	f.StringVar(&image, "image", "", "node image to use (default: built from this kubeforge's binaries)")
 	f.BoolVar(&keep, "keep-on-failure", false, "keep what a failed start created, for debugging")
 	f.IntVar(&apiPort, "api-port", 0, "host port for the API server on 127.0.0.1 (default: a free port)")
+	f.IntVar(&nodes, "nodes", 1, "number of nodes: one control plane, the others workers (<cluster>-m02, -m03...)")
+	f.DurationVar(&eviction, "pod-eviction-timeout", 0, "how long after a node stops answering its pods are evicted and recreated elsewhere, e.g. 30s for a workshop (default: upstream's, about 6m)")
+	f.StringArrayVar(&ports, "port", nil, "publish a NodePort on the host: HOST:NODEPORT makes 127.0.0.1:HOST reach NODEPORT (repeatable)")
 	return c
+}
+
+// parsePortMapping parses HOST:NODEPORT.
+func parsePortMapping(s string) (spec.PortMapping, error) {
+	h, n, ok := strings.Cut(s, ":")
+	hp, err1 := strconv.Atoi(h)
+	np, err2 := strconv.Atoi(n)
+	if !ok || err1 != nil || err2 != nil {
+		return spec.PortMapping{}, kferr.Usage("--port %q: use HOST:NODEPORT, e.g. --port 8080:30080", s)
+	}
+	return spec.PortMapping{HostPort: hp, NodePort: np}, nil
 }

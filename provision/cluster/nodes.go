@@ -1,0 +1,434 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/kubectl/pkg/drain"
+
+	"kubeforge.dev/kubeforge/bootstrap/pki"
+	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision"
+)
+
+// NodeInfo is one node as `kubeforge node list` shows it: the machine and, when the API server
+// answers, the Node object's readiness.
+type NodeInfo struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	IP      string `json:"ip"`
+	Machine string `json:"machine"`          // running, stopped, ...
+	Status  string `json:"status,omitempty"` // Ready, NotReady, Unknown; empty when the API does not answer
+	Version string `json:"version,omitempty"`
+}
+
+// live is a cluster that was completely created, with its record and machines.
+type live struct {
+	name  string
+	dirs  Dirs
+	rec   Record
+	nodes []provision.Node
+}
+
+func (l *live) node(name string) (provision.Node, error) {
+	for _, n := range l.nodes {
+		if n.Name() == name {
+			return n, nil
+		}
+	}
+	names := make([]string, len(l.nodes))
+	for i, n := range l.nodes {
+		names[i] = n.Name()
+	}
+	return nil, kferr.Usage("%q is not a node of cluster %q; its nodes are: %s (`kubeforge node list --name %s`)",
+		name, l.name, strings.Join(names, ", "), l.name)
+}
+
+func (l *live) controlPlanes() []provision.Node {
+	var out []provision.Node
+	for _, n := range l.nodes {
+		if n.Role() == string(spec.RoleControlPlane) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (p *Provider) live(ctx context.Context, name string) (*live, error) {
+	d, err := p.dirs(name)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := d.load()
+	if err != nil {
+		return nil, kferr.Usage("cluster %q does not exist here: `kubeforge list` shows the clusters, `kubeforge start --name %s` makes it", name, name)
+	}
+	if !rec.Complete {
+		return nil, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", name),
+			"cluster %q was not completely created (the remains of a failed or interrupted start)", name)
+	}
+	nodes, err := p.Driver.Nodes(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", name),
+			"cluster %q has no nodes left in %s", name, p.Driver.Name())
+	}
+	return &live{name: name, dirs: d, rec: rec, nodes: nodes}, nil
+}
+
+// client returns a clientset for the cluster (kubeforge's own credentials).
+func (l *live) client(timeout time.Duration) (*kubernetes.Clientset, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", l.dirs.SuperAdmin())
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", l.name, err)
+	}
+	cfg.Timeout = timeout
+	cfg.QPS, cfg.Burst = 50, 100
+	return kubernetes.NewForConfig(cfg)
+}
+
+// NodeList lists the cluster's nodes, with their Kubernetes status when the API server answers.
+func (p *Provider) NodeList(ctx context.Context, name string) ([]NodeInfo, error) {
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	objs := map[string]*corev1.Node{}
+	if cs, err := l.client(3 * time.Second); err == nil {
+		if list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+			for i := range list.Items {
+				objs[list.Items[i].Name] = &list.Items[i]
+			}
+		}
+	}
+	out := make([]NodeInfo, 0, len(l.nodes))
+	for _, n := range l.nodes {
+		st, err := n.State(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ni := NodeInfo{Name: n.Name(), Role: n.Role(), Machine: string(st)}
+		if n.IP().IsValid() {
+			ni.IP = n.IP().String()
+		}
+		if o := objs[n.Name()]; o != nil {
+			ni.Status, ni.Version = nodeStatus(o), o.Status.NodeInfo.KubeletVersion
+		} else if len(objs) > 0 {
+			ni.Status = "NotRegistered"
+		}
+		out = append(out, ni)
+	}
+	return out, nil
+}
+
+func nodeStatus(n *corev1.Node) string {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			switch c.Status {
+			case corev1.ConditionTrue:
+				return "Ready"
+			case corev1.ConditionFalse:
+				return "NotReady"
+			}
+			return "Unknown"
+		}
+	}
+	return "Unknown"
+}
+
+// AddNodeOptions tune AddNode.
+type AddNodeOptions struct {
+	ControlPlane bool
+	// Wait bounds the wait for the node to be Ready (default 3 minutes).
+	Wait time.Duration
+	// KeepOnFailure keeps a node that failed to join, for debugging.
+	KeepOnFailure bool
+}
+
+// AddNode creates a worker, joins it to the running cluster and returns once it is Ready. Its
+// kubelet gets a client certificate of its own (system:node:<name>), and its pod CIDR comes from
+// the controller-manager.
+func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (NodeInfo, error) {
+	var info NodeInfo
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return info, err
+	}
+	if o.ControlPlane {
+		return info, kferr.Usage("adding a control-plane node needs an HA control plane (stacked etcd and a load balancer), which kubeforge does not build yet; add a worker (without --control-plane)")
+	}
+	for _, n := range l.nodes {
+		if st, err := n.State(ctx); err != nil {
+			return info, err
+		} else if st != provision.StateRunning && n.Role() == string(spec.RoleControlPlane) {
+			return info, kferr.Environment(fmt.Sprintf("start it with `kubeforge node start %s --name %s` first", n.Name(), name),
+				"cluster %q is not running: its control-plane node %s is %s", name, n.Name(), st)
+		}
+	}
+	if len(l.nodes) >= spec.MaxNodes {
+		return info, kferr.Usage("cluster %q has %d nodes, the most kubeforge supports", name, len(l.nodes))
+	}
+	next := 0
+	for _, n := range l.nodes {
+		next = max(next, spec.NodeIndex(name, n.Name())+1)
+	}
+	cps := l.controlPlanes()
+	if len(cps) == 0 {
+		return info, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s`", name), "cluster %q has no control-plane node", name)
+	}
+	cs, err := l.client(0)
+	if err != nil {
+		return info, err
+	}
+	if !apiReady(ctx, l.dirs.SuperAdmin()) {
+		return info, kferr.Environment(fmt.Sprintf("check it with `kubeforge status --name %s`", name), "cluster %q: its API server does not answer", name)
+	}
+	wait := o.Wait
+	if wait <= 0 {
+		wait = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+
+	ns := spec.Node{Name: spec.NodeName(name, next), Role: spec.RoleWorker}
+	var node provision.Node
+	steps := []step{
+		{name: "Node " + ns.Name, run: func(ctx context.Context) error {
+			network, err := p.Driver.EnsureNetwork(ctx, name)
+			if err != nil {
+				return err
+			}
+			auth, err := pki.EnsureAuthorities(l.dirs.PKI(), name)
+			if err != nil {
+				return err
+			}
+			np := nodePlan{index: next, spec: ns, controlPlane: cps[0].IP()}
+			if np.ip, err = nodeAddr(network, next); err != nil {
+				return err
+			}
+			node, err = p.createNode(ctx, l.rec.Spec, auth, l.rec.Image, network, np)
+			return err
+		}, undo: func(ctx context.Context) error {
+			return errors.Join(p.Driver.DeleteNode(ctx, ns.Name), deleteNodeObject(ctx, cs, ns.Name))
+		}},
+		{name: "Kubelet", run: func(ctx context.Context) error {
+			if err := ready.Nodes(ctx, cs, ns.Name); err != nil {
+				return p.waitError(ctx, err, node, "node "+ns.Name)
+			}
+			l.rec.Spec.Nodes = append(l.rec.Spec.Nodes, ns)
+			return l.dirs.save(l.rec)
+		}},
+	}
+	if len(l.rec.Images) > 0 && p.Load != nil {
+		// The images loaded into the cluster before: its pods may land on the new node.
+		steps = append(steps, step{run: func(ctx context.Context) error {
+			if err := p.Load(ctx, []provision.Node{node}, l.rec.Images); err != nil {
+				p.log().Warnf("node %s lacks some of the images loaded into the cluster before: %v", ns.Name, err)
+			}
+			return nil
+		}})
+	}
+	if err := p.run(ctx, steps, o.KeepOnFailure); err != nil {
+		return info, err
+	}
+	info = NodeInfo{Name: ns.Name, Role: string(ns.Role), IP: node.IP().String(), Machine: string(provision.StateRunning), Status: "Ready"}
+	return info, nil
+}
+
+// DeleteNodeOptions tune DeleteNode.
+type DeleteNodeOptions struct {
+	// Force skips draining: the node's pods are deleted with it.
+	Force bool
+	// DrainTimeout bounds the drain (default 2 minutes).
+	DrainTimeout time.Duration
+}
+
+// DeleteNode drains a worker (unless Force or it is not running), removes its Node object and
+// its machine. The control plane cannot be deleted: that is deleting the cluster.
+func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNodeOptions) error {
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return err
+	}
+	n, err := l.node(node)
+	if err != nil {
+		return err
+	}
+	if n.Role() == string(spec.RoleControlPlane) && len(l.controlPlanes()) <= 1 {
+		return kferr.Usage("%s is the last control-plane node of cluster %q: deleting it would end the cluster; to do that, run `kubeforge delete --name %s`", node, name, name)
+	}
+	st, err := n.State(ctx)
+	if err != nil {
+		return err
+	}
+	cs, err := l.client(0)
+	if err != nil {
+		return err
+	}
+	apiUp := apiReady(ctx, l.dirs.SuperAdmin())
+	if !o.Force && st == provision.StateRunning && apiUp {
+		timeout := o.DrainTimeout
+		if timeout <= 0 {
+			timeout = 2 * time.Minute
+		}
+		step := p.log().Step("Draining " + node)
+		if err := step.Done(drainNode(ctx, cs, node, timeout)); err != nil {
+			return kferr.WithHint(fmt.Errorf("draining node %s: %w", node, err), kferr.Code(err),
+				fmt.Sprintf("fix what blocks the drain (a PodDisruptionBudget?), or delete without draining: `kubeforge node delete %s --force`", node))
+		}
+	}
+	step := p.log().Step("Deleting node " + node)
+	err = func() error {
+		if apiUp {
+			if err := deleteNodeObject(ctx, cs, node); err != nil {
+				return err
+			}
+		}
+		if err := p.Driver.DeleteNode(ctx, node); err != nil {
+			return err
+		}
+		l.rec.Spec.Nodes = slices.DeleteFunc(l.rec.Spec.Nodes, func(sn spec.Node) bool { return sn.Name == node })
+		return l.dirs.save(l.rec)
+	}()
+	return step.Done(err)
+}
+
+func deleteNodeObject(ctx context.Context, cs kubernetes.Interface, node string) error {
+	err := cs.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Node %s from the API: %w", node, err)
+	}
+	return nil
+}
+
+// drainNode cordons the node and evicts its pods as `kubectl drain --ignore-daemonsets
+// --delete-emptydir-data` does.
+func drainNode(ctx context.Context, cs kubernetes.Interface, node string, timeout time.Duration) error {
+	h := &drain.Helper{
+		Ctx:                 ctx,
+		Client:              cs,
+		Force:               true, // pods without a controller are deleted too (they would die with the node)
+		GracePeriodSeconds:  -1,
+		IgnoreAllDaemonSets: true,
+		DeleteEmptyDirData:  true,
+		Timeout:             timeout,
+		Out:                 io.Discard,
+		ErrOut:              io.Discard,
+	}
+	obj, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := drain.RunCordonOrUncordon(h, obj, true); err != nil {
+		return fmt.Errorf("cordoning: %w", err)
+	}
+	return drain.RunNodeDrain(h, node)
+}
+
+// StopNode stops a node's machine. Its Node goes NotReady once the controller-manager's grace
+// period passes, and its pods are evicted after the cluster's pod eviction timeout.
+func (p *Provider) StopNode(ctx context.Context, name, node string) error {
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return err
+	}
+	n, err := l.node(node)
+	if err != nil {
+		return err
+	}
+	if n.Role() == string(spec.RoleControlPlane) {
+		p.log().Warnf("%s is a control-plane node: the cluster's API stops with it until `kubeforge node start %s`", node, node)
+	}
+	step := p.log().Step("Stopping node " + node)
+	return step.Done(n.Stop(ctx))
+}
+
+// StartNode starts a stopped node and, when the API server answers, waits for it to be Ready.
+func (p *Provider) StartNode(ctx context.Context, name, node string, wait time.Duration) error {
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return err
+	}
+	n, err := l.node(node)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	step := p.log().Step("Starting node " + node)
+	if err := step.Done(n.Start(ctx)); err != nil {
+		return err
+	}
+	if wait <= 0 {
+		wait = 3 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	cs, err := l.client(0)
+	if err != nil {
+		return err
+	}
+	step = p.log().Step("Waiting for node " + node + " to be Ready")
+	return step.Done(func() error {
+		if n.Role() == string(spec.RoleControlPlane) {
+			if err := ready.APIServer(ctx, cs); err != nil {
+				return p.waitError(ctx, err, n, "the API server")
+			}
+		} else if !apiReady(ctx, l.dirs.SuperAdmin()) {
+			return kferr.Environment("start the control-plane node first", "the cluster's API server does not answer, so node %s cannot join", node)
+		}
+		if err := ready.NodesSince(ctx, cs, started, node); err != nil {
+			return p.waitError(ctx, err, n, "node "+node)
+		}
+		return nil
+	}())
+}
+
+// LoadImages copies images from the host into every running node of the cluster (skipping nodes
+// that have them) and remembers them, so that nodes added later get them too.
+func (p *Provider) LoadImages(ctx context.Context, name string, refs []string) error {
+	if p.Load == nil {
+		return fmt.Errorf("the %s driver cannot load images", p.Driver.Name())
+	}
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return err
+	}
+	var running []provision.Node
+	for _, n := range l.nodes {
+		if st, err := n.State(ctx); err == nil && st == provision.StateRunning {
+			running = append(running, n)
+		} else {
+			p.log().Warnf("node %s is not running: it will not have the image(s)", n.Name())
+		}
+	}
+	if len(running) == 0 {
+		return kferr.Environment(fmt.Sprintf("start a node with `kubeforge node start NAME --name %s`", name), "cluster %q has no running node", name)
+	}
+	err = p.Load(ctx, running, refs)
+	for _, r := range refs {
+		if !slices.Contains(l.rec.Images, r) {
+			l.rec.Images = append(l.rec.Images, r)
+		}
+	}
+	if serr := l.dirs.save(l.rec); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}

@@ -1,0 +1,91 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	goruntime "runtime"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/provision"
+)
+
+// ServiceURL is one port of a Service as reached from the host.
+type ServiceURL struct {
+	Port     string `json:"port"` // the Service port's name, or its number
+	NodePort int    `json:"nodePort"`
+	URL      string `json:"url"`
+}
+
+// ServiceURLs returns URLs that reach a NodePort (or LoadBalancer) Service from the host: a port
+// published with `start --port` when there is one, otherwise a running node's address (node
+// addresses are routable from a Linux host; elsewhere only published ports are).
+func (p *Provider) ServiceURLs(ctx context.Context, name, namespace, service string) ([]ServiceURL, error) {
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := l.client(0)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := cs.CoreV1().Services(namespace).Get(ctx, service, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, kferr.Usage("service %s not found in namespace %s of cluster %q (`kubectl get services -n %s` lists them)", service, namespace, name, namespace)
+	}
+	if err != nil {
+		return nil, kferr.WithHint(fmt.Errorf("reading service %s/%s: %w", namespace, service, err), kferr.ExitEnvironment,
+			fmt.Sprintf("is the cluster running? `kubeforge status --name %s`", name))
+	}
+	if svc.Spec.Type != corev1.ServiceTypeNodePort && svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return nil, kferr.Usage("service %s/%s is of type %s, which is not reachable from the host: make it a NodePort, e.g. `kubectl expose deployment NAME --type=NodePort --port=80`, or `kubectl patch service %s -n %s -p '{\"spec\":{\"type\":\"NodePort\"}}'`",
+			namespace, service, svc.Spec.Type, service, namespace)
+	}
+	published := map[int]int{}
+	for _, pm := range l.rec.Spec.Ports {
+		published[pm.NodePort] = pm.HostPort
+	}
+	host := ""
+	for _, n := range l.nodes {
+		if st, err := n.State(ctx); err == nil && st == provision.StateRunning && n.IP().IsValid() {
+			// Prefer a worker: that is where the pods usually run, and it shows the NodePort
+			// answering on any node.
+			if host == "" || n.Role() != "control-plane" {
+				host = n.IP().String()
+			}
+			if n.Role() != "control-plane" {
+				break
+			}
+		}
+	}
+	var out []ServiceURL
+	for _, sp := range svc.Spec.Ports {
+		if sp.NodePort == 0 {
+			continue
+		}
+		u := ServiceURL{Port: sp.Name, NodePort: int(sp.NodePort)}
+		if u.Port == "" {
+			u.Port = strconv.Itoa(int(sp.Port))
+		}
+		switch hp, ok := published[int(sp.NodePort)]; {
+		case ok:
+			u.URL = fmt.Sprintf("http://127.0.0.1:%d", hp)
+		case goruntime.GOOS == "linux" && host != "":
+			u.URL = fmt.Sprintf("http://%s:%d", host, sp.NodePort)
+		case host == "":
+			return nil, kferr.Environment(fmt.Sprintf("start a node with `kubeforge node start NAME --name %s`", name), "cluster %q has no running node", name)
+		default:
+			return nil, kferr.Usage("node port %d of service %s/%s is not published on this host (node addresses are only routable from Linux): recreate the cluster with `kubeforge start --port HOSTPORT:%d`, or use `kubeforge kubectl -- port-forward service/%s HOSTPORT:%d -n %s`",
+				sp.NodePort, namespace, service, sp.NodePort, service, sp.Port, namespace)
+		}
+		out = append(out, u)
+	}
+	if len(out) == 0 {
+		return nil, kferr.Usage("service %s/%s has no node ports yet", namespace, service)
+	}
+	return out, nil
+}
