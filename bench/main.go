@@ -31,19 +31,28 @@ type run struct {
 	IdleMemMiB float64
 }
 
+// multiRun is one 3-node start, then a node add.
+type multiRun struct {
+	Usable       time.Duration // start --nodes 3 to usable (all nodes Ready, DNS)
+	NodeAdd      time.Duration // node add to Ready
+	CPMemMiB     float64       // idle control-plane node
+	WorkerMemMiB float64       // idle worker (the first one)
+}
+
 func main() {
 	kubeforge := flag.String("kubeforge", "bin/kubeforge", "the kubeforge binary")
 	out := flag.String("out", "bench/results.md", "results file (Markdown)")
-	runs := flag.Int("runs", 3, "number of start/delete cycles")
+	runs := flag.Int("runs", 3, "number of single-node start/delete cycles")
+	multiRuns := flag.Int("multi-runs", 3, "number of 3-node start/node add/delete cycles")
 	idle := flag.Duration("idle", 60*time.Second, "how long after start to measure idle memory")
 	flag.Parse()
-	if err := bench(*kubeforge, *out, *runs, *idle); err != nil {
+	if err := bench(*kubeforge, *out, *runs, *multiRuns, *idle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(bin, out string, n int, idle time.Duration) error {
+func bench(bin, out string, n, multi int, idle time.Duration) error {
 	ctx := context.Background()
 	bin, err := filepath.Abs(bin)
 	if err != nil {
@@ -100,10 +109,35 @@ func bench(bin, out string, n int, idle time.Duration) error {
 		r.IdleMemMiB = mem
 		results = append(results, r)
 	}
+	var multiResults []multiRun
+	for i := 0; i < multi; i++ {
+		if _, err := kf("delete", "--name", name); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if _, err := kf("start", "--name", name, "--nodes", "3"); err != nil {
+			return err
+		}
+		r := multiRun{Usable: time.Since(t0)}
+		t0 = time.Now()
+		if _, err := kf("node", "add", "--name", name); err != nil {
+			return err
+		}
+		r.NodeAdd = time.Since(t0)
+		fmt.Fprintf(os.Stderr, "bench: 3-node run %d: usable in %.1fs, node add %.1fs; waiting %s for idle memory\n", i+1, r.Usable.Seconds(), r.NodeAdd.Seconds(), idle)
+		time.Sleep(idle)
+		if _, r.CPMemMiB, err = nodeStats(ctx, cli, name); err != nil {
+			return err
+		}
+		if _, r.WorkerMemMiB, err = nodeStats(ctx, cli, name+"-m02"); err != nil {
+			return err
+		}
+		multiResults = append(multiResults, r)
+	}
 	if _, err := kf("delete", "--name", name); err != nil {
 		return err
 	}
-	return writeResults(ctx, cli, out, results, idle)
+	return writeResults(ctx, cli, out, results, multiResults, idle)
 }
 
 // nodeStats returns the node container's total CPU time and its memory use in MiB as docker
@@ -128,7 +162,7 @@ func nodeStats(ctx context.Context, cli *client.Client, name string) (time.Durat
 	return time.Duration(s.CPUStats.CPUUsage.TotalUsage), mem / (1 << 20), nil
 }
 
-func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, idle time.Duration) error {
+func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, idle time.Duration) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# kubeforge benchmark\n\nMeasured %s by `make bench` (%d runs).\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), len(rs))
 	fmt.Fprintf(&b, "## Machine\n%s\n", machine(ctx, cli))
@@ -146,6 +180,18 @@ func writeResults(ctx context.Context, cli *client.Client, out string, rs []run,
 		"endpoint and the default ServiceAccount exists. Node CPU is the container cgroup's CPU time when start\n"+
 		"returned; memory is the container cgroup's usage minus inactive page cache, as `docker stats` shows.\n"+
 		"Targets (issue 2, this 2-core machine): usable in at most 10 s, idle control-plane node at most 450 MiB.\n")
+	if len(ms) > 0 {
+		fmt.Fprintf(&b, "\n## Three nodes (1 control plane, 2 workers), then `node add`\n")
+		fmt.Fprintf(&b, "| run | start --nodes 3 to usable | node add to Ready | idle control plane | idle worker |\n|---|---|---|---|---|\n")
+		var u, a, c, w []float64
+		for i, r := range ms {
+			fmt.Fprintf(&b, "| %d | %.1f s | %.1f s | %.0f MiB | %.0f MiB |\n", i+1, r.Usable.Seconds(), r.NodeAdd.Seconds(), r.CPMemMiB, r.WorkerMemMiB)
+			u, a, c, w = append(u, r.Usable.Seconds()), append(a, r.NodeAdd.Seconds()), append(c, r.CPMemMiB), append(w, r.WorkerMemMiB)
+		}
+		fmt.Fprintf(&b, "| **median** | **%.1f s** | **%.1f s** | **%.0f MiB** | **%.0f MiB** |\n\n", median(u), median(a), median(c), median(w))
+		fmt.Fprintf(&b, "Usable: every node Ready, CoreDNS ready, default ServiceAccount. Idle memory %s after the node add.\n"+
+			"Targets (issue 3): 3-node usable in at most 20 s, a node added and Ready in at most 5 s, idle worker at most 120 MiB.\n", idle)
+	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}

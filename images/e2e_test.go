@@ -253,8 +253,16 @@ func TestE2EPreloadedImagesImport(t *testing.T) {
 	ref, _ := e2eImage(t)
 	n := startContainerdNode(t, ref)
 	ctx := t.Context()
-	for _, f := range []string{"pause", "kube-components", "coredns"} {
-		if out, err := provision.Output(ctx, n, "ctr", "-n", "k8s.io", "images", "import", "--all-platforms", "/kubeforge/images/"+f+".tar"); err != nil {
+	raw, err := provision.Output(ctx, n, "cat", ImageInfoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info ImageInfo
+	if err := json.Unmarshal([]byte(raw), &info); err != nil || len(info.Preload) != 3 {
+		t.Fatalf("%s: %v %+v", ImageInfoPath, err, info)
+	}
+	for _, f := range info.Preload {
+		if out, err := provision.Output(ctx, n, "ctr", "-n", "k8s.io", "images", "import", "--all-platforms", f); err != nil {
 			t.Fatalf("import %s: %v\n%s", f, err, out)
 		}
 	}
@@ -272,7 +280,7 @@ func TestE2EPreloadedImagesImport(t *testing.T) {
 	if err != nil || !strings.HasPrefix(id, "sha256:") {
 		t.Fatalf("pause image ID %q, %v", id, err)
 	}
-	raw, err := provision.Output(ctx, n, "crictl", "inspecti", "-o", "json", oci.CoreDNSImage(DefaultCoreDNSVersion))
+	raw, err = provision.Output(ctx, n, "crictl", "inspecti", "-o", "json", oci.CoreDNSImage(DefaultCoreDNSVersion))
 	if err != nil {
 		t.Fatal(err)
 	}
