@@ -15,6 +15,7 @@ import (
 
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/controlplane"
+	"kubeforge.dev/kubeforge/controlplane/lb"
 	"kubeforge.dev/kubeforge/internal/spec"
 	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
 	"kubeforge.dev/kubeforge/kubelet/netctl/cniconf"
@@ -40,6 +41,14 @@ type Node struct {
 	PodCIDR netip.Prefix
 	// Taints the kubelet registers the node with (key[=value]:effect).
 	Taints []string
+	// EtcdInitialCluster and EtcdClusterState (control planes): etcd's --initial-cluster and
+	// --initial-cluster-state; empty means a one-member cluster.
+	EtcdInitialCluster, EtcdClusterState string
+}
+
+// EtcdMember is "name=https://ip:2380", one member of etcd's --initial-cluster.
+func EtcdMember(name string, ip netip.Addr) string {
+	return name + "=https://" + netip.AddrPortFrom(ip, 2380).String()
 }
 
 // ControlPlaneTaint keeps ordinary pods off control-plane nodes when the cluster has workers, as
@@ -164,7 +173,8 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		ms, err := controlplane.Manifests(controlplane.Config{
 			ClusterName: c.Name, KubernetesVersion: c.KubernetesVersion, NodeName: n.Name, NodeIP: n.IP,
 			PodSubnet: c.PodSubnet, ServiceSubnet: c.ServiceSubnet, DNSDomain: c.DNSDomain,
-			ExtraArgs: controlplane.EvictionArgs(c.PodEvictionTimeout),
+			ExtraArgs:      controlplane.EvictionArgs(c.PodEvictionTimeout),
+			InitialCluster: n.EtcdInitialCluster, EtcdClusterState: n.EtcdClusterState,
 		})
 		if err != nil {
 			return f, err
@@ -220,6 +230,30 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	sb, err := json.MarshalIndent(supervisor.Config{Services: svcs}, "", "  ")
 	if err != nil {
 		return f, fmt.Errorf("rendering the node's services: %w", err)
+	}
+	f.add(supervisor.ConfigPath, sb, 0o644)
+	return f, nil
+}
+
+// LoadBalancerFiles are the files of an HA cluster's load-balancer machine: its supervisor runs
+// only `kubeforge-init lb` over the control planes' API servers.
+func LoadBalancerFiles(controlPlanes []netip.Addr) (Files, error) {
+	var f Files
+	c := lb.Config{Listen: fmt.Sprintf(":%d", APIServerPort)}
+	for _, ip := range controlPlanes {
+		c.Backends = append(c.Backends, netip.AddrPortFrom(ip, APIServerPort).String())
+	}
+	b, err := c.Marshal()
+	if err != nil {
+		return f, err
+	}
+	f.add(lb.ConfigPath, b, 0o644)
+	svcs := supervisor.Config{Services: []supervisor.Service{{
+		Name: "lb", Path: supervisor.InitPath, Args: []string{"lb", "-config", lb.ConfigPath},
+	}}}
+	sb, err := json.MarshalIndent(svcs, "", "  ")
+	if err != nil {
+		return f, err
 	}
 	f.add(supervisor.ConfigPath, sb, 0o644)
 	return f, nil

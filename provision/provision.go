@@ -48,6 +48,26 @@ func (n Network) NodeIP(i int) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
+// LoadBalancerIP is the address of the cluster's API load balancer (HA control planes): the
+// subnet's last usable address, far from the nodes'.
+func (n Network) LoadBalancerIP() netip.Addr {
+	if !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() || n.Subnet.Bits() > 29 {
+		return netip.Addr{}
+	}
+	base := n.Subnet.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(base[:]) + uint32(1)<<(32-n.Subnet.Bits()) - 2
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// RoleLoadBalancer is the role of the API load balancer's machine (HA clusters): it is not a
+// Kubernetes node.
+const RoleLoadBalancer = "load-balancer"
+
+// IsLoadBalancer says whether n is a cluster's load balancer rather than a Kubernetes node.
+func IsLoadBalancer(n Node) bool { return n.Role() == RoleLoadBalancer }
+
 // NodeConfig is what a driver needs to create a node.
 type NodeConfig struct {
 	Cluster string

@@ -7,6 +7,7 @@
 //	kubeforge-init [-config FILE] [-setup auto|true|false]   run as the node's init
 //	kubeforge-init status [-json]                            show the services' state
 //	kubeforge-init setup                                     run the node setup again
+//	kubeforge-init lb [-config FILE]                         the API load balancer of an HA cluster
 //
 // It must stay small: stdlib and golang.org/x/sys only, no Kubernetes packages.
 package main
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"os"
 
+	"kubeforge.dev/kubeforge/controlplane/lb"
 	"kubeforge.dev/kubeforge/kubelet/supervisor"
 )
 
@@ -26,6 +28,8 @@ func main() {
 			os.Exit(supervisor.StatusMain(args[1:], os.Stdout, os.Stderr))
 		case "setup":
 			os.Exit(supervisor.SetupMain(args[1:], os.Stdout, os.Stderr))
+		case "lb":
+			os.Exit(lb.Main(args[1:], os.Stdout, os.Stderr))
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(os.Stdout, usage)
 			os.Exit(0)
@@ -38,6 +42,7 @@ const usage = `usage:
   kubeforge-init [-config FILE] [-setup auto|true|false]   run as the node's init (PID 1)
   kubeforge-init status [-json]                            show the state of the node's services
   kubeforge-init setup                                     run the node setup again (idempotent)
+  kubeforge-init lb [-config FILE]                         the API servers' load balancer (HA clusters)
 
 Services come from ` + supervisor.ConfigPath + `; their logs are in ` + supervisor.LogDir + `/<name>.log
 and their state in ` + supervisor.StatusPath + `.

@@ -53,6 +53,8 @@ type PortMapping struct {
 
 // Limits of a cluster's shape.
 const (
+	// MaxControlPlanes bounds --control-planes (etcd members).
+	MaxControlPlanes = 7
 	// MaxNodes bounds --nodes: each node is a full kubelet and container runtime (~150 MiB), and
 	// the pod subnet is cut into one /24 per node.
 	MaxNodes = 20
@@ -86,13 +88,13 @@ func Default(name string) Cluster {
 	}
 }
 
-// WithNodes returns c with n nodes: the first a control plane, the others workers, named by
-// NodeName.
-func (c Cluster) WithNodes(n int) Cluster {
+// WithNodes returns c with n nodes: the first controlPlanes of them control planes (at least
+// one), the others workers, named by NodeName.
+func (c Cluster) WithNodes(n, controlPlanes int) Cluster {
 	c.Nodes = make([]Node, 0, n)
 	for i := 0; i < n; i++ {
 		role := RoleWorker
-		if i == 0 {
+		if i == 0 || i < controlPlanes {
 			role = RoleControlPlane
 		}
 		c.Nodes = append(c.Nodes, Node{Name: NodeName(c.Name, i), Role: role})
@@ -166,6 +168,9 @@ func (c Cluster) Validate() error {
 	}
 	if len(c.Nodes) > MaxNodes {
 		return fmt.Errorf("%d nodes is more than kubeforge supports (%d): each node is a full kubelet and container runtime; use fewer nodes", len(c.Nodes), MaxNodes)
+	}
+	if n := c.ControlPlanes(); n > MaxControlPlanes {
+		return fmt.Errorf("%d control-plane nodes is more than kubeforge supports (%d etcd members)", n, MaxControlPlanes)
 	}
 	names := map[string]bool{}
 	for i, n := range c.Nodes {

@@ -240,10 +240,13 @@ func TestClusterJSONRoundTrip(t *testing.T) {
 }
 
 func TestWithNodes(t *testing.T) {
-	c := Default("dev").WithNodes(3)
+	c := Default("dev").WithNodes(3, 1)
 	want := []Node{{"dev", RoleControlPlane}, {"dev-m02", RoleWorker}, {"dev-m03", RoleWorker}}
 	if !reflect.DeepEqual(c.Nodes, want) {
 		t.Errorf("Nodes = %+v, want %+v", c.Nodes, want)
+	}
+	if ha := Default("dev").WithNodes(4, 3); ha.ControlPlanes() != 3 || ha.Nodes[2].Role != RoleControlPlane || ha.Nodes[3].Role != RoleWorker {
+		t.Errorf("WithNodes(4, 3) = %+v", ha.Nodes)
 	}
 	if !c.HasWorkers() || Default("dev").HasWorkers() {
 		t.Errorf("HasWorkers wrong")
@@ -273,21 +276,21 @@ func TestValidateShape(t *testing.T) {
 		edit func(*Cluster)
 		want string
 	}{
-		{"too many nodes", func(c *Cluster) { *c = c.WithNodes(MaxNodes + 1) }, "more than kubeforge supports"},
+		{"too many nodes", func(c *Cluster) { *c = c.WithNodes(MaxNodes+1, 1) }, "more than kubeforge supports"},
 		{"duplicate name", func(c *Cluster) { c.Nodes[2].Name = c.Nodes[1].Name }, "used twice"},
 		{"eviction too short", func(c *Cluster) { c.PodEvictionTimeout = 5 * time.Second }, "between 20s and 1h"},
 		{"bad node port", func(c *Cluster) { c.Ports = []PortMapping{{HostPort: 8080, NodePort: 80}} }, "NodePort range"},
 		{"bad host port", func(c *Cluster) { c.Ports = []PortMapping{{HostPort: 0, NodePort: 30080}} }, "host port must be"},
 		{"port twice", func(c *Cluster) { c.Ports = []PortMapping{{8080, 30080}, {8080, 30081}} }, "published twice"},
 	} {
-		c := Default("dev").WithNodes(3)
+		c := Default("dev").WithNodes(3, 1)
 		tc.edit(&c)
 		err := c.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: Validate() = %v, want an error containing %q", tc.name, err, tc.want)
 		}
 	}
-	ok := Default("dev").WithNodes(2)
+	ok := Default("dev").WithNodes(2, 1)
 	ok.PodEvictionTimeout, ok.Ports = 30*time.Second, []PortMapping{{8080, 30080}}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("valid shape: %v", err)

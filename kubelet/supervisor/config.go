@@ -22,6 +22,8 @@ import (
 
 // Well-known paths inside a node.
 const (
+	// InitPath is where node images install kubeforge-init (the entrypoint).
+	InitPath = "/usr/local/bin/kubeforge-init"
 	// ConfigPath is where the host writes the services file before the node starts.
 	ConfigPath = "/etc/kubeforge/services.json"
 	// StatusPath is where the supervisor publishes the state of its services.

@@ -132,10 +132,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		defer cancel()
 	}
 
-	if n := c.ControlPlanes(); n != 1 {
-		return res, kferr.Usage("%d control-plane nodes: kubeforge runs exactly one control plane for now (an HA control plane is not built yet); use --nodes for workers", n)
-	}
-
+	ha := c.ControlPlanes() > 1
 	cp := c.Nodes[0]
 	var (
 		image    string
@@ -147,7 +144,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		cs       *kubernetes.Clientset
 		restCfg  *rest.Config
 		plans    []nodePlan
+		endpoint netip.Addr // where nodes reach the API server: the control plane, or the load balancer (HA)
 	)
+	lbName := c.Name + "-lb"
 	names := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
 		names[i] = n.Name
@@ -169,18 +168,73 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			auth, err = pki.EnsureAuthorities(dirs.PKI(), c.Name)
 			return err
 		}, undo: func(context.Context) error { return removeAll(dirs.Root) }},
+	}
+	if ha {
+		steps = append(steps, step{name: "Load balancer", run: func(ctx context.Context) error {
+			if port == 0 {
+				if port, err = freePort(); err != nil {
+					return err
+				}
+			}
+			var cpIPs []netip.Addr
+			for i, n := range c.Nodes {
+				if n.Role == spec.RoleControlPlane {
+					ip, err := nodeAddr(network, i)
+					if err != nil {
+						return err
+					}
+					cpIPs = append(cpIPs, ip)
+				}
+			}
+			files, err := bootstrap.LoadBalancerFiles(cpIPs)
+			if err != nil {
+				return err
+			}
+			tarball, err := files.Tar()
+			if err != nil {
+				return err
+			}
+			lb, err := p.Driver.CreateNode(ctx, provision.NodeConfig{
+				Cluster: c.Name, Name: lbName, Role: provision.RoleLoadBalancer, Image: image,
+				Network: network, IP: network.LoadBalancerIP(), APIServerHostPort: port,
+			})
+			if err != nil {
+				return err
+			}
+			if err := lb.CopyTar(ctx, bytes.NewReader(tarball)); err != nil {
+				return err
+			}
+			return lb.Start(ctx)
+		}, undo: func(ctx context.Context) error { return p.Driver.DeleteNode(ctx, lbName) }})
+	}
+	steps = append(steps, []step{
 		{name: nodesStep, run: func(ctx context.Context) error {
 			if port == 0 {
 				if port, err = freePort(); err != nil {
 					return err
 				}
 			}
-			cpIP, err := nodeAddr(network, 0)
-			if err != nil {
+			if endpoint, err = nodeAddr(network, 0); err != nil {
 				return err
 			}
+			var members []string
 			for i, n := range c.Nodes {
-				np := nodePlan{index: i, spec: n, controlPlane: cpIP}
+				if n.Role == spec.RoleControlPlane {
+					ip, err := nodeAddr(network, i)
+					if err != nil {
+						return err
+					}
+					members = append(members, bootstrap.EtcdMember(n.Name, ip))
+				}
+			}
+			if ha {
+				endpoint = network.LoadBalancerIP()
+			}
+			for i, n := range c.Nodes {
+				np := nodePlan{index: i, spec: n, controlPlane: endpoint}
+				if ha && n.Role == spec.RoleControlPlane {
+					np.etcdInitialCluster = strings.Join(members, ",")
+				}
 				if np.ip, err = nodeAddr(network, i); err != nil {
 					return err
 				}
@@ -190,7 +244,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 				}
 				np.podCIDR = netip.MustParsePrefix(cidr)
 				if i == 0 {
-					np.apiPort = port
+					if !ha {
+						np.apiPort = port
+					}
 					for _, pm := range c.Ports {
 						np.ports = append(np.ports, provision.PortMapping{HostPort: pm.HostPort, NodePort: pm.NodePort})
 					}
@@ -233,7 +289,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err != nil {
 				return err
 			}
-			objs, err := p.addonObjects(c, nodeInfo, node)
+			objs, err := p.addonObjects(c, nodeInfo, endpoint)
 			if err != nil {
 				return err
 			}
@@ -253,8 +309,12 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := g.Wait(); err != nil {
 				return err
 			}
-			if err := labelControlPlane(ctx, cs, cp.Name); err != nil {
-				return err
+			for _, n := range c.Nodes {
+				if n.Role == spec.RoleControlPlane {
+					if err := labelControlPlane(ctx, cs, n.Name); err != nil {
+						return err
+					}
+				}
 			}
 			if err := ready.Nodes(ctx, cs, names...); err != nil {
 				return p.waitError(ctx, err, node, "nodes "+strings.Join(names, ", "))
@@ -285,7 +345,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			rec.Complete = true
 			return dirs.save(rec)
 		}, undo: func(context.Context) error { return RemoveFromKubeconfig(res.Kubeconfig, c.Name) }},
-	}
+	}...)
 	if err := p.run(ctx, steps, o.KeepOnFailure); err != nil {
 		return res, err
 	}
@@ -304,6 +364,9 @@ type nodePlan struct {
 	podCIDR netip.Prefix
 	apiPort int // host port of its API server (the first control plane), 0 for none
 	ports   []provision.PortMapping
+	// etcdInitialCluster (control planes of an HA cluster) lists every etcd member;
+	// etcdClusterState is "existing" for a member joining a running cluster.
+	etcdInitialCluster, etcdClusterState string
 }
 
 // createNodes creates and starts the nodes of plans in parallel; on failure the caller removes
@@ -323,7 +386,8 @@ func (p *Provider) createNodes(ctx context.Context, c spec.Cluster, auth *pki.Au
 
 // createNode renders a node's files, creates its machine, copies the files in and starts it.
 func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Authorities, image string, network provision.Network, np nodePlan) (provision.Node, error) {
-	bn := bootstrap.Node{Name: np.spec.Name, Role: np.spec.Role, IP: np.ip, ControlPlane: np.controlPlane, PodCIDR: np.podCIDR}
+	bn := bootstrap.Node{Name: np.spec.Name, Role: np.spec.Role, IP: np.ip, ControlPlane: np.controlPlane, PodCIDR: np.podCIDR,
+		EtcdInitialCluster: np.etcdInitialCluster, EtcdClusterState: np.etcdClusterState}
 	if np.spec.Role == spec.RoleControlPlane && c.HasWorkers() {
 		bn.Taints = []string{bootstrap.ControlPlaneTaint}
 	}
@@ -369,7 +433,7 @@ func (p *Provider) writeClientConfigs(c spec.Cluster, dirs Dirs, auth *pki.Autho
 	return dirs.save(Record{Spec: c, Image: image, APIServerPort: port, Created: time.Now().UTC()})
 }
 
-func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, node provision.Node) ([]runtime.Object, error) {
+func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, endpoint netip.Addr) ([]runtime.Object, error) {
 	dnsIP, err := c.ServiceIP(10)
 	if err != nil {
 		return nil, err
@@ -380,7 +444,7 @@ func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, node prov
 	}
 	return addons.Objects(addons.Config{
 		KubernetesVersion:    c.KubernetesVersion,
-		ControlPlaneEndpoint: fmt.Sprintf("%s:%d", node.IP(), bootstrap.APIServerPort),
+		ControlPlaneEndpoint: netip.AddrPortFrom(endpoint, bootstrap.APIServerPort).String(),
 		PodSubnet:            c.PodSubnet,
 		DNSDomain:            c.DNSDomain,
 		DNSServiceIP:         dnsIP,

@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -16,8 +18,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/kubectl/pkg/drain"
 
+	"kubeforge.dev/kubeforge/bootstrap"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
@@ -39,7 +43,20 @@ type live struct {
 	name  string
 	dirs  Dirs
 	rec   Record
-	nodes []provision.Node
+	nodes []provision.Node // Kubernetes nodes
+	lb    provision.Node   // the API load balancer of an HA cluster, nil otherwise
+}
+
+// endpoint is where nodes reach the API server: the load balancer, or the (only) control plane.
+func (l *live) endpoint() (netip.Addr, error) {
+	if l.lb != nil {
+		return l.lb.IP(), nil
+	}
+	cps := l.controlPlanes()
+	if len(cps) == 0 {
+		return netip.Addr{}, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s`", l.name), "cluster %q has no control-plane node", l.name)
+	}
+	return cps[0].IP(), nil
 }
 
 func (l *live) node(name string) (provision.Node, error) {
@@ -79,15 +96,24 @@ func (p *Provider) live(ctx context.Context, name string) (*live, error) {
 		return nil, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", name),
 			"cluster %q was not completely created (the remains of a failed or interrupted start)", name)
 	}
-	nodes, err := p.Driver.Nodes(ctx, name)
+	all, err := p.Driver.Nodes(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	l := &live{name: name, dirs: d, rec: rec}
+	for _, n := range all {
+		if provision.IsLoadBalancer(n) {
+			l.lb = n
+		} else {
+			l.nodes = append(l.nodes, n)
+		}
+	}
+	nodes := l.nodes
 	if len(nodes) == 0 {
 		return nil, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", name),
 			"cluster %q has no nodes left in %s", name, p.Driver.Name())
 	}
-	return &live{name: name, dirs: d, rec: rec, nodes: nodes}, nil
+	return l, nil
 }
 
 // client returns a clientset for the cluster (kubeforge's own credentials).
@@ -168,16 +194,16 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 	if err != nil {
 		return info, err
 	}
-	if o.ControlPlane {
-		return info, kferr.Usage("adding a control-plane node needs an HA control plane (stacked etcd and a load balancer), which kubeforge does not build yet; add a worker (without --control-plane)")
+	if o.ControlPlane && l.lb == nil {
+		return info, kferr.Usage("cluster %q has a single control plane and no load balancer in front of it: an HA control plane is chosen when the cluster is made (`kubeforge start --control-planes 3`); add a worker instead (without --control-plane)", name)
 	}
-	for _, n := range l.nodes {
-		if st, err := n.State(ctx); err != nil {
-			return info, err
-		} else if st != provision.StateRunning && n.Role() == string(spec.RoleControlPlane) {
-			return info, kferr.Environment(fmt.Sprintf("start it with `kubeforge node start %s --name %s` first", n.Name(), name),
-				"cluster %q is not running: its control-plane node %s is %s", name, n.Name(), st)
+	if _, err := l.runningControlPlane(ctx, ""); err != nil {
+		cp := "NAME"
+		if cps := l.controlPlanes(); len(cps) > 0 {
+			cp = cps[0].Name()
 		}
+		return info, kferr.Environment(fmt.Sprintf("start it with `kubeforge node start %s --name %s` first", cp, name),
+			"cluster %q is not running: no control-plane node runs", name)
 	}
 	if len(l.nodes) >= spec.MaxNodes {
 		return info, kferr.Usage("cluster %q has %d nodes, the most kubeforge supports", name, len(l.nodes))
@@ -186,9 +212,9 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 	for _, n := range l.nodes {
 		next = max(next, spec.NodeIndex(name, n.Name())+1)
 	}
-	cps := l.controlPlanes()
-	if len(cps) == 0 {
-		return info, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s`", name), "cluster %q has no control-plane node", name)
+	endpoint, err := l.endpoint()
+	if err != nil {
+		return info, err
 	}
 	cs, err := l.client(0)
 	if err != nil {
@@ -205,7 +231,14 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 	defer cancel()
 
 	ns := spec.Node{Name: spec.NodeName(name, next), Role: spec.RoleWorker}
-	var node provision.Node
+	if o.ControlPlane {
+		ns.Role = spec.RoleControlPlane
+	}
+	var (
+		node   provision.Node
+		peer   string         // the new etcd member's peer URL (control planes)
+		member provision.Node // the running control plane that changes etcd's membership
+	)
 	steps := []step{
 		{name: "Node " + ns.Name, run: func(ctx context.Context) error {
 			network, err := p.Driver.EnsureNetwork(ctx, name)
@@ -216,18 +249,51 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 			if err != nil {
 				return err
 			}
-			np := nodePlan{index: next, spec: ns, controlPlane: cps[0].IP()}
+			np := nodePlan{index: next, spec: ns, controlPlane: endpoint}
 			if np.ip, err = nodeAddr(network, next); err != nil {
 				return err
+			}
+			if o.ControlPlane {
+				if member, err = l.runningControlPlane(ctx, ""); err != nil {
+					return err
+				}
+				peer = etcdPeerURL(np.ip)
+				out, err := provision.Output(ctx, member, controlplane.NodeBinary, "etcd-member", "add", "--name", ns.Name, "--peer-url", peer)
+				if err != nil {
+					return fmt.Errorf("adding %s to etcd: %w", ns.Name, err)
+				}
+				np.etcdInitialCluster, np.etcdClusterState = strings.TrimSpace(out), "existing"
 			}
 			node, err = p.createNode(ctx, l.rec.Spec, auth, l.rec.Image, network, np)
 			return err
 		}, undo: func(ctx context.Context) error {
-			return errors.Join(p.Driver.DeleteNode(ctx, ns.Name), deleteNodeObject(ctx, cs, ns.Name))
+			var errs []error
+			if member != nil {
+				_, err := provision.Output(ctx, member, controlplane.NodeBinary, "etcd-member", "remove", "--name", ns.Name, "--peer-url", peer)
+				errs = append(errs, err)
+			}
+			return errors.Join(append(errs, p.Driver.DeleteNode(ctx, ns.Name), deleteNodeObject(ctx, cs, ns.Name))...)
 		}},
 		{name: "Kubelet", run: func(ctx context.Context) error {
 			if err := ready.Nodes(ctx, cs, ns.Name); err != nil {
 				return p.waitError(ctx, err, node, "node "+ns.Name)
+			}
+			if o.ControlPlane {
+				// The kubelet reached the API through the load balancer; the new etcd member
+				// joins a few seconds later.
+				if err := waitEtcdMember(ctx, node, name); err != nil {
+					return err
+				}
+				if err := labelControlPlane(ctx, cs, ns.Name); err != nil {
+					return err
+				}
+				ips := []netip.Addr{node.IP()}
+				for _, n := range l.controlPlanes() {
+					ips = append(ips, n.IP())
+				}
+				if err := p.updateLoadBalancer(ctx, l, ips); err != nil {
+					return err
+				}
 			}
 			l.rec.Spec.Nodes = append(l.rec.Spec.Nodes, ns)
 			return l.dirs.save(l.rec)
@@ -245,7 +311,7 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 	if err := p.run(ctx, steps, o.KeepOnFailure); err != nil {
 		return info, err
 	}
-	info = NodeInfo{Name: ns.Name, Role: string(ns.Role), IP: node.IP().String(), Machine: string(provision.StateRunning), Status: "Ready"}
+	info = NodeInfo{Name: ns.Name, Role: string(ns.Role), IP: node.IP().String(), Machine: string(provision.StateRunning), Status: "Ready", Version: l.rec.Spec.KubernetesVersion}
 	return info, nil
 }
 
@@ -271,6 +337,7 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 	if n.Role() == string(spec.RoleControlPlane) && len(l.controlPlanes()) <= 1 {
 		return kferr.Usage("%s is the last control-plane node of cluster %q: deleting it would end the cluster; to do that, run `kubeforge delete --name %s`", node, name, name)
 	}
+	isCP := n.Role() == string(spec.RoleControlPlane)
 	st, err := n.State(ctx)
 	if err != nil {
 		return err
@@ -293,13 +360,33 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 	}
 	step := p.log().Step("Deleting node " + node)
 	err = func() error {
+		if isCP {
+			// Out of etcd first (through another control plane), and out of the load balancer.
+			other, err := l.runningControlPlane(ctx, node)
+			if err != nil {
+				return err
+			}
+			if _, err := provision.Output(ctx, other, controlplane.NodeBinary, "etcd-member", "remove", "--name", node, "--peer-url", etcdPeerURL(n.IP())); err != nil {
+				return fmt.Errorf("removing %s from etcd: %w", node, err)
+			}
+			var ips []netip.Addr
+			for _, c := range l.controlPlanes() {
+				if c.Name() != node {
+					ips = append(ips, c.IP())
+				}
+			}
+			if err := p.updateLoadBalancer(ctx, l, ips); err != nil {
+				return err
+			}
+		}
+		// The machine first: a running kubelet would register its Node again.
+		if err := p.Driver.DeleteNode(ctx, node); err != nil {
+			return err
+		}
 		if apiUp {
 			if err := deleteNodeObject(ctx, cs, node); err != nil {
 				return err
 			}
-		}
-		if err := p.Driver.DeleteNode(ctx, node); err != nil {
-			return err
 		}
 		l.rec.Spec.Nodes = slices.DeleteFunc(l.rec.Spec.Nodes, func(sn spec.Node) bool { return sn.Name == node })
 		return l.dirs.save(l.rec)
@@ -353,8 +440,8 @@ func (p *Provider) StopNode(ctx context.Context, name, node string) error {
 	if err != nil {
 		return err
 	}
-	if n.Role() == string(spec.RoleControlPlane) {
-		p.log().Warnf("%s is a control-plane node: the cluster's API stops with it until `kubeforge node start %s`", node, node)
+	if n.Role() == string(spec.RoleControlPlane) && len(l.controlPlanes()) == 1 {
+		p.log().Warnf("%s is the control-plane node: the cluster's API stops with it until `kubeforge node start %s`", node, node)
 	}
 	step := p.log().Step("Stopping node " + node)
 	return step.Done(n.Stop(ctx))
@@ -396,6 +483,10 @@ func (p *Provider) StartNode(ctx context.Context, name, node string, wait time.D
 		if err := ready.NodesSince(ctx, cs, started, node); err != nil {
 			return p.waitError(ctx, err, n, "node "+node)
 		}
+		if n.Role() == string(spec.RoleControlPlane) && l.lb != nil {
+			// The other control planes answer for it meanwhile.
+			return waitEtcdMember(ctx, n, name)
+		}
 		return nil
 	}())
 }
@@ -431,4 +522,56 @@ func (p *Provider) LoadImages(ctx context.Context, name string, refs []string) e
 		err = serr
 	}
 	return err
+}
+
+// runningControlPlane returns a running control-plane node other than except.
+func (l *live) runningControlPlane(ctx context.Context, except string) (provision.Node, error) {
+	for _, n := range l.controlPlanes() {
+		if n.Name() == except {
+			continue
+		}
+		if st, err := n.State(ctx); err == nil && st == provision.StateRunning {
+			return n, nil
+		}
+	}
+	return nil, kferr.Environment("start a control-plane node with `kubeforge node start NAME`", "cluster %q has no other running control-plane node", l.name)
+}
+
+func etcdPeerURL(ip netip.Addr) string { return "https://" + netip.AddrPortFrom(ip, 2380).String() }
+
+// updateLoadBalancer points the load balancer (HA clusters) at the control planes at ips; it
+// picks up its new config within a second.
+func (p *Provider) updateLoadBalancer(ctx context.Context, l *live, ips []netip.Addr) error {
+	if l.lb == nil {
+		return nil
+	}
+	files, err := bootstrap.LoadBalancerFiles(ips)
+	if err != nil {
+		return err
+	}
+	tarball, err := files.Tar()
+	if err != nil {
+		return err
+	}
+	if err := l.lb.CopyTar(ctx, bytes.NewReader(tarball)); err != nil {
+		return fmt.Errorf("updating the load balancer's backends: %w", err)
+	}
+	return nil
+}
+
+// waitEtcdMember waits until the etcd member of control plane n has joined: its local member
+// answers the member list, and it is named in it (a member is named once it started).
+func waitEtcdMember(ctx context.Context, n provision.Node, cluster string) error {
+	for {
+		out, err := provision.Output(ctx, n, controlplane.NodeBinary, "etcd-member", "list")
+		if err == nil && strings.Contains(","+strings.TrimSpace(out), ","+n.Name()+"=") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return kferr.Timeout(fmt.Sprintf("look at the node with `kubeforge ssh %s --name %s` (logs in /var/log/pods)", n.Name(), cluster),
+				"timed out waiting for the etcd member of %s to join", n.Name())
+		case <-time.After(time.Second):
+		}
+	}
 }

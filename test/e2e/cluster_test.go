@@ -62,6 +62,13 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, bin: bin, home: filepath.Join(dir, "home"), kubeconfig: filepath.Join(dir, "kube", "config"), docker: cli}
 }
 
+// sub returns e for a subtest: its failures end the subtest, not the parent.
+func (e *env) sub(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // result of one kubeforge run.
 type result struct {
 	stdout, stderr string

@@ -119,6 +119,7 @@ func TestMultiNode(t *testing.T) {
 	cs := e.clientset(name)
 
 	t.Run("nodes Ready, control plane tainted", func(t *testing.T) {
+		e := e.sub(t)
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -190,6 +191,7 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	t.Run("pod to pod across nodes, service by DNS name", func(t *testing.T) {
+		e := e.sub(t)
 		var withPods []string
 		for n := range byNode {
 			withPods = append(withPods, n)
@@ -213,6 +215,7 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	t.Run("NodePort from the host", func(t *testing.T) {
+		e := e.sub(t)
 		url := strings.TrimSpace(e.ok(ctx, "service", "web", "--name", name, "--url").stdout)
 		if url != fmt.Sprintf("http://127.0.0.1:%d", hostPort) {
 			t.Errorf("service --url = %q, want the published port %d", url, hostPort)
@@ -242,6 +245,7 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	t.Run("node add joins a Ready node that runs pods", func(t *testing.T) {
+		e := e.sub(t)
 		r := e.ok(ctx, "node", "add", "--name", name)
 		if !strings.Contains(r.stdout, w3) {
 			t.Errorf("node add output: %v", r)
@@ -268,6 +272,7 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	t.Run("a stopped worker's pods are recreated elsewhere", func(t *testing.T) {
+		e := e.sub(t)
 		byNode, err := readyPods(ctx, cs)
 		if err != nil {
 			t.Fatal(err)
@@ -299,6 +304,7 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	t.Run("node delete removes the node", func(t *testing.T) {
+		e := e.sub(t)
 		e.ok(ctx, "node", "delete", w3, "--name", name)
 		if _, err := cs.CoreV1().Nodes().Get(ctx, w3, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("Node %s still in the API: %v", w3, err)
@@ -309,6 +315,7 @@ func TestMultiNode(t *testing.T) {
 	})
 
 	t.Run("bad input", func(t *testing.T) {
+		e := e.sub(t)
 		for _, tc := range []struct {
 			args []string
 			want string

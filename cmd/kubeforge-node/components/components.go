@@ -17,6 +17,7 @@ import (
 	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
+	"kubeforge.dev/kubeforge/controlplane/etcdmember"
 	_ "time/tzdata" // CronJob time zones, as upstream's apiserver and controller-manager do
 )
 
@@ -42,6 +43,8 @@ var table = map[string]Runner{
 	"kubelet":                 cobraRunner(func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) }),
 	"kube-proxy":              cobraRunner(proxy.NewProxyCommand),
 	"netctl":                  netctlRunner,
+	// etcd-member adds or removes a stacked etcd member (HA control planes): see controlplane/etcdmember.
+	"etcd-member": func(args []string) int { return etcdmember.Main(args, os.Stdout, os.Stderr) },
 }
 
 // Lookup returns the runner of a component.

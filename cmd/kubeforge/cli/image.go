@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -10,6 +11,7 @@ import (
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision"
 )
 
 func newImage(g *globals) *cobra.Command {
@@ -102,6 +104,7 @@ func newImageList(g *globals) *cobra.Command {
 			if len(nodes) == 0 {
 				return kferr.Usage("cluster %q has no nodes: create it with `kubeforge start --name %s`", name, name)
 			}
+			nodes = slices.DeleteFunc(nodes, provision.IsLoadBalancer)
 			list, err := images.List(cmd.Context(), nodes)
 			if err != nil {
 				return err

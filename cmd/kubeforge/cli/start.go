@@ -21,6 +21,7 @@ func newStart(g *globals) *cobra.Command {
 		keep     bool
 		apiPort  int
 		nodes    int
+		cps      int
 		eviction time.Duration
 		ports    []string
 	)
@@ -44,10 +45,22 @@ ServiceAccount present. A context named after the cluster is merged into $KUBECO
 			if nodes < 1 || nodes > spec.MaxNodes {
 				return kferr.Usage("--nodes must be between 1 and %d (one control plane, the rest workers), got %d", spec.MaxNodes, nodes)
 			}
+			if cps < 1 || cps > spec.MaxControlPlanes {
+				return kferr.Usage("--control-planes must be between 1 and %d, got %d", spec.MaxControlPlanes, cps)
+			}
+			if !cmd.Flags().Changed("nodes") && cps > nodes {
+				nodes = cps
+			}
+			if cps > nodes {
+				return kferr.Usage("--control-planes %d is more than --nodes %d: --nodes counts every node, control planes included", cps, nodes)
+			}
+			if cps == 2 || cps == 4 || cps == 6 {
+				g.log().Warnf("%d control planes: etcd keeps a quorum only with a majority, so %d tolerate no more failures than %d; an odd number is better", cps, cps, cps-1)
+			}
 			if eviction != 0 && (eviction < spec.MinPodEvictionTimeout || eviction > time.Hour) {
 				return kferr.Usage("--pod-eviction-timeout must be between %s and 1h (or 0 for upstream's default), got %s", spec.MinPodEvictionTimeout, eviction)
 			}
-			c := spec.Default(name).WithNodes(nodes)
+			c := spec.Default(name).WithNodes(nodes, cps)
 			c.Wait, c.Image, c.APIServerPort, c.PodEvictionTimeout = wait, image, apiPort, eviction
 			for _, p := range ports {
 				pm, err := parsePortMapping(p)
@@ -86,7 +99,8 @@ ServiceAccount present. A context named after the cluster is merged into $KUBECO
 	f.StringVar(&image, "image", "", "node image to use (default: built from this kubeforge's binaries)")
 	f.BoolVar(&keep, "keep-on-failure", false, "keep what a failed start created, for debugging")
 	f.IntVar(&apiPort, "api-port", 0, "host port for the API server on 127.0.0.1 (default: a free port)")
-	f.IntVar(&nodes, "nodes", 1, "number of nodes: one control plane, the others workers (<cluster>-m02, -m03...)")
+	f.IntVar(&nodes, "nodes", 1, "number of nodes, control planes included; the others are workers (<cluster>-m02, -m03...)")
+	f.IntVar(&cps, "control-planes", 1, "number of control-plane nodes; more than one makes an HA control plane (stacked etcd, a load balancer in front of the API servers)")
 	f.DurationVar(&eviction, "pod-eviction-timeout", 0, "how long after a node stops answering its pods are evicted and recreated elsewhere, e.g. 30s for a workshop (default: upstream's, about 6m)")
 	f.StringArrayVar(&ports, "port", nil, "publish a NodePort on the host: HOST:NODEPORT makes 127.0.0.1:HOST reach NODEPORT (repeatable)")
 	return c

@@ -1,0 +1,134 @@
+package lb
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// echoServer answers every connection with its name and closes.
+func echoServer(t *testing.T, name string) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(name + "\n"))
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func ask(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	s, _ := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(s)
+}
+
+func startProxy(t *testing.T, backends ...string) (*Proxy, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p := &Proxy{CheckInterval: 50 * time.Millisecond, DialTimeout: 200 * time.Millisecond}
+	p.SetBackends(backends)
+	go p.Serve(ctx, l)
+	return p, l.Addr().String()
+}
+
+func TestRoundRobinAndFailover(t *testing.T) {
+	a, b := echoServer(t, "a"), echoServer(t, "b")
+	_, addr := startProxy(t, a.Addr().String(), b.Addr().String())
+	seen := map[string]int{}
+	for i := 0; i < 6; i++ {
+		seen[ask(t, addr)]++
+	}
+	if seen["a"] != 3 || seen["b"] != 3 {
+		t.Errorf("round robin over two backends: %v", seen)
+	}
+	// One backend goes away: every connection still gets an answer, from the other.
+	a.Close()
+	for i := 0; i < 6; i++ {
+		if got := ask(t, addr); got != "b" {
+			t.Fatalf("connection %d after a backend died answered %q, want b", i, got)
+		}
+	}
+}
+
+func TestNoBackendClosesConnection(t *testing.T) {
+	dead := echoServer(t, "x")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	_, addr := startProxy(t, deadAddr)
+	if got := ask(t, addr); got != "" {
+		t.Errorf("with no live backend got %q, want a closed connection", got)
+	}
+}
+
+func TestConfigReload(t *testing.T) {
+	a, b := echoServer(t, "a"), echoServer(t, "b")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "lb.json")
+	write := func(c Config) {
+		buf, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(Config{Listen: "127.0.0.1:0", Backends: []string{a.Addr().String()}})
+	fi, _ := os.Stat(path)
+	p, addr := startProxy(t, a.Addr().String())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.watchConfig(ctx, path, fi)
+	time.Sleep(10 * time.Millisecond)
+	write(Config{Listen: "127.0.0.1:0", Backends: []string{b.Addr().String(), "127.0.0.1:1"}})
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if ask(t, addr) == "b" {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the proxy never used the backend of the new config")
+}
+
+func TestReadConfigRejects(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"not json":    "{",
+		"no listen":   `{"backends":["1.2.3.4:6443"]}`,
+		"bad backend": `{"listen":":6443","backends":["1.2.3.4"]}`,
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		os.WriteFile(p, []byte(body), 0o644)
+		if _, err := ReadConfig(p); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
