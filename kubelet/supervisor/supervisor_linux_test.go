@@ -115,9 +115,17 @@ func (h *harness) waitFor(what string, timeout time.Duration, cond func(Status) 
 	}
 }
 
+// read returns the content of a file a service writes, waiting up to 10 s for it to appear (a
+// service counts as running once started, before its script got that far).
 func (h *harness) read(name string) string {
-	b, _ := os.ReadFile(filepath.Join(h.dir, name))
-	return strings.TrimSpace(string(b))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(h.dir, name))
+		if s := strings.TrimSpace(string(b)); s != "" || time.Now().After(deadline) {
+			return s
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func stateIs(name, state string) func(Status) bool {
