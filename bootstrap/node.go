@@ -239,7 +239,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 // only `kubeforge-init lb` over the control planes' API servers.
 func LoadBalancerFiles(controlPlanes []netip.Addr) (Files, error) {
 	var f Files
-	c := lb.Config{Listen: fmt.Sprintf(":%d", APIServerPort)}
+	c := lb.Config{Listen: fmt.Sprintf(":%d", APIServerPort), HealthPath: "/readyz"}
 	for _, ip := range controlPlanes {
 		c.Backends = append(c.Backends, netip.AddrPortFrom(ip, APIServerPort).String())
 	}

@@ -7,12 +7,14 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -29,6 +31,10 @@ type Config struct {
 	Listen string `json:"listen"`
 	// Backends are host:port of the API servers.
 	Backends []string `json:"backends"`
+	// HealthPath, when set, makes a backend healthy only while GET https://backend<HealthPath>
+	// answers 200 (e.g. "/readyz": an API server that listens but is not ready yet gets no
+	// connections unless no backend is ready); otherwise a TCP connect is the check.
+	HealthPath string `json:"healthPath,omitempty"`
 }
 
 // Marshal renders c as the config file.
@@ -45,8 +51,11 @@ type Proxy struct {
 	CheckInterval time.Duration
 	DialTimeout   time.Duration
 	Log           io.Writer
+	// HealthPath: see Config.
+	HealthPath string
 
 	mu       sync.Mutex
+	client   *http.Client
 	backends []string
 	healthy  map[string]bool
 	next     int
@@ -118,17 +127,53 @@ func (p *Proxy) check(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d := net.Dialer{Timeout: p.dialTimeout()}
-			c, err := d.DialContext(ctx, "tcp", b)
-			if err == nil {
-				c.Close()
-			}
+			ok := p.probe(ctx, b)
 			if ctx.Err() == nil {
-				p.mark(b, err == nil)
+				p.mark(b, ok)
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// probe checks one backend: a TCP connect, or an HTTPS GET of HealthPath.
+func (p *Proxy) probe(ctx context.Context, b string) bool {
+	if p.HealthPath == "" {
+		d := net.Dialer{Timeout: p.dialTimeout()}
+		c, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*p.dialTimeout())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+b+p.HealthPath, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := p.httpClient().Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func (p *Proxy) httpClient() *http.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil {
+		// The probe only asks whether the backend is ready; the connections it balances are
+		// end-to-end TLS between the clients and the API servers, untouched. So the probe does
+		// not verify the backend's certificate (it has no use for the cluster CA).
+		p.client = &http.Client{Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // readiness probe only
+			DisableKeepAlives: true,
+		}}
+	}
+	return p.client
 }
 
 // Serve accepts connections on l until ctx ends, checking the backends meanwhile.
@@ -272,7 +317,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	p := &Proxy{Log: stdout}
+	p := &Proxy{Log: stdout, HealthPath: c.HealthPath}
 	p.SetBackends(c.Backends)
 	p.logf("listening on %s, backends %v", l.Addr(), c.Backends)
 	go p.watchConfig(ctx, *path, fi)

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -130,5 +133,27 @@ func TestReadConfigRejects(t *testing.T) {
 		if _, err := ReadConfig(p); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestHealthPathProbe(t *testing.T) {
+	var ready atomic.Bool
+	ready.Store(true)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || !ready.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	p := &Proxy{HealthPath: "/readyz", DialTimeout: time.Second}
+	if !p.probe(context.Background(), addr) {
+		t.Errorf("a ready backend failed the probe")
+	}
+	ready.Store(false)
+	if p.probe(context.Background(), addr) {
+		t.Errorf("a backend answering 500 passed the probe")
 	}
 }

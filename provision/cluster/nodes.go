@@ -220,7 +220,7 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 	if err != nil {
 		return info, err
 	}
-	if !apiReady(ctx, l.dirs.SuperAdmin()) {
+	if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second) {
 		return info, kferr.Environment(fmt.Sprintf("check it with `kubeforge status --name %s`", name), "cluster %q: its API server does not answer", name)
 	}
 	wait := o.Wait
@@ -346,7 +346,7 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 	if err != nil {
 		return err
 	}
-	apiUp := apiReady(ctx, l.dirs.SuperAdmin())
+	apiUp := apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second)
 	if !o.Force && st == provision.StateRunning && apiUp {
 		timeout := o.DrainTimeout
 		if timeout <= 0 {
@@ -383,23 +383,47 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 		if err := p.Driver.DeleteNode(ctx, node); err != nil {
 			return err
 		}
-		if apiUp {
-			if err := deleteNodeObject(ctx, cs, node); err != nil {
-				return err
-			}
-		}
 		l.rec.Spec.Nodes = slices.DeleteFunc(l.rec.Spec.Nodes, func(sn spec.Node) bool { return sn.Name == node })
-		return l.dirs.save(l.rec)
+		if err := l.dirs.save(l.rec); err != nil {
+			return err
+		}
+		if apiUp {
+			return deleteNodeObject(ctx, cs, node)
+		}
+		p.log().Warnf("the API server does not answer: the Node object %s stays until `kubectl delete node %s`", node, node)
+		return nil
 	}()
 	return step.Done(err)
 }
 
+// deleteNodeObject deletes the Node, retrying for up to 30 s (an API server behind the load
+// balancer may be going away at the same time).
 func deleteNodeObject(ctx context.Context, cs kubernetes.Interface, node string) error {
-	err := cs.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting Node %s from the API: %w", node, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := cs.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("deleting Node %s from the API: %w", node, err)
+		}
+		time.Sleep(time.Second)
 	}
-	return nil
+}
+
+// apiAnswers waits up to d for the API server behind kubeconfig to be ready.
+func apiAnswers(ctx context.Context, kubeconfig string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if apiReady(ctx, kubeconfig) {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // drainNode cordons the node and evicts its pods as `kubectl drain --ignore-daemonsets
@@ -477,7 +501,7 @@ func (p *Provider) StartNode(ctx context.Context, name, node string, wait time.D
 			if err := ready.APIServer(ctx, cs); err != nil {
 				return p.waitError(ctx, err, n, "the API server")
 			}
-		} else if !apiReady(ctx, l.dirs.SuperAdmin()) {
+		} else if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second) {
 			return kferr.Environment("start the control-plane node first", "the cluster's API server does not answer, so node %s cannot join", node)
 		}
 		if err := ready.NodesSince(ctx, cs, started, node); err != nil {
