@@ -41,6 +41,8 @@ type Node struct {
 	PodCIDR netip.Prefix
 	// Taints the kubelet registers the node with (key[=value]:effect).
 	Taints []string
+	// SystemReserved is passed to the kubelet (kubeletconfig.Options).
+	SystemReserved map[string]string
 	// EtcdInitialCluster and EtcdClusterState (control planes): etcd's --initial-cluster and
 	// --initial-cluster-state; empty means a one-member cluster.
 	EtcdInitialCluster, EtcdClusterState string
@@ -185,7 +187,8 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	}
 
 	// Kubelet and container runtime.
-	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: kubeletconfig.PodResolvConf})
+	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: kubeletconfig.PodResolvConf,
+		SystemReserved: n.SystemReserved})
 	if err != nil {
 		return f, err
 	}

@@ -80,6 +80,17 @@ type NodeConfig struct {
 	APIServerHostPort int
 	// Ports publishes more ports of the node on the host's loopback (e.g. NodePorts).
 	Ports []PortMapping
+	// MilliCPUs and MemoryBytes, when non-zero, cap the machine.
+	MilliCPUs   int64
+	MemoryBytes int64
+}
+
+// Capacity is what a node machine sees as its CPUs and memory when it has no cap: for container
+// nodes, the host's (the kubelet reads them from /proc); zero when every machine is sized on its
+// own (VMs).
+type Capacity struct {
+	MilliCPUs   int64
+	MemoryBytes int64
 }
 
 // PortMapping publishes the node's TCP port NodePort on 127.0.0.1:HostPort.
@@ -116,6 +127,8 @@ type Driver interface {
 	Clusters(ctx context.Context) ([]string, error)
 	// DeleteNode removes a node machine and its storage; a missing node is not an error.
 	DeleteNode(ctx context.Context, name string) error
+	// HostCapacity is what an uncapped node sees (see Capacity).
+	HostCapacity(ctx context.Context) (Capacity, error)
 }
 
 // Node is one machine of a cluster.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Paths of the client credentials in a control-plane node (kubeadm's layout).
@@ -205,12 +206,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		// etcd refuses a new voting member until every current member is connected (a member
 		// that just restarted is still catching up): retry for a while.
 		var ic string
-		for {
+		perr := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 			ic, err = c.Add(ctx, *name, *peer)
-			if err == nil || !strings.Contains(err.Error(), "unhealthy cluster") || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(time.Second)
+			return err == nil || !strings.Contains(err.Error(), "unhealthy cluster"), nil
+		})
+		if err == nil && perr != nil {
+			err = perr
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, err)

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // KubernetesVersion is the version of the components linked into the node binary. The Makefile's
@@ -69,6 +71,37 @@ const (
 type Node struct {
 	Name string `json:"name"`
 	Role Role   `json:"role"`
+	// CPUs and Memory, when set, cap the node's machine and are what its Node reports as
+	// allocatable (Kubernetes quantities: "1.5", "1500m"; "2Gi").
+	CPUs   string `json:"cpus,omitempty"`
+	Memory string `json:"memory,omitempty"`
+}
+
+// Smallest caps a node can run with.
+var (
+	MinNodeCPUs   = resource.MustParse("500m")
+	MinNodeMemory = resource.MustParse("512Mi")
+)
+
+// Resources parses the node's caps; zero quantities mean no cap.
+func (n Node) Resources() (cpus, memory resource.Quantity, err error) {
+	if n.CPUs != "" {
+		if cpus, err = resource.ParseQuantity(n.CPUs); err != nil {
+			return cpus, memory, fmt.Errorf("node %s: cpus %q is not a quantity (e.g. 2, 1.5 or 1500m)", n.Name, n.CPUs)
+		}
+		if cpus.Cmp(MinNodeCPUs) < 0 {
+			return cpus, memory, fmt.Errorf("node %s: cpus %s is less than the %s a node needs", n.Name, n.CPUs, MinNodeCPUs.String())
+		}
+	}
+	if n.Memory != "" {
+		if memory, err = resource.ParseQuantity(n.Memory); err != nil {
+			return cpus, memory, fmt.Errorf("node %s: memory %q is not a quantity (e.g. 2Gi or 1536Mi)", n.Name, n.Memory)
+		}
+		if memory.Cmp(MinNodeMemory) < 0 {
+			return cpus, memory, fmt.Errorf("node %s: memory %s is less than the %s a node needs", n.Name, n.Memory, MinNodeMemory.String())
+		}
+	}
+	return cpus, memory, nil
 }
 
 // Default returns the spec of a one-node cluster with the given name.
@@ -176,6 +209,9 @@ func (c Cluster) Validate() error {
 	for i, n := range c.Nodes {
 		if n.Role != RoleControlPlane && n.Role != RoleWorker {
 			return fmt.Errorf("nodes[%d].role: %q is not one of %s, %s", i, n.Role, RoleControlPlane, RoleWorker)
+		}
+		if _, _, err := n.Resources(); err != nil {
+			return fmt.Errorf("nodes[%d]: %w", i, err)
 		}
 		if names[n.Name] {
 			return fmt.Errorf("nodes[%d]: the name %q is used twice", i, n.Name)

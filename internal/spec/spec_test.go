@@ -241,7 +241,7 @@ func TestClusterJSONRoundTrip(t *testing.T) {
 
 func TestWithNodes(t *testing.T) {
 	c := Default("dev").WithNodes(3, 1)
-	want := []Node{{"dev", RoleControlPlane}, {"dev-m02", RoleWorker}, {"dev-m03", RoleWorker}}
+	want := []Node{{Name: "dev", Role: RoleControlPlane}, {Name: "dev-m02", Role: RoleWorker}, {Name: "dev-m03", Role: RoleWorker}}
 	if !reflect.DeepEqual(c.Nodes, want) {
 		t.Errorf("Nodes = %+v, want %+v", c.Nodes, want)
 	}
@@ -294,5 +294,25 @@ func TestValidateShape(t *testing.T) {
 	ok.PodEvictionTimeout, ok.Ports = 30*time.Second, []PortMapping{{8080, 30080}}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("valid shape: %v", err)
+	}
+}
+
+func TestNodeResources(t *testing.T) {
+	cpus, mem, err := Node{Name: "n", CPUs: "1500m", Memory: "2Gi"}.Resources()
+	if err != nil || cpus.MilliValue() != 1500 || mem.Value() != 2<<30 {
+		t.Errorf("Resources = %s %s %v", cpus.String(), mem.String(), err)
+	}
+	if c, m, err := (Node{Name: "n"}).Resources(); err != nil || !c.IsZero() || !m.IsZero() {
+		t.Errorf("no caps = %s %s %v", c.String(), m.String(), err)
+	}
+	for _, n := range []Node{{Name: "n", CPUs: "x"}, {Name: "n", CPUs: "100m"}, {Name: "n", Memory: "lots"}, {Name: "n", Memory: "64Mi"}} {
+		if _, _, err := n.Resources(); err == nil {
+			t.Errorf("%+v accepted", n)
+		}
+	}
+	c := Default("dev")
+	c.Nodes[0].Memory = "1Mi"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "nodes[0]") {
+		t.Errorf("Validate with a tiny node = %v", err)
 	}
 }

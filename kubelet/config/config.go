@@ -31,6 +31,9 @@ type Options struct {
 	ClusterDomain string
 	// ResolvConf is the resolv.conf pods with dnsPolicy Default get (CoreDNS forwards to it).
 	ResolvConf string
+	// SystemReserved (cpu, memory) is taken off the node's capacity in what it reports as
+	// allocatable: a container node capped below the host's size reserves the difference.
+	SystemReserved map[string]string
 }
 
 // Render returns the KubeletConfiguration YAML.
@@ -82,6 +85,7 @@ func Render(o Options) ([]byte, error) {
 		// The node's own sysctls are set up by the supervisor; the kubelet leaves host-wide ones alone.
 		MakeIPTablesUtilChains:        ptr.To(true),
 		LocalStorageCapacityIsolation: ptr.To(true),
+		SystemReserved:                o.SystemReserved,
 	}
 	b, err := yaml.Marshal(c)
 	if err != nil {

@@ -195,3 +195,18 @@ func TestPaths(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderSystemReserved(t *testing.T) {
+	b, err := Render(Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf,
+		SystemReserved: map[string]string{"cpu": "1000m", "memory": "1073741824"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(b); !strings.Contains(s, "systemReserved:\n  cpu: 1000m\n  memory: \"1073741824\"") {
+		t.Errorf("config lacks the reservation:\n%s", s)
+	}
+	b, _ = Render(Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf})
+	if strings.Contains(string(b), "systemReserved") {
+		t.Errorf("uncapped node reserves something")
+	}
+}

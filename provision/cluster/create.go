@@ -388,6 +388,11 @@ func (p *Provider) createNodes(ctx context.Context, c spec.Cluster, auth *pki.Au
 func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Authorities, image string, network provision.Network, np nodePlan) (provision.Node, error) {
 	bn := bootstrap.Node{Name: np.spec.Name, Role: np.spec.Role, IP: np.ip, ControlPlane: np.controlPlane, PodCIDR: np.podCIDR,
 		EtcdInitialCluster: np.etcdInitialCluster, EtcdClusterState: np.etcdClusterState}
+	milliCPUs, memBytes, reserved, err := p.nodeCaps(ctx, np.spec)
+	if err != nil {
+		return nil, err
+	}
+	bn.SystemReserved = reserved
 	if np.spec.Role == spec.RoleControlPlane && c.HasWorkers() {
 		bn.Taints = []string{bootstrap.ControlPlaneTaint}
 	}
@@ -402,6 +407,7 @@ func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Aut
 	node, err := p.Driver.CreateNode(ctx, provision.NodeConfig{
 		Cluster: c.Name, Name: np.spec.Name, Role: string(np.spec.Role), Image: image,
 		Network: network, IP: np.ip, APIServerHostPort: np.apiPort, Ports: np.ports,
+		MilliCPUs: milliCPUs, MemoryBytes: memBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -410,6 +416,50 @@ func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Aut
 		return node, err
 	}
 	return node, node.Start(ctx)
+}
+
+// nodeCaps turns a node's cpus/memory caps into the machine's limits and, when the machine sees
+// the host's size (container nodes), the kubelet's system reservation that brings its allocatable
+// down to the caps.
+func (p *Provider) nodeCaps(ctx context.Context, n spec.Node) (milliCPUs, memBytes int64, reserved map[string]string, err error) {
+	cpus, mem, err := n.Resources()
+	if err != nil {
+		return 0, 0, nil, kferr.Usage("%v", err)
+	}
+	if cpus.IsZero() && mem.IsZero() {
+		return 0, 0, nil, nil
+	}
+	host, err := p.Driver.HostCapacity(ctx)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	reserved = map[string]string{}
+	if !cpus.IsZero() {
+		milliCPUs = cpus.MilliValue()
+		if host.MilliCPUs > 0 {
+			if milliCPUs > host.MilliCPUs {
+				return 0, 0, nil, kferr.Usage("node %s: %s CPUs is more than the host's %d: use --cpus %d or less", n.Name, n.CPUs, host.MilliCPUs/1000, host.MilliCPUs/1000)
+			}
+			if d := host.MilliCPUs - milliCPUs; d > 0 {
+				reserved["cpu"] = fmt.Sprintf("%dm", d)
+			}
+		}
+	}
+	if !mem.IsZero() {
+		memBytes = mem.Value()
+		if host.MemoryBytes > 0 {
+			if memBytes > host.MemoryBytes {
+				return 0, 0, nil, kferr.Usage("node %s: memory %s is more than the host's %d MiB", n.Name, n.Memory, host.MemoryBytes>>20)
+			}
+			if d := host.MemoryBytes - memBytes; d > 0 {
+				reserved["memory"] = fmt.Sprintf("%d", d)
+			}
+		}
+	}
+	if len(reserved) == 0 {
+		reserved = nil
+	}
+	return milliCPUs, memBytes, reserved, nil
 }
 
 // writeClientConfigs writes the cluster's record and the kubeconfigs the host uses: the user's

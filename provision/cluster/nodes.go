@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/kubectl/pkg/drain"
@@ -116,6 +117,16 @@ func (p *Provider) live(ctx context.Context, name string) (*live, error) {
 	return l, nil
 }
 
+// liveNode returns the live cluster name and its node called node.
+func (p *Provider) liveNode(ctx context.Context, name, node string) (*live, provision.Node, error) {
+	l, err := p.live(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := l.node(node)
+	return l, n, err
+}
+
 // client returns a clientset for the cluster (kubeforge's own credentials).
 func (l *live) client(timeout time.Duration) (*kubernetes.Clientset, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", l.dirs.SuperAdmin())
@@ -179,6 +190,8 @@ func nodeStatus(n *corev1.Node) string {
 // AddNodeOptions tune AddNode.
 type AddNodeOptions struct {
 	ControlPlane bool
+	// CPUs and Memory cap the new node (see spec.Node).
+	CPUs, Memory string
 	// Wait bounds the wait for the node to be Ready (default 3 minutes).
 	Wait time.Duration
 	// KeepOnFailure keeps a node that failed to join, for debugging.
@@ -230,7 +243,10 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 
-	ns := spec.Node{Name: spec.NodeName(name, next), Role: spec.RoleWorker}
+	ns := spec.Node{Name: spec.NodeName(name, next), Role: spec.RoleWorker, CPUs: o.CPUs, Memory: o.Memory}
+	if _, _, err := ns.Resources(); err != nil {
+		return info, kferr.Usage("%v", err)
+	}
 	if o.ControlPlane {
 		ns.Role = spec.RoleControlPlane
 	}
@@ -323,14 +339,11 @@ type DeleteNodeOptions struct {
 	DrainTimeout time.Duration
 }
 
-// DeleteNode drains a worker (unless Force or it is not running), removes its Node object and
-// its machine. The control plane cannot be deleted: that is deleting the cluster.
+// DeleteNode drains a node (unless Force or it is not running), takes a control plane out of
+// etcd and the load balancer, then removes its machine and its Node object. The last control
+// plane cannot be deleted: that is deleting the cluster.
 func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNodeOptions) error {
-	l, err := p.live(ctx, name)
-	if err != nil {
-		return err
-	}
-	n, err := l.node(node)
+	l, n, err := p.liveNode(ctx, name, node)
 	if err != nil {
 		return err
 	}
@@ -399,31 +412,22 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 // deleteNodeObject deletes the Node, retrying for up to 30 s (an API server behind the load
 // balancer may be going away at the same time).
 func deleteNodeObject(ctx context.Context, cs kubernetes.Interface, node string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cs.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
-		if err == nil || apierrors.IsNotFound(err) {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("deleting Node %s from the API: %w", node, err)
-		}
-		time.Sleep(time.Second)
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		last = cs.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
+		return last == nil || apierrors.IsNotFound(last), nil
+	})
+	if err != nil {
+		return fmt.Errorf("deleting Node %s from the API: %w", node, errors.Join(last, err))
 	}
+	return nil
 }
 
 // apiAnswers waits up to d for the API server behind kubeconfig to be ready.
 func apiAnswers(ctx context.Context, kubeconfig string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if apiReady(ctx, kubeconfig) {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, d, true, func(ctx context.Context) (bool, error) {
+		return apiReady(ctx, kubeconfig), nil
+	}) == nil
 }
 
 // drainNode cordons the node and evicts its pods as `kubectl drain --ignore-daemonsets
@@ -456,11 +460,7 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, timeou
 // StopNode stops a node's machine. Its Node goes NotReady once the controller-manager's grace
 // period passes, and its pods are evicted after the cluster's pod eviction timeout.
 func (p *Provider) StopNode(ctx context.Context, name, node string) error {
-	l, err := p.live(ctx, name)
-	if err != nil {
-		return err
-	}
-	n, err := l.node(node)
+	l, n, err := p.liveNode(ctx, name, node)
 	if err != nil {
 		return err
 	}
@@ -473,11 +473,7 @@ func (p *Provider) StopNode(ctx context.Context, name, node string) error {
 
 // StartNode starts a stopped node and, when the API server answers, waits for it to be Ready.
 func (p *Provider) StartNode(ctx context.Context, name, node string, wait time.Duration) error {
-	l, err := p.live(ctx, name)
-	if err != nil {
-		return err
-	}
-	n, err := l.node(node)
+	l, n, err := p.liveNode(ctx, name, node)
 	if err != nil {
 		return err
 	}
@@ -586,16 +582,13 @@ func (p *Provider) updateLoadBalancer(ctx context.Context, l *live, ips []netip.
 // waitEtcdMember waits until the etcd member of control plane n has joined: its local member
 // answers the member list, and it is named in it (a member is named once it started).
 func waitEtcdMember(ctx context.Context, n provision.Node, cluster string) error {
-	for {
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 		out, err := provision.Output(ctx, n, controlplane.NodeBinary, "etcd-member", "list")
-		if err == nil && strings.Contains(","+strings.TrimSpace(out), ","+n.Name()+"=") {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return kferr.Timeout(fmt.Sprintf("look at the node with `kubeforge ssh %s --name %s` (logs in /var/log/pods)", n.Name(), cluster),
-				"timed out waiting for the etcd member of %s to join", n.Name())
-		case <-time.After(time.Second):
-		}
+		return err == nil && strings.Contains(","+strings.TrimSpace(out), ","+n.Name()+"="), nil
+	})
+	if err != nil {
+		return kferr.Timeout(fmt.Sprintf("look at the node with `kubeforge ssh %s --name %s` (logs in /var/log/pods)", n.Name(), cluster),
+			"timed out waiting for the etcd member of %s to join", n.Name())
 	}
+	return nil
 }

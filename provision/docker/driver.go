@@ -100,3 +100,13 @@ func pingError(host string, err error) error {
 	}
 	return kferr.Environment(hint, "docker at %s does not answer properly: %w", host, err)
 }
+
+// HostCapacity is the Docker host's CPUs and memory: what the kubelet of a container node reads
+// from /proc, whatever the container's limits.
+func (d *Driver) HostCapacity(ctx context.Context) (provision.Capacity, error) {
+	info, err := d.cli.Info(ctx)
+	if err != nil {
+		return provision.Capacity{}, fmt.Errorf("docker info: %w", err)
+	}
+	return provision.Capacity{MilliCPUs: int64(info.NCPU) * 1000, MemoryBytes: info.MemTotal}, nil
+}

@@ -137,6 +137,13 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 		},
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: volName, Target: "/var"}},
 	}
+	if cfg.MilliCPUs > 0 {
+		host.Resources.NanoCPUs = cfg.MilliCPUs * 1e6
+	}
+	if cfg.MemoryBytes > 0 {
+		host.Resources.Memory = cfg.MemoryBytes
+		host.Resources.MemorySwap = cfg.MemoryBytes // no swap on top
+	}
 	if fi, err := os.Stat("/lib/modules"); err == nil && fi.IsDir() {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: "/lib/modules", Target: "/lib/modules", ReadOnly: true})
 	}

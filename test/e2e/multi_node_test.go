@@ -246,13 +246,23 @@ func TestMultiNode(t *testing.T) {
 
 	t.Run("node add joins a Ready node that runs pods", func(t *testing.T) {
 		e := e.sub(t)
-		r := e.ok(ctx, "node", "add", "--name", name)
+		r := e.ok(ctx, "node", "add", "--name", name, "--cpus", "1", "--memory", "1Gi")
 		if !strings.Contains(r.stdout, w3) {
 			t.Errorf("node add output: %v", r)
 		}
 		n, err := cs.CoreV1().Nodes().Get(ctx, w3, metav1.GetOptions{})
 		if err != nil || !ready.NodeReady(n) {
 			t.Fatalf("node %s not Ready after node add: %v", w3, err)
+		}
+		// The caps: on the machine, and in what the Node offers the scheduler.
+		if c := n.Status.Allocatable[corev1.ResourceCPU]; c.MilliValue() != 1000 {
+			t.Errorf("node %s allocatable cpu %s, want 1", w3, c.String())
+		}
+		if m := n.Status.Allocatable[corev1.ResourceMemory]; m.Value() != 1<<30 {
+			t.Errorf("node %s allocatable memory %s, want 1Gi", w3, m.String())
+		}
+		if insp, err := e.docker.ContainerInspect(ctx, w3); err != nil || insp.HostConfig.NanoCPUs != 1e9 || insp.HostConfig.Memory != 1<<30 {
+			t.Errorf("container %s limits: %v", w3, err)
 		}
 		// The image loaded before is on the new node too: a pod pinned there runs.
 		pod := &corev1.Pod{
@@ -324,7 +334,9 @@ func TestMultiNode(t *testing.T) {
 			{[]string{"node", "delete", "nope", "--name", name}, "is not a node of cluster"},
 			{[]string{"node", "stop", "--name", name}, "takes one node name"},
 			{[]string{"node", "add", "--name", "no-such-cluster"}, "does not exist"},
-			{[]string{"node", "add", "--control-plane", "--name", name}, "HA control plane"},
+			{[]string{"node", "add", "--control-plane", "--name", name}, "--control-planes 3"},
+			{[]string{"node", "add", "--memory", "100Mi", "--name", name}, "less than the 512Mi"},
+			{[]string{"node", "add", "--cpus", "lots", "--name", name}, "not a quantity"},
 			{[]string{"start", "--name", "kf-bad", "--nodes", "0"}, "--nodes must be between 1 and"},
 			{[]string{"start", "--name", "kf-bad", "--nodes", "1000"}, "--nodes must be between 1 and"},
 			{[]string{"start", "--name", "kf-bad", "--pod-eviction-timeout", "1s"}, "--pod-eviction-timeout must be between"},

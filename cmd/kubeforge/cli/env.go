@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
+
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
@@ -55,6 +57,16 @@ func (g *globals) clusterEnv(ctx context.Context, name string) (*env, error) {
 }
 
 func (e *env) close() { e.driver.Close() }
+
+// onCluster runs fn with the environment of cluster name (name checked, driver pinged).
+func (g *globals) onCluster(cmd *cobra.Command, name string, fn func(*env) error) error {
+	e, err := g.clusterEnv(cmd.Context(), name)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	return fn(e)
+}
 
 // nodeImage returns the ImageFunc of the Docker driver: the image the user named (it must be in
 // Docker), or the node image for the binaries next to this executable, built when missing.

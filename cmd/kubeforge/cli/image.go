@@ -69,12 +69,9 @@ func newImageLoad(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			return e.provider.LoadImages(cmd.Context(), name, args)
+			return g.onCluster(cmd, name, func(e *env) error {
+				return e.provider.LoadImages(cmd.Context(), name, args)
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
@@ -92,36 +89,33 @@ func newImageList(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			nodes, err := e.driver.Nodes(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			if len(nodes) == 0 {
-				return kferr.Usage("cluster %q has no nodes: create it with `kubeforge start --name %s`", name, name)
-			}
-			nodes = slices.DeleteFunc(nodes, provision.IsLoadBalancer)
-			list, err := images.List(cmd.Context(), nodes)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(g, list)
-			}
-			tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "IMAGE\tID\tSIZE\tNODES")
-			for _, img := range list {
-				id := strings.TrimPrefix(img.ID, "sha256:")
-				if len(id) > 12 {
-					id = id[:12]
+			return g.onCluster(cmd, name, func(e *env) error {
+				nodes, err := e.driver.Nodes(cmd.Context(), name)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%.1f MB\t%s\n", img.Ref, id, float64(img.Size)/1e6, strings.Join(img.Nodes, ","))
-			}
-			return tw.Flush()
+				if len(nodes) == 0 {
+					return kferr.Usage("cluster %q has no nodes: create it with `kubeforge start --name %s`", name, name)
+				}
+				nodes = slices.DeleteFunc(nodes, provision.IsLoadBalancer)
+				list, err := images.List(cmd.Context(), nodes)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(g, list)
+				}
+				tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "IMAGE\tID\tSIZE\tNODES")
+				for _, img := range list {
+					id := strings.TrimPrefix(img.ID, "sha256:")
+					if len(id) > 12 {
+						id = id[:12]
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%.1f MB\t%s\n", img.Ref, id, float64(img.Size)/1e6, strings.Join(img.Nodes, ","))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")

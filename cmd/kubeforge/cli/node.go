@@ -40,24 +40,21 @@ func newNodeList(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			nodes, err := e.provider.NodeList(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(g, nodes)
-			}
-			tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tROLE\tIP\tMACHINE\tSTATUS\tVERSION")
-			for _, n := range nodes {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, n.Machine, dash(n.Status), dash(n.Version))
-			}
-			return tw.Flush()
+			return g.onCluster(cmd, name, func(e *env) error {
+				nodes, err := e.provider.NodeList(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(g, nodes)
+				}
+				tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NODE\tROLE\tIP\tMACHINE\tSTATUS\tVERSION")
+				for _, n := range nodes {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, n.Machine, dash(n.Status), dash(n.Version))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
@@ -74,9 +71,9 @@ func dash(s string) string {
 
 func newNodeAdd(g *globals) *cobra.Command {
 	var (
-		name, output string
-		cp, keep     bool
-		wait         time.Duration
+		name, output, cpus, memory string
+		cp, keep                   bool
+		wait                       time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "add",
@@ -89,26 +86,25 @@ func newNodeAdd(g *globals) *cobra.Command {
 			if wait <= 0 {
 				return kferr.Usage("--wait must be a positive duration such as 3m, got %s", wait)
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			start := time.Now()
-			n, err := e.provider.AddNode(cmd.Context(), name, cluster.AddNodeOptions{ControlPlane: cp, Wait: wait, KeepOnFailure: keep})
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(g, n)
-			}
-			fmt.Fprintf(g.streams.Out, "Node %s (%s) joined cluster %q and is Ready in %.1fs.\n", n.Name, n.IP, name, time.Since(start).Seconds())
-			return nil
+			return g.onCluster(cmd, name, func(e *env) error {
+				start := time.Now()
+				n, err := e.provider.AddNode(cmd.Context(), name, cluster.AddNodeOptions{ControlPlane: cp, Wait: wait, KeepOnFailure: keep, CPUs: cpus, Memory: memory})
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(g, n)
+				}
+				fmt.Fprintf(g.streams.Out, "Node %s (%s) joined cluster %q and is Ready in %.1fs.\n", n.Name, n.IP, name, time.Since(start).Seconds())
+				return nil
+			})
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&name, "name", spec.DefaultName, "cluster name")
-	f.BoolVar(&cp, "control-plane", false, "add a control-plane node (needs an HA control plane: not built yet)")
+	f.BoolVar(&cp, "control-plane", false, "add a control-plane node (clusters started with --control-planes 2 or more)")
+	f.StringVar(&cpus, "cpus", "", "cap the node's CPUs (e.g. 1 or 1500m); its Node reports that much allocatable")
+	f.StringVar(&memory, "memory", "", "cap the node's memory (e.g. 2Gi); its Node reports that much allocatable")
 	f.BoolVar(&keep, "keep-on-failure", false, "keep a node that failed to join, for debugging")
 	f.DurationVar(&wait, "wait", 3*time.Minute, "how long to wait for the node to be Ready")
 	outputFlag(c, &output)
@@ -125,16 +121,13 @@ func newNodeDelete(g *globals) *cobra.Command {
 		Short: "Drain a node, then remove it from the cluster and delete its machine",
 		Args:  oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			if err := e.provider.DeleteNode(cmd.Context(), name, args[0], cluster.DeleteNodeOptions{Force: force}); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.streams.Out, "Node %s deleted from cluster %q.\n", args[0], name)
-			return nil
+			return g.onCluster(cmd, name, func(e *env) error {
+				if err := e.provider.DeleteNode(cmd.Context(), name, args[0], cluster.DeleteNodeOptions{Force: force}); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.streams.Out, "Node %s deleted from cluster %q.\n", args[0], name)
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
@@ -149,16 +142,13 @@ func newNodeStop(g *globals) *cobra.Command {
 		Short: "Stop a node's machine (it goes NotReady; its pods move after the pod eviction timeout)",
 		Args:  oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			if err := e.provider.StopNode(cmd.Context(), name, args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.streams.Out, "Node %s stopped; `kubeforge node start %s` brings it back.\n", args[0], args[0])
-			return nil
+			return g.onCluster(cmd, name, func(e *env) error {
+				if err := e.provider.StopNode(cmd.Context(), name, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.streams.Out, "Node %s stopped; `kubeforge node start %s` brings it back.\n", args[0], args[0])
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
@@ -178,16 +168,13 @@ func newNodeStart(g *globals) *cobra.Command {
 			if wait <= 0 {
 				return kferr.Usage("--wait must be a positive duration such as 3m, got %s", wait)
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			if err := e.provider.StartNode(cmd.Context(), name, args[0], wait); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.streams.Out, "Node %s is Ready.\n", args[0])
-			return nil
+			return g.onCluster(cmd, name, func(e *env) error {
+				if err := e.provider.StartNode(cmd.Context(), name, args[0], wait); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.streams.Out, "Node %s is Ready.\n", args[0])
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
@@ -213,30 +200,27 @@ func newService(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			urls, err := e.provider.ServiceURLs(cmd.Context(), name, namespace, args[0])
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(g, urls)
-			}
-			if url {
-				for _, u := range urls {
-					fmt.Fprintln(g.streams.Out, u.URL)
+			return g.onCluster(cmd, name, func(e *env) error {
+				urls, err := e.provider.ServiceURLs(cmd.Context(), name, namespace, args[0])
+				if err != nil {
+					return err
 				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tPORT\tNODEPORT\tURL")
-			for _, u := range urls {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", namespace, args[0], u.Port, u.NodePort, u.URL)
-			}
-			return tw.Flush()
+				if output == "json" {
+					return printJSON(g, urls)
+				}
+				if url {
+					for _, u := range urls {
+						fmt.Fprintln(g.streams.Out, u.URL)
+					}
+					return nil
+				}
+				tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tPORT\tNODEPORT\tURL")
+				for _, u := range urls {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", namespace, args[0], u.Port, u.NodePort, u.URL)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	f := c.Flags()

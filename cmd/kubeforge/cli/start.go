@@ -24,6 +24,8 @@ func newStart(g *globals) *cobra.Command {
 		cps      int
 		eviction time.Duration
 		ports    []string
+		cpus     string
+		memory   string
 	)
 	c := &cobra.Command{
 		Use:   "start",
@@ -62,6 +64,9 @@ ServiceAccount present. A context named after the cluster is merged into $KUBECO
 			}
 			c := spec.Default(name).WithNodes(nodes, cps)
 			c.Wait, c.Image, c.APIServerPort, c.PodEvictionTimeout = wait, image, apiPort, eviction
+			for i := range c.Nodes {
+				c.Nodes[i].CPUs, c.Nodes[i].Memory = cpus, memory
+			}
 			for _, p := range ports {
 				pm, err := parsePortMapping(p)
 				if err != nil {
@@ -102,6 +107,8 @@ ServiceAccount present. A context named after the cluster is merged into $KUBECO
 	f.IntVar(&nodes, "nodes", 1, "number of nodes, control planes included; the others are workers (<cluster>-m02, -m03...)")
 	f.IntVar(&cps, "control-planes", 1, "number of control-plane nodes; more than one makes an HA control plane (stacked etcd, a load balancer in front of the API servers)")
 	f.DurationVar(&eviction, "pod-eviction-timeout", 0, "how long after a node stops answering its pods are evicted and recreated elsewhere, e.g. 30s for a workshop (default: upstream's, about 6m)")
+	f.StringVar(&cpus, "cpus", "", "cap every node's CPUs (e.g. 2 or 1500m); each Node reports that much allocatable (default: the host's, uncapped)")
+	f.StringVar(&memory, "memory", "", "cap every node's memory (e.g. 2Gi); each Node reports that much allocatable (default: the host's, uncapped)")
 	f.StringArrayVar(&ports, "port", nil, "publish a NodePort on the host: HOST:NODEPORT makes 127.0.0.1:HOST reach NODEPORT (repeatable)")
 	return c
 }
