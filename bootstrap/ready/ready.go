@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sort"
 	"strings"
 	"time"
 
@@ -203,4 +205,123 @@ func ServiceAccount(ctx context.Context, cs kubernetes.Interface, namespace, nam
 // IsTimeout tells whether err is a wait that ran out of time.
 func IsTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, wait.ErrWaitTimeout)
+}
+
+// PodsRestartedSince waits until every pod matching selector in namespace (at least one) is Ready
+// and, when it is on one of the restarted nodes, has all its containers started at or after since:
+// after nodes restart, their pods' old Ready conditions and endpoints still say ready until their
+// kubelets report again.
+func PodsRestartedSince(ctx context.Context, cs kubernetes.Interface, namespace, selector string, since time.Time, restarted map[string]bool) error {
+	since = since.Truncate(time.Second)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return cs.CoreV1().Pods(namespace).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return cs.CoreV1().Pods(namespace).Watch(ctx, o)
+		},
+	}
+	fresh := map[string]bool{}
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		if ev.Type == watch.Deleted || p.DeletionTimestamp != nil {
+			delete(fresh, p.Name) // replaced by another pod, if its controller wants one
+		} else {
+			t := since
+			if !restarted[p.Spec.NodeName] {
+				t = time.Time{}
+			}
+			fresh[p.Name] = podRestartedSince(p, t)
+		}
+		for _, ok := range fresh {
+			if !ok {
+				return false, nil
+			}
+		}
+		return len(fresh) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the pods %s in %s to run again: %w", selector, namespace, err)
+	}
+	return nil
+}
+
+func podRestartedSince(p *corev1.Pod, since time.Time) bool {
+	ready := false
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			ready = true
+		}
+	}
+	if !ready || len(p.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Running == nil || c.State.Running.StartedAt.Time.Before(since) {
+			return false
+		}
+	}
+	return true
+}
+
+// EndpointsMatchPods waits until the Service's ready endpoints are exactly the IPs of its Ready
+// pods (selector): after pods restart with new IPs, the old addresses stay listed as ready
+// until the endpoint-slice controller catches up, and kube-proxy programs what is listed.
+func EndpointsMatchPods(ctx context.Context, cs kubernetes.Interface, namespace, service, selector string) error {
+	var last string
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, nil
+		}
+		want := map[string]bool{}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && p.Status.PodIP != "" && podReady(&p) {
+				want[p.Status.PodIP] = true
+			}
+		}
+		slices, err := cs.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + service})
+		if err != nil {
+			return false, nil
+		}
+		got := map[string]bool{}
+		for _, es := range slices.Items {
+			for _, ep := range es.Endpoints {
+				if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+					for _, a := range ep.Addresses {
+						got[a] = true
+					}
+				}
+			}
+		}
+		last = fmt.Sprintf("pods %v, endpoints %v", keys(want), keys(got))
+		return len(want) > 0 && maps.Equal(want, got), nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for service %s/%s's endpoints to be its ready pods (%s): %w", namespace, service, last, err)
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

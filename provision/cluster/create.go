@@ -43,6 +43,8 @@ type CreateOptions struct {
 type CreateResult struct {
 	// AlreadyRunning is set when the cluster existed and was running: nothing was changed.
 	AlreadyRunning bool
+	// Resumed is set when the cluster existed, stopped, and was started again.
+	Resumed bool
 	Kubeconfig     string // the user's kubeconfig the context was merged into
 	Context        string
 	APIServer      string
@@ -123,8 +125,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			res.AlreadyRunning, res.APIServer = true, st.APIServer
 			return res, nil
 		}
-		return res, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", c.Name),
-			"cluster %q exists but is %s", c.Name, st.State)
+		// Stopped (or partly): start its machines again and wait until it is usable.
+		res.Resumed = true
+		return res, p.resume(ctx, c.Name, c.Wait, &res)
 	}
 	if c.Wait > 0 {
 		var cancel context.CancelFunc

@@ -361,6 +361,62 @@ func TestMultiNode(t *testing.T) {
 		}
 	})
 
+	t.Run("stop and start keep the cluster", func(t *testing.T) {
+		e := e.sub(t)
+		// The control plane was stopped above: start brings back a partly stopped cluster too.
+		r := e.ok(ctx, "start", "--name", name)
+		if !strings.Contains(r.stdout, "running again") {
+			t.Errorf("start of a partly stopped cluster: %v", r)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "survivor"}, Data: map[string]string{"k": "v"}}
+		if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r = e.ok(ctx, "stop", "--name", name)
+		if out := e.ok(ctx, "status", "--name", name, "-o", "json").stdout; !strings.Contains(out, `"state": "Stopped"`) {
+			t.Errorf("status after stop:\n%s", out)
+		}
+		r = e.ok(ctx, "start", "--name", name)
+		if !strings.Contains(r.stdout, "running again") {
+			t.Errorf("start of a stopped cluster: %v", r)
+		}
+		got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, cm.Name, metav1.GetOptions{})
+		if err != nil || got.Data["k"] != "v" {
+			t.Errorf("ConfigMap after stop/start: %v %v", got, err)
+		}
+		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, n := range nodes.Items {
+			names = append(names, n.Name)
+			if !ready.NodeReady(&n) {
+				t.Errorf("node %s not Ready after start", n.Name)
+			}
+		}
+		slices.Sort(names)
+		if want := []string{cp, w1, w2}; !slices.Equal(names, want) {
+			t.Errorf("nodes after stop/start %v, want %v", names, want)
+		}
+		// The workload runs again and DNS answers from a pod.
+		err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			byNode, err := readyPods(ctx, cs)
+			return err == nil && count(byNode) == 3, nil
+		})
+		if err != nil {
+			t.Errorf("web replicas not Ready after stop/start")
+		}
+		pods, _ := readyPods(ctx, cs)
+		for _, ps := range pods {
+			r := e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", ps[0].Name, "--", "nslookup", "kubernetes.default.svc.cluster.local")
+			if r.code != 0 || !strings.Contains(r.stdout, "10.96.0.1") {
+				t.Errorf("DNS from %s after stop/start: %v", ps[0].Name, r)
+			}
+			break
+		}
+	})
+
 	e.ok(ctx, "delete", "--name", name)
 	if left := e.owned(ctx, name); len(left) > 0 {
 		t.Errorf("delete left %v", left)

@@ -48,3 +48,22 @@ func newDelete(g *globals) *cobra.Command {
 	c.Flags().BoolVar(&all, "all", false, "delete every kubeforge cluster")
 	return c
 }
+
+func newStop(g *globals) *cobra.Command {
+	var name string
+	c := &cobra.Command{
+		Use:   "stop",
+		Short: "Stop a cluster's nodes, keeping their data; `kubeforge start` brings it back",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.onCluster(cmd, name, func(e *env) error {
+				if err := e.provider.Stop(cmd.Context(), name); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.streams.Out, "Cluster %q stopped; `kubeforge start --name %s` starts it again with its objects and data.\n", name, name)
+				return nil
+			})
+		},
+	}
+	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	return c
+}

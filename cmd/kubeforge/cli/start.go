@@ -92,6 +92,11 @@ ServiceAccount present. A context named after the cluster is merged into $KUBECO
 				fmt.Fprintf(out, "Cluster %q is already running (API server %s); nothing changed.\n", name, res.APIServer)
 				return nil
 			}
+			if res.Resumed {
+				fmt.Fprintf(out, "Cluster %q was stopped; it is running again in %.1fs: API server %s, context %q in %s.\n",
+					name, time.Since(start).Seconds(), res.APIServer, res.Context, res.Kubeconfig)
+				return nil
+			}
 			fmt.Fprintf(out, "Cluster %q is ready in %.1fs: API server %s, context %q in %s.\n",
 				name, time.Since(start).Seconds(), res.APIServer, res.Context, res.Kubeconfig)
 			fmt.Fprintf(out, "Try: kubectl get pods -A   (or: kubeforge kubectl -- get pods -A)\n")
