@@ -44,10 +44,10 @@ type CreateResult struct {
 	// AlreadyRunning is set when the cluster existed and was running: nothing was changed.
 	AlreadyRunning bool
 	// Resumed is set when the cluster existed, stopped, and was started again.
-	Resumed bool
-	Kubeconfig     string // the user's kubeconfig the context was merged into
-	Context        string
-	APIServer      string
+	Resumed    bool
+	Kubeconfig string // the user's kubeconfig the context was merged into
+	Context    string
+	APIServer  string
 }
 
 // step is one action of the create flow; undo (optional) reverts it when a later step fails.
