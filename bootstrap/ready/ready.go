@@ -99,14 +99,8 @@ func NodesSince(ctx context.Context, cs kubernetes.Interface, since time.Time, n
 	for _, n := range names {
 		want[n] = true
 	}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return cs.CoreV1().Nodes().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return cs.CoreV1().Nodes().Watch(ctx, o)
-		},
-	}
+	c := cs.CoreV1().Nodes()
+	lw := listWatch(nil, c.List, c.Watch)
 	ready := map[string]bool{}
 	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, nil, func(ev watch.Event) (bool, error) {
 		n, ok := ev.Object.(*corev1.Node)
@@ -130,16 +124,8 @@ func NodesSince(ctx context.Context, cs kubernetes.Interface, since time.Time, n
 // NodeRegistered waits until the Node name exists and returns it.
 func NodeRegistered(ctx context.Context, cs kubernetes.Interface, name string) (*corev1.Node, error) {
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return cs.CoreV1().Nodes().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return cs.CoreV1().Nodes().Watch(ctx, o)
-		},
-	}
+	c := cs.CoreV1().Nodes()
+	lw := listWatch(func(o *metav1.ListOptions) { o.FieldSelector = sel }, c.List, c.Watch)
 	ev, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, nil, func(ev watch.Event) (bool, error) {
 		return ev.Type != watch.Deleted, nil
 	})
@@ -152,16 +138,8 @@ func NodeRegistered(ctx context.Context, cs kubernetes.Interface, name string) (
 // ServiceEndpoints waits until a Service has at least one ready endpoint.
 func ServiceEndpoints(ctx context.Context, cs kubernetes.Interface, namespace, service string) error {
 	sel := discoveryv1.LabelServiceName + "=" + service
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = sel
-			return cs.DiscoveryV1().EndpointSlices(namespace).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = sel
-			return cs.DiscoveryV1().EndpointSlices(namespace).Watch(ctx, o)
-		},
-	}
+	c := cs.DiscoveryV1().EndpointSlices(namespace)
+	lw := listWatch(func(o *metav1.ListOptions) { o.LabelSelector = sel }, c.List, c.Watch)
 	_, err := watchtools.UntilWithSync(ctx, lw, &discoveryv1.EndpointSlice{}, nil, func(ev watch.Event) (bool, error) {
 		es, ok := ev.Object.(*discoveryv1.EndpointSlice)
 		if !ok || ev.Type == watch.Deleted {
@@ -183,16 +161,8 @@ func ServiceEndpoints(ctx context.Context, cs kubernetes.Interface, namespace, s
 // ServiceAccount waits until a ServiceAccount exists.
 func ServiceAccount(ctx context.Context, cs kubernetes.Interface, namespace, name string) error {
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return cs.CoreV1().ServiceAccounts(namespace).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return cs.CoreV1().ServiceAccounts(namespace).Watch(ctx, o)
-		},
-	}
+	c := cs.CoreV1().ServiceAccounts(namespace)
+	lw := listWatch(func(o *metav1.ListOptions) { o.FieldSelector = sel }, c.List, c.Watch)
 	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.ServiceAccount{}, nil, func(ev watch.Event) (bool, error) {
 		return ev.Type != watch.Deleted, nil
 	})
@@ -213,16 +183,8 @@ func IsTimeout(err error) bool {
 // kubelets report again.
 func PodsRestartedSince(ctx context.Context, cs kubernetes.Interface, namespace, selector string, since time.Time, restarted map[string]bool) error {
 	since = since.Truncate(time.Second)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = selector
-			return cs.CoreV1().Pods(namespace).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = selector
-			return cs.CoreV1().Pods(namespace).Watch(ctx, o)
-		},
-	}
+	c := cs.CoreV1().Pods(namespace)
+	lw := listWatch(func(o *metav1.ListOptions) { o.LabelSelector = selector }, c.List, c.Watch)
 	fresh := map[string]bool{}
 	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
 		p, ok := ev.Object.(*corev1.Pod)
@@ -324,4 +286,23 @@ func keys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// listWatch builds the ListWatch of a typed client's List and Watch, with set (optional) filling
+// in the selectors.
+func listWatch[L runtime.Object](set func(*metav1.ListOptions), list func(context.Context, metav1.ListOptions) (L, error), w func(context.Context, metav1.ListOptions) (watch.Interface, error)) *cache.ListWatch {
+	opts := func(o metav1.ListOptions) metav1.ListOptions {
+		if set != nil {
+			set(&o)
+		}
+		return o
+	}
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return list(ctx, opts(o))
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return w(ctx, opts(o))
+		},
+	}
 }

@@ -83,6 +83,23 @@ func count(m map[string][]corev1.Pod) int {
 	return n
 }
 
+// readyNodeNames returns the names of the Ready nodes, sorted.
+func readyNodeNames(ctx context.Context, t *testing.T, cs kubernetes.Interface) []string {
+	t.Helper()
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range nodes.Items {
+		if ready.NodeReady(&n) {
+			names = append(names, n.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // containerListAll lists every container (running or not) of the cluster.
 func containerListAll(cluster string) container.ListOptions {
 	return container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "dev.kubeforge.cluster="+cluster))}
@@ -384,20 +401,8 @@ func TestMultiNode(t *testing.T) {
 		if err != nil || got.Data["k"] != "v" {
 			t.Errorf("ConfigMap after stop/start: %v %v", got, err)
 		}
-		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, n := range nodes.Items {
-			names = append(names, n.Name)
-			if !ready.NodeReady(&n) {
-				t.Errorf("node %s not Ready after start", n.Name)
-			}
-		}
-		slices.Sort(names)
-		if want := []string{cp, w1, w2}; !slices.Equal(names, want) {
-			t.Errorf("nodes after stop/start %v, want %v", names, want)
+		if names := readyNodeNames(ctx, t, cs); !slices.Equal(names, []string{cp, w1, w2}) {
+			t.Errorf("Ready nodes after stop/start %v, want %v", names, []string{cp, w1, w2})
 		}
 		// The workload runs again and DNS answers from a pod.
 		err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
