@@ -101,7 +101,7 @@ func bench(bin, out string, n, multi int, idle time.Duration) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "bench: run %d: usable in %.1fs; waiting %s for idle memory\n", i+1, r.Usable.Seconds(), idle)
-		time.Sleep(idle)
+		time.Sleep(idle) // the measurement itself: memory after this long idle, not a wait for readiness
 		_, mem, err := nodeStats(ctx, cli, name)
 		if err != nil {
 			return err
@@ -125,7 +125,7 @@ func bench(bin, out string, n, multi int, idle time.Duration) error {
 		}
 		r.NodeAdd = time.Since(t0)
 		fmt.Fprintf(os.Stderr, "bench: 3-node run %d: usable in %.1fs, node add %.1fs; waiting %s for idle memory\n", i+1, r.Usable.Seconds(), r.NodeAdd.Seconds(), idle)
-		time.Sleep(idle)
+		time.Sleep(idle) // the measurement itself: memory after this long idle, not a wait for readiness
 		if _, r.CPMemMiB, err = nodeStats(ctx, cli, name); err != nil {
 			return err
 		}

@@ -69,6 +69,23 @@ func (e *env) sub(t *testing.T) *env {
 	return &c
 }
 
+// usageCase is a command that must fail with a usage error (exit 2) saying want.
+type usageCase struct {
+	args []string
+	want string
+}
+
+// usageErrors runs each case and checks its exit code and message.
+func (e *env) usageErrors(ctx context.Context, cases []usageCase) {
+	e.t.Helper()
+	for _, tc := range cases {
+		r := e.run(ctx, nil, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			e.t.Errorf("kubeforge %s: want exit 2 and %q, got %v", strings.Join(tc.args, " "), tc.want, r)
+		}
+	}
+}
+
 // result of one kubeforge run.
 type result struct {
 	stdout, stderr string

@@ -343,10 +343,7 @@ func TestMultiNode(t *testing.T) {
 
 	t.Run("bad input", func(t *testing.T) {
 		e := e.sub(t)
-		for _, tc := range []struct {
-			args []string
-			want string
-		}{
+		e.usageErrors(ctx, []usageCase{
 			{[]string{"node", "delete", cp, "--name", name}, "last control-plane node"},
 			{[]string{"node", "delete", "nope", "--name", name}, "is not a node of cluster"},
 			{[]string{"node", "stop", "--name", name}, "takes one node name"},
@@ -358,12 +355,7 @@ func TestMultiNode(t *testing.T) {
 			{[]string{"start", "--name", "kf-bad", "--nodes", "1000"}, "--nodes must be between 1 and"},
 			{[]string{"start", "--name", "kf-bad", "--pod-eviction-timeout", "1s"}, "--pod-eviction-timeout must be between"},
 			{[]string{"start", "--name", "kf-bad", "--port", "80"}, "HOST:NODEPORT"},
-		} {
-			r := e.run(ctx, nil, tc.args...)
-			if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
-				t.Errorf("kubeforge %s: want exit 2 and %q, got %v", strings.Join(tc.args, " "), tc.want, r)
-			}
-		}
+		})
 		if left := e.owned(ctx, "kf-bad"); len(left) > 0 {
 			t.Errorf("a refused start left %v", left)
 		}
