@@ -1,5 +1,6 @@
 // Package addons makes the objects a kubeadm cluster has after `kubeadm init` and that kubeforge's
-// own bootstrap must therefore create itself: the RBAC kubeadm would create, kube-proxy, CoreDNS
+// own bootstrap must therefore create itself: the RBAC kubeadm would create, kube-proxy, CoreDNS,
+// the default StorageClass and its provisioner,
 // and the default ServiceAccount. Objects are built as typed API structs and applied server-side.
 package addons
 
@@ -48,6 +49,7 @@ func Objects(c Config) ([]runtime.Object, error) {
 	}
 	objs = append(objs, kp...)
 	objs = append(objs, CoreDNS(c)...)
+	objs = append(objs, Storage(c)...)
 	return objs, nil
 }
 

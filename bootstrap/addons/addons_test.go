@@ -2,6 +2,7 @@ package addons
 
 import (
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -98,24 +100,9 @@ func TestObjectsMeta(t *testing.T) {
 	}
 }
 
+// typeName is the name of o's Go type, which for API types is their kind.
 func typeName(o runtime.Object) string {
-	switch o.(type) {
-	case *corev1.ServiceAccount:
-		return "ServiceAccount"
-	case *corev1.ConfigMap:
-		return "ConfigMap"
-	case *corev1.Service:
-		return "Service"
-	case *appsv1.DaemonSet:
-		return "DaemonSet"
-	case *appsv1.Deployment:
-		return "Deployment"
-	case *rbacv1.ClusterRole:
-		return "ClusterRole"
-	case *rbacv1.ClusterRoleBinding:
-		return "ClusterRoleBinding"
-	}
-	return "unexpected"
+	return reflect.TypeOf(o).Elem().Name()
 }
 
 func TestObjectsConvertForApply(t *testing.T) {
@@ -572,4 +559,31 @@ func keys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+func TestStorage(t *testing.T) {
+	objs := objects(t, testConfig())
+	classes := find[*storagev1.StorageClass](objs)
+	sc, ok := classes[StorageClassName]
+	if !ok || len(classes) != 1 {
+		t.Fatalf("storage classes %v, want exactly %q", classes, StorageClassName)
+	}
+	if sc.Annotations["storageclass.kubernetes.io/is-default-class"] != "true" {
+		t.Errorf("class %s is not the default class", sc.Name)
+	}
+	if sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
+		t.Errorf("class %s binds %v; a node-local volume needs WaitForFirstConsumer", sc.Name, sc.VolumeBindingMode)
+	}
+	dep, ok := find[*appsv1.Deployment](objs)["kube-system/storage-provisioner"]
+	if !ok {
+		t.Fatal("no storage-provisioner Deployment")
+	}
+	c := dep.Spec.Template.Spec.Containers[0]
+	want := controlplane.ComponentsImage(testConfig().KubernetesVersion)
+	if c.Image != want || !slices.Contains(c.Command, "--helper-image="+want) {
+		t.Errorf("provisioner image %s, command %v: want image and --helper-image %s", c.Image, c.Command, want)
+	}
+	if c.Command[0] != controlplane.NodeBinary || c.Command[1] != "storage-provisioner" {
+		t.Errorf("provisioner command %v does not run the node binary's storage-provisioner", c.Command)
+	}
 }

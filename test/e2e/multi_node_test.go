@@ -381,6 +381,10 @@ func TestMultiNode(t *testing.T) {
 		if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// A volume lives on the worker its pod was scheduled to, and is found there again.
+		if volNode := e.writeVolume(ctx, cs, name, "data", "kept-on-a-worker"); volNode != w1 && volNode != w2 {
+			t.Errorf("the volume's pod runs on %s, not on a worker", volNode)
+		}
 		r = e.ok(ctx, "stop", "--name", name)
 		if out := e.ok(ctx, "status", "--name", name, "-o", "json").stdout; !strings.Contains(out, `"state": "Stopped"`) {
 			t.Errorf("status after stop:\n%s", out)
@@ -396,6 +400,7 @@ func TestMultiNode(t *testing.T) {
 		if names := readyNodeNames(ctx, t, cs); !slices.Equal(names, []string{cp, w1, w2}) {
 			t.Errorf("Ready nodes after stop/start %v, want %v", names, []string{cp, w1, w2})
 		}
+		e.checkVolume(ctx, name, "data", "kept-on-a-worker")
 		// The workload runs again and DNS answers from a pod.
 		err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 			byNode, err := readyPods(ctx, cs)

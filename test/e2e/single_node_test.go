@@ -197,6 +197,25 @@ func TestSingleNode(t *testing.T) {
 		}
 	})
 
+	t.Run("stop and start keep objects and a volume's data", func(t *testing.T) {
+		e := e.sub(t)
+		volNode := e.writeVolume(ctx, cs, name, "data", "kept-across-restarts")
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "survivor"}, Data: map[string]string{"k": "v"}}
+		if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.ok(ctx, "stop", "--name", name)
+		if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.stdout, "running again") {
+			t.Errorf("start of a stopped cluster: %v", r)
+		}
+		if got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, cm.Name, metav1.GetOptions{}); err != nil || got.Data["k"] != "v" {
+			t.Errorf("ConfigMap after stop/start: %v %v", got, err)
+		}
+		e.checkVolume(ctx, name, "data", "kept-across-restarts")
+		// Released, the volume and its directory go away.
+		e.releaseVolume(ctx, cs, name, volNode, "data")
+	})
+
 	t.Run("delete leaves nothing", func(t *testing.T) {
 		e.ok(ctx, "delete", "--name", name)
 		if left := e.owned(ctx, name); len(left) > 0 {

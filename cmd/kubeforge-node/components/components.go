@@ -18,6 +18,7 @@ import (
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 	"kubeforge.dev/kubeforge/controlplane/etcdmember"
+	"kubeforge.dev/kubeforge/kubelet/localpv"
 	_ "time/tzdata" // CronJob time zones, as upstream's apiserver and controller-manager do
 )
 
@@ -43,6 +44,8 @@ var table = map[string]Runner{
 	"kubelet":                 cobraRunner(func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) }),
 	"kube-proxy":              cobraRunner(proxy.NewProxyCommand),
 	"netctl":                  netctlRunner,
+	// storage-provisioner serves the default StorageClass "standard": see kubelet/localpv.
+	"storage-provisioner": cobraRunner(localpv.NewCommand),
 	// etcd-member adds or removes a stacked etcd member (HA control planes): see controlplane/etcdmember.
 	"etcd-member": func(args []string) int { return etcdmember.Main(args, os.Stdout, os.Stderr) },
 }
