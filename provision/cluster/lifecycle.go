@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -50,6 +51,16 @@ func stopAll(ctx context.Context, nodes []provision.Node) error {
 		g.Go(func() error { return n.Stop(ctx) })
 	}
 	return g.Wait()
+}
+
+// allRestarted says whether every node of nodes is among restarted.
+func allRestarted(nodes []provision.Node, restarted map[string]bool) bool {
+	for _, n := range nodes {
+		if !restarted[n.Name()] {
+			return false
+		}
+	}
+	return true
 }
 
 // resume starts a stopped cluster's machines and returns once it is usable again: API server
@@ -106,6 +117,17 @@ func (p *Provider) resume(ctx context.Context, name string, wait time.Duration, 
 			if err := ready.APIServer(ctx, cs); err != nil {
 				return p.waitError(ctx, err, first, "the API server")
 			}
+			if !allRestarted(l.controlPlanes(), restarted) {
+				return nil
+			}
+			// Every control plane was down: the leader leases' holders are gone. Without this the
+			// new controller-manager (and with it the endpoints of CoreDNS's new addresses) waits
+			// out the old lease.
+			released, err := controlplane.ReleaseStaleLeases(ctx, cs, started)
+			if err != nil {
+				return err
+			}
+			p.log().Debugf("released stale leader leases: %v", released)
 			return nil
 		}},
 		{name: "Kubelet", run: func(ctx context.Context) error {
