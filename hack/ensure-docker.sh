@@ -2,7 +2,8 @@
 # ensure-docker.sh: make sure a Docker daemon answers and the e2e tier's host tools are present.
 # On a machine without them (CI: Debian, root, no daemon running) it installs docker.io,
 # debootstrap and busybox-static with apt, and starts dockerd in the background, logging to
-# /var/log/kubeforge-dockerd.log. It never touches a daemon that already answers.
+# /var/log/kubeforge-dockerd.log, its pid in /run/kubeforge-dockerd.pid (the e2e test of a daemon
+# restart restarts only a daemon started here). It never touches a daemon that already answers.
 set -eu
 
 need_pkgs=""
@@ -32,6 +33,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "ensure-docker: starting dockerd" >&2
 nohup dockerd >/var/log/kubeforge-dockerd.log 2>&1 &
+echo $! >/run/kubeforge-dockerd.pid
 i=0
 until docker info >/dev/null 2>&1; do
 	i=$((i + 1))
