@@ -115,7 +115,7 @@ func TestValidate(t *testing.T) {
 		}, ""},
 		{"port 65535", func(c *Cluster) { c.APIServerPort = 65535 }, ""},
 		{"port 6443", func(c *Cluster) { c.APIServerPort = 6443 }, ""},
-		{"ipv6 subnets", func(c *Cluster) { c.PodSubnet, c.ServiceSubnet = "fd00:10:244::/56", "fd00:10:96::/112" }, ""},
+		{"other subnets", func(c *Cluster) { c.PodSubnet, c.ServiceSubnet = "172.16.0.0/12", "10.0.0.0/24" }, ""},
 
 		{"bad name", func(c *Cluster) { c.Name = "Bad_Name" }, "invalid cluster name"},
 		{"no nodes", func(c *Cluster) { c.Nodes = nil }, "no nodes"},
@@ -126,6 +126,8 @@ func TestValidate(t *testing.T) {
 		{"pod subnet garbage", func(c *Cluster) { c.PodSubnet = "banana" }, "podSubnet"},
 		{"pod subnet empty", func(c *Cluster) { c.PodSubnet = "" }, "podSubnet"},
 		{"pod subnet bad length", func(c *Cluster) { c.PodSubnet = "10.244.0.0/33" }, "podSubnet"},
+		{"ipv6 pod subnet", func(c *Cluster) { c.PodSubnet = "fd00:10:244::/56" }, "podSubnet: fd00:10:244::/56 is not IPv4"},
+		{"ipv6 service subnet", func(c *Cluster) { c.ServiceSubnet = "fd00:10:96::/112" }, "serviceSubnet: fd00:10:96::/112 is not IPv4"},
 		{"service subnet bad octet", func(c *Cluster) { c.ServiceSubnet = "10.960.0.0/16" }, "serviceSubnet"},
 		{"service subnet empty", func(c *Cluster) { c.ServiceSubnet = "" }, "serviceSubnet"},
 		{"negative port", func(c *Cluster) { c.APIServerPort = -1 }, "apiServerPort"},
