@@ -223,6 +223,10 @@ func TestClusterJSONRoundTrip(t *testing.T) {
 	c.Nodes = append(c.Nodes, Node{Name: NodeName("dev", 1), Role: RoleWorker})
 	c.APIServerPort = 40123
 	c.Image = "kubeforge.local/node:test"
+	// What `node add` reuses from the record: a new node gets the cluster's flags and gates.
+	c.ExtraArgs = map[string]map[string]string{ComponentKubelet: {"max-pods": "50"}}
+	c.FeatureGates = map[string]bool{"ContextualLogging": false}
+	c.Nodes[0].Mounts = []Mount{{HostPath: "/srv", ContainerPath: "/data", ReadOnly: true}}
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +238,8 @@ func TestClusterJSONRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(back, c) {
 		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v", back, c)
 	}
-	for _, key := range []string{`"name":"dev"`, `"role":"worker"`, `"podSubnet":"10.244.0.0/16"`, `"serviceSubnet":"10.96.0.0/16"`, `"dnsDomain":"cluster.local"`} {
+	for _, key := range []string{`"name":"dev"`, `"role":"worker"`, `"podSubnet":"10.244.0.0/16"`, `"serviceSubnet":"10.96.0.0/16"`, `"dnsDomain":"cluster.local"`,
+		`"extraArgs":{"kubelet":{"max-pods":"50"}}`, `"featureGates":{"ContextualLogging":false}`, `"containerPath":"/data"`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON %s lacks %s", b, key)
 		}
