@@ -304,6 +304,39 @@ func (c Cluster) validateFeatureGates() error {
 			return err
 		}
 	}
+	return c.checkGateDependencies()
+}
+
+// checkGateDependencies fails when an enabled gate needs one that is disabled, as the components
+// would at start. (AllAlpha and AllBeta are not expanded.)
+func (c Cluster) checkGateDependencies() error {
+	enabled := func(name string) bool {
+		if on, ok := c.FeatureGates[name]; ok {
+			return on
+		}
+		return knownFeatureGates[name].enabled
+	}
+	names := make([]string, 0, len(knownFeatureGates))
+	for name, g := range knownFeatureGates {
+		if len(g.needs) > 0 {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !enabled(name) {
+			continue
+		}
+		for _, dep := range knownFeatureGates[name].needs {
+			if enabled(dep) {
+				continue
+			}
+			if _, set := c.FeatureGates[name]; set {
+				return fieldErr("featureGates."+name, "needs %s, which is disabled: enable %s too", dep, dep)
+			}
+			return fieldErr("featureGates."+dep, "%s (enabled) needs it: leave %s enabled, or disable %s too", name, dep, name)
+		}
+	}
 	return nil
 }
 
@@ -359,5 +392,9 @@ func EditDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// featureGate is a known feature gate's default, and whether it may be changed.
-type featureGate struct{ enabled, locked bool }
+// featureGate is a known feature gate's default, whether it may be changed, and the gates it
+// needs enabled when it is.
+type featureGate struct {
+	enabled, locked bool
+	needs           []string
+}

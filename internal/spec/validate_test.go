@@ -142,6 +142,9 @@ func TestValidateFeatureGates(t *testing.T) {
 		{map[string]bool{"contextuallogging": true}, "featureGates.contextuallogging", "did you mean ContextualLogging?"},
 		// GA and locked: setting it to its default is allowed, anything else is refused.
 		{map[string]bool{"InPlacePodVerticalScaling": false}, "featureGates.InPlacePodVerticalScaling", "locked to true"},
+		// Dependencies, as the components check them at start.
+		{map[string]bool{"ClusterTrustBundleProjection": true}, "featureGates.ClusterTrustBundleProjection", "needs ClusterTrustBundle, which is disabled"},
+		{map[string]bool{"DRAResourceClaimDeviceStatus": false}, "featureGates.DRAResourceClaimDeviceStatus", "(enabled) needs it"},
 	} {
 		c.FeatureGates = tc.gates
 		wantFieldError(t, c.Validate(), tc.path, tc.msg)
@@ -149,6 +152,10 @@ func TestValidateFeatureGates(t *testing.T) {
 	c.FeatureGates = map[string]bool{"InPlacePodVerticalScaling": true}
 	if err := c.Validate(); err != nil {
 		t.Errorf("a locked gate at its default: %v", err)
+	}
+	c.FeatureGates = map[string]bool{"ClusterTrustBundleProjection": true, "ClusterTrustBundle": true}
+	if err := c.Validate(); err != nil {
+		t.Errorf("a gate with its dependency: %v", err)
 	}
 }
 
