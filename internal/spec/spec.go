@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -185,6 +186,16 @@ func (c Cluster) WithNodes(n, controlPlanes int) Cluster {
 			role = RoleControlPlane
 		}
 		c.Nodes = append(c.Nodes, Node{Name: NodeName(c.Name, i), Role: role})
+	}
+	return c
+}
+
+// WithName returns c named name, its nodes renamed to match (NodeName).
+func (c Cluster) WithName(name string) Cluster {
+	c.Name = name
+	c.Nodes = slices.Clone(c.Nodes)
+	for i := range c.Nodes {
+		c.Nodes[i].Name = NodeName(name, i)
 	}
 	return c
 }

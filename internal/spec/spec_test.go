@@ -277,6 +277,17 @@ func TestWithNodes(t *testing.T) {
 	}
 }
 
+func TestWithName(t *testing.T) {
+	c := Default("a").WithNodes(2, 1)
+	d := c.WithName("b")
+	if d.Name != "b" || d.Nodes[0].Name != "b" || d.Nodes[1].Name != "b-m02" || d.Nodes[1].Role != RoleWorker {
+		t.Errorf("WithName = %+v", d)
+	}
+	if c.Nodes[1].Name != "a-m02" {
+		t.Errorf("WithName changed the original's nodes: %+v", c.Nodes)
+	}
+}
+
 func TestValidateShape(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -155,8 +155,7 @@ func validateContainerPath(p, target string) error {
 	}
 	for _, r := range ReservedNodePaths {
 		if target == r || strings.HasPrefix(target, r+"/") || target == "/" || strings.HasPrefix(r, target+"/") {
-			return fieldErr(p, "%s would hide the node's own %s: mount somewhere else, e.g. under /mnt, /srv or /data (reserved: %s and what they contain)",
-				target, r, strings.Join(ReservedNodePaths, ", "))
+			return fieldErr(p, "%s would hide the node's own %s: mount somewhere else, e.g. under /mnt, /srv or /data", target, r)
 		}
 	}
 	return nil
@@ -371,25 +370,30 @@ func closestGate(name string) string {
 	return best
 }
 
-// EditDistance is the Levenshtein distance between a and b (bytes).
+// EditDistance is the number of edits (insertions, deletions, substitutions, swaps of adjacent
+// bytes) between a and b: the optimal string alignment distance.
 func EditDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // featureGate is a known feature gate's default, whether it may be changed, and the gates it

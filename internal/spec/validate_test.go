@@ -181,7 +181,7 @@ func TestEditDistance(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string
 		d    int
-	}{{"", "", 0}, {"cpus", "cpu", 1}, {"role", "rloe", 2}, {"", "abc", 3}, {"kitten", "sitting", 3}} {
+	}{{"", "", 0}, {"cpus", "cpu", 1}, {"role", "rloe", 1}, {"nmae", "name", 1}, {"nmae", "image", 2}, {"", "abc", 3}, {"kitten", "sitting", 3}} {
 		if got := EditDistance(tc.a, tc.b); got != tc.d {
 			t.Errorf("EditDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.d)
 		}
