@@ -8,6 +8,7 @@
 #   make image      build the node image
 #   make bench      measure start-to-usable, CPU time and idle memory into bench/results.md
 #   make lint       gofmt + go vet
+#   make fuzz       fuzz the config file parser for FUZZTIME (default 20s)
 #
 # The Kubernetes version lives here and in go.mod (k8s.io/kubernetes and its staging modules);
 # `make check-version` (run by build) fails when the two disagree.
@@ -28,7 +29,7 @@ E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
 E2E_RUN ?=
 
-.PHONY: all build cli node init cluster image test unit e2e bench lint check-version docker clean
+.PHONY: all build cli node init cluster image test unit e2e bench lint fuzz check-version docker clean
 all: build
 
 build: check-version cli node init tools
@@ -71,6 +72,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+
+# Fuzz `kubeforge start --config`'s parser (seeds: the example and the bad configs of its tests;
+# `make unit` runs the seeds). A failing input is saved in internal/config/testdata/fuzz/.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -f $(BIN_DIR)/kubeforge $(BIN_DIR)/kubeforge-node $(BIN_DIR)/kubeforge-init

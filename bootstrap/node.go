@@ -175,7 +175,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		ms, err := controlplane.Manifests(controlplane.Config{
 			ClusterName: c.Name, KubernetesVersion: c.KubernetesVersion, NodeName: n.Name, NodeIP: n.IP,
 			PodSubnet: c.PodSubnet, ServiceSubnet: c.ServiceSubnet, DNSDomain: c.DNSDomain,
-			ExtraArgs:      controlplane.EvictionArgs(c.PodEvictionTimeout),
+			ExtraArgs:      ControlPlaneArgs(c),
 			InitialCluster: n.EtcdInitialCluster, EtcdClusterState: n.EtcdClusterState,
 		})
 		if err != nil {
@@ -188,7 +188,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 
 	// Kubelet and container runtime.
 	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: kubeletconfig.PodResolvConf,
-		SystemReserved: n.SystemReserved})
+		SystemReserved: n.SystemReserved, FeatureGates: c.FeatureGates})
 	if err != nil {
 		return f, err
 	}
@@ -219,7 +219,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		supervisor.Service{
 			Name:  "kubelet",
 			Path:  controlplane.NodeBinary,
-			Args:  kubeletconfig.Args(n.Name, n.IP, nil, n.Taints),
+			Args:  kubeletconfig.Args(n.Name, n.IP, nil, n.Taints, c.ExtraArgs[spec.ComponentKubelet]),
 			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceNodeNet},
 		},
 		supervisor.Service{
@@ -236,6 +236,33 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	}
 	f.add(supervisor.ConfigPath, sb, 0o644)
 	return f, nil
+}
+
+// ControlPlaneArgs are the flags the control-plane components get on top of their defaults: the
+// pod eviction timeout's, then the spec's extra args (which win), and its feature gates.
+func ControlPlaneArgs(c spec.Cluster) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	set := func(component, flag, value string) {
+		if out[component] == nil {
+			out[component] = map[string]string{}
+		}
+		out[component][flag] = value
+	}
+	for component, args := range controlplane.EvictionArgs(c.PodEvictionTimeout) {
+		for k, v := range args {
+			set(component, k, v)
+		}
+	}
+	gates := c.FeatureGatesFlag()
+	for _, component := range []string{spec.ComponentAPIServer, spec.ComponentControllerManager, spec.ComponentScheduler} {
+		for k, v := range c.ExtraArgs[component] {
+			set(component, k, v)
+		}
+		if gates != "" {
+			set(component, "feature-gates", gates)
+		}
+	}
+	return out
 }
 
 // LoadBalancerFiles are the files of an HA cluster's load-balancer machine: its supervisor runs

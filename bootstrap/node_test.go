@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	toml "github.com/pelletier/go-toml/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -713,5 +714,73 @@ func TestNodeFilesPodCIDR(t *testing.T) {
 	}
 	if got := f.Data["/etc/cni/net.d/10-kubeforge.conflist"]; string(got) != string(want) {
 		t.Fatalf("CNI config:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestSpecSettingsReachComponents: the spec's extra args, feature gates and subnets end up in
+// the static pods, the kubelet's configuration and flags and the node network's services, on
+// control planes and workers alike.
+func TestSpecSettingsReachComponents(t *testing.T) {
+	c := spec.Default("test")
+	c.Nodes = append(c.Nodes, spec.Node{Name: spec.NodeName("test", 1), Role: spec.RoleWorker})
+	c.PodSubnet, c.ServiceSubnet = "172.16.0.0/16", "10.100.0.0/20"
+	c.PodEvictionTimeout = 40 * time.Second
+	c.FeatureGates = map[string]bool{"ContextualLogging": false, "NativeHistograms": true}
+	c.ExtraArgs = map[string]map[string]string{
+		spec.ComponentAPIServer:         {"audit-log-path": "-", "default-unreachable-toleration-seconds": "7"},
+		spec.ComponentControllerManager: {"node-monitor-period": "2s"},
+		spec.ComponentScheduler:         {"v": "3"},
+		spec.ComponentKubelet:           {"max-pods": "50"},
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gates := "ContextualLogging=false,NativeHistograms=true"
+	cp := nodeFiles(t, c, bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP})
+	api, cm, sched := pod(t, cp, "kube-apiserver"), pod(t, cp, "kube-controller-manager"), pod(t, cp, "kube-scheduler")
+	for _, tc := range []struct {
+		p          *corev1.Pod
+		flag, want string
+	}{
+		{api, "audit-log-path", "-"},
+		{api, "default-unreachable-toleration-seconds", "7"}, // the user's value beats the eviction timeout's
+		{api, "default-not-ready-toleration-seconds", "20"},
+		{api, "feature-gates", gates},
+		{api, "service-cluster-ip-range", "10.100.0.0/20"},
+		{cm, "node-monitor-period", "2s"},
+		{cm, "node-monitor-grace-period", "20s"},
+		{cm, "feature-gates", gates},
+		{cm, "cluster-cidr", "172.16.0.0/16"},
+		{cm, "service-cluster-ip-range", "10.100.0.0/20"},
+		{sched, "v", "3"},
+		{sched, "feature-gates", gates},
+		{pod(t, cp, "etcd"), "feature-gates", "InitialCorruptCheck=true"}, // etcd's gates are its own
+	} {
+		if got := flagValue(tc.p, tc.flag); got != tc.want {
+			t.Errorf("%s --%s=%q, want %q", tc.p.Name, tc.flag, got, tc.want)
+		}
+	}
+	wf := nodeFiles(t, c, bootstrap.Node{Name: "test-m02", Role: spec.RoleWorker, IP: netip.MustParseAddr("192.168.49.3"), ControlPlane: cpIP})
+	for name, f := range map[string]bootstrap.Files{"control plane": cp, "worker": wf} {
+		var kc kubeletv1beta1.KubeletConfiguration
+		if err := strictyaml.Unmarshal(file(t, f, kubeletconfig.ConfigPath), &kc); err != nil {
+			t.Fatalf("%s kubelet config: %v", name, err)
+		}
+		if !reflect.DeepEqual(kc.FeatureGates, c.FeatureGates) {
+			t.Errorf("%s kubelet featureGates = %v, want %v", name, kc.FeatureGates, c.FeatureGates)
+		}
+		if !slices.Equal(kc.ClusterDNS, []string{"10.100.0.10"}) {
+			t.Errorf("%s kubelet clusterDNS = %v, want the service subnet's 10th address", name, kc.ClusterDNS)
+		}
+		svcs := services(t, f)
+		if !slices.Contains(svcs["kubelet"].Args, "--max-pods=50") {
+			t.Errorf("%s kubelet args %q lack --max-pods=50", name, svcs["kubelet"].Args)
+		}
+		if !slices.Contains(svcs["netctl"].Args, "--cluster-cidr=172.16.0.0/16") {
+			t.Errorf("%s netctl args %q lack the pod subnet", name, svcs["netctl"].Args)
+		}
+		if !slices.Contains(svcs[bootstrap.ServiceNodeNet].Args, "--service-cidr=10.100.0.0/20") {
+			t.Errorf("%s %s args %q lack the service subnet", name, bootstrap.ServiceNodeNet, svcs[bootstrap.ServiceNodeNet].Args)
+		}
 	}
 }

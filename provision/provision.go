@@ -83,6 +83,16 @@ type NodeConfig struct {
 	// MilliCPUs and MemoryBytes, when non-zero, cap the machine.
 	MilliCPUs   int64
 	MemoryBytes int64
+	// Mounts are host paths bind-mounted into the machine.
+	Mounts []Mount
+}
+
+// Mount makes the host's HostPath (absolute; it must exist) visible at ContainerPath (absolute)
+// inside the node's machine.
+type Mount struct {
+	HostPath      string
+	ContainerPath string
+	ReadOnly      bool
 }
 
 // Capacity is what a node machine sees as its CPUs and memory when it has no cap: for container

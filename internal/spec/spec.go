@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -45,6 +47,36 @@ type Cluster struct {
 	// Ports publishes node ports on the host's loopback: 127.0.0.1:HostPort reaches NodePort on
 	// the first node.
 	Ports []PortMapping `json:"ports,omitempty"`
+	// ExtraArgs adds flags to a component (one of Components), or overrides kubeforge's own:
+	// component to flag name (without --) to value.
+	ExtraArgs map[string]map[string]string `json:"extraArgs,omitempty"`
+	// FeatureGates are set on every Kubernetes component of Components (--feature-gates, and the
+	// kubelet's featureGates).
+	FeatureGates map[string]bool `json:"featureGates,omitempty"`
+}
+
+// Components whose flags ExtraArgs may set.
+const (
+	ComponentAPIServer         = "kube-apiserver"
+	ComponentControllerManager = "kube-controller-manager"
+	ComponentScheduler         = "kube-scheduler"
+	ComponentKubelet           = "kubelet"
+)
+
+// Components lists the components ExtraArgs and FeatureGates apply to.
+func Components() []string {
+	return []string{ComponentAPIServer, ComponentControllerManager, ComponentScheduler, ComponentKubelet}
+}
+
+// FeatureGatesFlag is the value of the components' --feature-gates: "A=true,B=false", sorted;
+// empty without feature gates.
+func (c Cluster) FeatureGatesFlag() string {
+	kv := make([]string, 0, len(c.FeatureGates))
+	for k, v := range c.FeatureGates {
+		kv = append(kv, fmt.Sprintf("%s=%t", k, v))
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, ",")
 }
 
 // PortMapping is a host port published to a node port.
@@ -75,6 +107,15 @@ type Node struct {
 	// allocatable (Kubernetes quantities: "1.5", "1500m"; "2Gi").
 	CPUs   string `json:"cpus,omitempty"`
 	Memory string `json:"memory,omitempty"`
+	// Mounts are host directories or files bind-mounted into the node's machine.
+	Mounts []Mount `json:"mounts,omitempty"`
+}
+
+// Mount makes the host's HostPath visible at ContainerPath inside a node (for hostPath volumes).
+type Mount struct {
+	HostPath      string `json:"hostPath"`
+	ContainerPath string `json:"containerPath"`
+	ReadOnly      bool   `json:"readOnly,omitempty"`
 }
 
 // Smallest caps a node can run with.
@@ -85,23 +126,37 @@ var (
 
 // Resources parses the node's caps; zero quantities mean no cap.
 func (n Node) Resources() (cpus, memory resource.Quantity, err error) {
-	if n.CPUs != "" {
-		if cpus, err = resource.ParseQuantity(n.CPUs); err != nil {
-			return cpus, memory, fmt.Errorf("node %s: cpus %q is not a quantity (e.g. 2, 1.5 or 1500m)", n.Name, n.CPUs)
-		}
-		if cpus.Cmp(MinNodeCPUs) < 0 {
-			return cpus, memory, fmt.Errorf("node %s: cpus %s is less than the %s a node needs", n.Name, n.CPUs, MinNodeCPUs.String())
-		}
+	if cpus, err = ParseCPUs(n.CPUs); err != nil {
+		return cpus, memory, fmt.Errorf("node %s: cpus %w", n.Name, err)
 	}
-	if n.Memory != "" {
-		if memory, err = resource.ParseQuantity(n.Memory); err != nil {
-			return cpus, memory, fmt.Errorf("node %s: memory %q is not a quantity (e.g. 2Gi or 1536Mi)", n.Name, n.Memory)
-		}
-		if memory.Cmp(MinNodeMemory) < 0 {
-			return cpus, memory, fmt.Errorf("node %s: memory %s is less than the %s a node needs", n.Name, n.Memory, MinNodeMemory.String())
-		}
+	if memory, err = ParseMemory(n.Memory); err != nil {
+		return cpus, memory, fmt.Errorf("node %s: memory %w", n.Name, err)
 	}
 	return cpus, memory, nil
+}
+
+// ParseCPUs parses a node's CPU cap; "" is no cap (a zero quantity).
+func ParseCPUs(s string) (resource.Quantity, error) {
+	return parseCap(s, MinNodeCPUs, "2, 1.5 or 1500m")
+}
+
+// ParseMemory parses a node's memory cap; "" is no cap (a zero quantity).
+func ParseMemory(s string) (resource.Quantity, error) {
+	return parseCap(s, MinNodeMemory, "2Gi or 1536Mi")
+}
+
+func parseCap(s string, least resource.Quantity, examples string) (resource.Quantity, error) {
+	if s == "" {
+		return resource.Quantity{}, nil
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return q, fmt.Errorf("%q is not a quantity (e.g. %s)", s, examples)
+	}
+	if q.Cmp(least) < 0 {
+		return q, fmt.Errorf("%s is less than the %s a node needs", s, least.String())
+	}
+	return q, nil
 }
 
 // Default returns the spec of a one-node cluster with the given name.
@@ -131,6 +186,16 @@ func (c Cluster) WithNodes(n, controlPlanes int) Cluster {
 			role = RoleControlPlane
 		}
 		c.Nodes = append(c.Nodes, Node{Name: NodeName(c.Name, i), Role: role})
+	}
+	return c
+}
+
+// WithName returns c named name, its nodes renamed to match (NodeName).
+func (c Cluster) WithName(name string) Cluster {
+	c.Name = name
+	c.Nodes = slices.Clone(c.Nodes)
+	for i := range c.Nodes {
+		c.Nodes[i].Name = NodeName(name, i)
 	}
 	return c
 }
@@ -184,66 +249,6 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 func ValidateName(name string) error {
 	if len(name) == 0 || len(name) > 50 || !dnsLabel.MatchString(name) {
 		return fmt.Errorf("invalid cluster name %q: use 1-50 lower-case letters, digits and '-', starting and ending with a letter or digit (a DNS label), e.g. --name dev", name)
-	}
-	return nil
-}
-
-// Validate checks the whole spec.
-func (c Cluster) Validate() error {
-	if err := ValidateName(c.Name); err != nil {
-		return err
-	}
-	if len(c.Nodes) == 0 {
-		return fmt.Errorf("cluster %q has no nodes: a cluster needs at least one control-plane node", c.Name)
-	}
-	if c.Nodes[0].Role != RoleControlPlane {
-		return fmt.Errorf("nodes[0].role: the first node must be %s, got %q", RoleControlPlane, c.Nodes[0].Role)
-	}
-	if len(c.Nodes) > MaxNodes {
-		return fmt.Errorf("%d nodes is more than kubeforge supports (%d): each node is a full kubelet and container runtime; use fewer nodes", len(c.Nodes), MaxNodes)
-	}
-	if n := c.ControlPlanes(); n > MaxControlPlanes {
-		return fmt.Errorf("%d control-plane nodes is more than kubeforge supports (%d etcd members)", n, MaxControlPlanes)
-	}
-	names := map[string]bool{}
-	for i, n := range c.Nodes {
-		if n.Role != RoleControlPlane && n.Role != RoleWorker {
-			return fmt.Errorf("nodes[%d].role: %q is not one of %s, %s", i, n.Role, RoleControlPlane, RoleWorker)
-		}
-		if _, _, err := n.Resources(); err != nil {
-			return fmt.Errorf("nodes[%d]: %w", i, err)
-		}
-		if names[n.Name] {
-			return fmt.Errorf("nodes[%d]: the name %q is used twice", i, n.Name)
-		}
-		names[n.Name] = true
-	}
-	if c.PodEvictionTimeout != 0 && (c.PodEvictionTimeout < MinPodEvictionTimeout || c.PodEvictionTimeout > time.Hour) {
-		return fmt.Errorf("pod eviction timeout %s: use between %s and 1h (the node controller needs %s to tell a stopped node from a slow one)", c.PodEvictionTimeout, MinPodEvictionTimeout, MinPodEvictionTimeout)
-	}
-	hostPorts := map[int]bool{}
-	for _, pm := range c.Ports {
-		if pm.HostPort < 1 || pm.HostPort > 65535 {
-			return fmt.Errorf("port %d:%d: the host port must be between 1 and 65535", pm.HostPort, pm.NodePort)
-		}
-		if pm.NodePort < NodePortMin || pm.NodePort > NodePortMax {
-			return fmt.Errorf("port %d:%d: the node port must be in the NodePort range %d-%d", pm.HostPort, pm.NodePort, NodePortMin, NodePortMax)
-		}
-		if hostPorts[pm.HostPort] {
-			return fmt.Errorf("port %d is published twice", pm.HostPort)
-		}
-		hostPorts[pm.HostPort] = true
-	}
-	for field, s := range map[string]string{"podSubnet": c.PodSubnet, "serviceSubnet": c.ServiceSubnet} {
-		if _, err := netip.ParsePrefix(s); err != nil {
-			return fmt.Errorf("%s: %q is not a CIDR (e.g. 10.244.0.0/16): %v", field, s, err)
-		}
-	}
-	if c.APIServerPort < 0 || c.APIServerPort > 65535 {
-		return fmt.Errorf("apiServerPort: %d is not a port (1-65535, or 0 to pick a free one)", c.APIServerPort)
-	}
-	if c.Driver != "docker" {
-		return fmt.Errorf("driver: %q is not supported; use --driver docker", c.Driver)
 	}
 	return nil
 }

@@ -115,7 +115,7 @@ func TestValidate(t *testing.T) {
 		}, ""},
 		{"port 65535", func(c *Cluster) { c.APIServerPort = 65535 }, ""},
 		{"port 6443", func(c *Cluster) { c.APIServerPort = 6443 }, ""},
-		{"ipv6 subnets", func(c *Cluster) { c.PodSubnet, c.ServiceSubnet = "fd00:10:244::/56", "fd00:10:96::/112" }, ""},
+		{"other subnets", func(c *Cluster) { c.PodSubnet, c.ServiceSubnet = "172.16.0.0/12", "10.0.0.0/24" }, ""},
 
 		{"bad name", func(c *Cluster) { c.Name = "Bad_Name" }, "invalid cluster name"},
 		{"no nodes", func(c *Cluster) { c.Nodes = nil }, "no nodes"},
@@ -126,6 +126,8 @@ func TestValidate(t *testing.T) {
 		{"pod subnet garbage", func(c *Cluster) { c.PodSubnet = "banana" }, "podSubnet"},
 		{"pod subnet empty", func(c *Cluster) { c.PodSubnet = "" }, "podSubnet"},
 		{"pod subnet bad length", func(c *Cluster) { c.PodSubnet = "10.244.0.0/33" }, "podSubnet"},
+		{"ipv6 pod subnet", func(c *Cluster) { c.PodSubnet = "fd00:10:244::/56" }, "podSubnet: fd00:10:244::/56 is not IPv4"},
+		{"ipv6 service subnet", func(c *Cluster) { c.ServiceSubnet = "fd00:10:96::/112" }, "serviceSubnet: fd00:10:96::/112 is not IPv4"},
 		{"service subnet bad octet", func(c *Cluster) { c.ServiceSubnet = "10.960.0.0/16" }, "serviceSubnet"},
 		{"service subnet empty", func(c *Cluster) { c.ServiceSubnet = "" }, "serviceSubnet"},
 		{"negative port", func(c *Cluster) { c.APIServerPort = -1 }, "apiServerPort"},
@@ -221,6 +223,10 @@ func TestClusterJSONRoundTrip(t *testing.T) {
 	c.Nodes = append(c.Nodes, Node{Name: NodeName("dev", 1), Role: RoleWorker})
 	c.APIServerPort = 40123
 	c.Image = "kubeforge.local/node:test"
+	// What `node add` reuses from the record: a new node gets the cluster's flags and gates.
+	c.ExtraArgs = map[string]map[string]string{ComponentKubelet: {"max-pods": "50"}}
+	c.FeatureGates = map[string]bool{"ContextualLogging": false}
+	c.Nodes[0].Mounts = []Mount{{HostPath: "/srv", ContainerPath: "/data", ReadOnly: true}}
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +238,8 @@ func TestClusterJSONRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(back, c) {
 		t.Errorf("round trip changed the spec:\n got %+v\nwant %+v", back, c)
 	}
-	for _, key := range []string{`"name":"dev"`, `"role":"worker"`, `"podSubnet":"10.244.0.0/16"`, `"serviceSubnet":"10.96.0.0/16"`, `"dnsDomain":"cluster.local"`} {
+	for _, key := range []string{`"name":"dev"`, `"role":"worker"`, `"podSubnet":"10.244.0.0/16"`, `"serviceSubnet":"10.96.0.0/16"`, `"dnsDomain":"cluster.local"`,
+		`"extraArgs":{"kubelet":{"max-pods":"50"}}`, `"featureGates":{"ContextualLogging":false}`, `"containerPath":"/data"`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON %s lacks %s", b, key)
 		}
@@ -267,6 +274,17 @@ func TestWithNodes(t *testing.T) {
 		if got := NodeIndex("dev", n); got != -1 {
 			t.Errorf("NodeIndex(%s) = %d, want -1", n, got)
 		}
+	}
+}
+
+func TestWithName(t *testing.T) {
+	c := Default("a").WithNodes(2, 1)
+	d := c.WithName("b")
+	if d.Name != "b" || d.Nodes[0].Name != "b" || d.Nodes[1].Name != "b-m02" || d.Nodes[1].Role != RoleWorker {
+		t.Errorf("WithName = %+v", d)
+	}
+	if c.Nodes[1].Name != "a-m02" {
+		t.Errorf("WithName changed the original's nodes: %+v", c.Nodes)
 	}
 }
 

@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,6 +35,8 @@ type Options struct {
 	// SystemReserved (cpu, memory) is taken off the node's capacity in what it reports as
 	// allocatable: a container node capped below the host's size reserves the difference.
 	SystemReserved map[string]string
+	// FeatureGates are the kubelet's featureGates.
+	FeatureGates map[string]bool
 }
 
 // Render returns the KubeletConfiguration YAML.
@@ -86,6 +89,7 @@ func Render(o Options) ([]byte, error) {
 		MakeIPTablesUtilChains:        ptr.To(true),
 		LocalStorageCapacityIsolation: ptr.To(true),
 		SystemReserved:                o.SystemReserved,
+		FeatureGates:                  o.FeatureGates,
 	}
 	b, err := yaml.Marshal(c)
 	if err != nil {
@@ -94,14 +98,14 @@ func Render(o Options) ([]byte, error) {
 	return b, nil
 }
 
-// Args returns the kubelet's command-line flags (what the config file cannot say).
-func Args(nodeName string, nodeIP netip.Addr, labels map[string]string, taints []string) []string {
-	args := []string{
-		"kubelet",
-		"--config=" + ConfigPath,
-		"--kubeconfig=" + KubeconfigPath,
-		"--hostname-override=" + nodeName,
-		"--node-ip=" + nodeIP.String(),
+// Args returns the kubelet's command-line flags (what the config file cannot say). extra adds
+// flags (name without -- to value) after kubeforge's, or replaces kubeforge's flag of that name.
+func Args(nodeName string, nodeIP netip.Addr, labels map[string]string, taints []string, extra map[string]string) []string {
+	flags := [][2]string{
+		{"config", ConfigPath},
+		{"kubeconfig", KubeconfigPath},
+		{"hostname-override", nodeName},
+		{"node-ip", nodeIP.String()},
 	}
 	if len(labels) > 0 {
 		kv := make([]string, 0, len(labels))
@@ -109,10 +113,27 @@ func Args(nodeName string, nodeIP netip.Addr, labels map[string]string, taints [
 			kv = append(kv, k+"="+v)
 		}
 		sort.Strings(kv) // the same services.json on every render
-		args = append(args, "--node-labels="+strings.Join(kv, ","))
+		flags = append(flags, [2]string{"node-labels", strings.Join(kv, ",")})
 	}
 	if len(taints) > 0 {
-		args = append(args, "--register-with-taints="+strings.Join(taints, ","))
+		flags = append(flags, [2]string{"register-with-taints", strings.Join(taints, ",")})
+	}
+	args := []string{"kubelet"}
+	for _, f := range flags {
+		if v, ok := extra[f[0]]; ok {
+			f[1] = v
+		}
+		args = append(args, "--"+f[0]+"="+f[1])
+	}
+	names := make([]string, 0, len(extra))
+	for k := range extra {
+		if !slices.ContainsFunc(flags, func(f [2]string) bool { return f[0] == k }) {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		args = append(args, "--"+k+"="+extra[k])
 	}
 	return args
 }

@@ -131,7 +131,7 @@ func TestRenderDeterministic(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	got := Args("dev-m02", netip.MustParseAddr("192.168.49.3"), nil, nil)
+	got := Args("dev-m02", netip.MustParseAddr("192.168.49.3"), nil, nil, nil)
 	want := []string{
 		"kubelet",
 		"--config=" + ConfigPath,
@@ -146,7 +146,7 @@ func TestArgs(t *testing.T) {
 		t.Errorf("Args without labels has --node-labels: %q", got)
 	}
 
-	v6 := Args("n", netip.MustParseAddr("fd00::2"), map[string]string{}, nil)
+	v6 := Args("n", netip.MustParseAddr("fd00::2"), map[string]string{}, nil, nil)
 	if !slices.Contains(v6, "--node-ip=fd00::2") {
 		t.Errorf("Args(IPv6) = %q, want --node-ip=fd00::2", v6)
 	}
@@ -157,7 +157,7 @@ func TestArgs(t *testing.T) {
 
 func TestArgsLabels(t *testing.T) {
 	labels := map[string]string{"a": "1", "kubeforge.dev/role": "worker", "zone": ""}
-	args := Args("n", netip.MustParseAddr("10.0.0.2"), labels, []string{"a=b:NoSchedule", "c:NoExecute"})
+	args := Args("n", netip.MustParseAddr("10.0.0.2"), labels, []string{"a=b:NoSchedule", "c:NoExecute"}, nil)
 	var flag string
 	n := 0
 	for _, a := range args {
@@ -180,6 +180,36 @@ func TestArgsLabels(t *testing.T) {
 	}
 	if last := args[len(args)-1]; last != "--register-with-taints=a=b:NoSchedule,c:NoExecute" {
 		t.Errorf("taints flag = %q", last)
+	}
+}
+
+func TestArgsExtra(t *testing.T) {
+	got := Args("n", netip.MustParseAddr("10.0.0.2"), nil, []string{"a:NoSchedule"},
+		map[string]string{"max-pods": "50", "v": "2", "node-ip": "10.0.0.9"})
+	want := []string{
+		"kubelet",
+		"--config=" + ConfigPath,
+		"--kubeconfig=" + KubeconfigPath,
+		"--hostname-override=n",
+		"--node-ip=10.0.0.9", // replaced in place, not given twice
+		"--register-with-taints=a:NoSchedule",
+		"--max-pods=50",
+		"--v=2",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Args with extra flags = %q\nwant %q", got, want)
+	}
+}
+
+func TestRenderFeatureGates(t *testing.T) {
+	gates := map[string]bool{"ContextualLogging": false, "NativeHistograms": true}
+	c := render(t, Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf,
+		FeatureGates: gates})
+	if !reflect.DeepEqual(c.FeatureGates, gates) {
+		t.Errorf("featureGates = %v, want %v", c.FeatureGates, gates)
+	}
+	if c := render(t, Options{ClusterDNS: netip.MustParseAddr("10.96.0.10")}); len(c.FeatureGates) != 0 {
+		t.Errorf("featureGates without gates = %v", c.FeatureGates)
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision"
 )
 
 func kubeconfigFor(name, server string) []byte {
@@ -189,5 +192,32 @@ func TestNodePodCIDR(t *testing.T) {
 		if got, err := nodePodCIDR(c.subnet, c.i); err == nil {
 			t.Errorf("nodePodCIDR(%s, %d) = %s, want an error", c.subnet, c.i, got)
 		}
+	}
+}
+
+func TestCheckSubnets(t *testing.T) {
+	network := provision.Network{Name: "kubeforge-dev", Subnet: netip.MustParsePrefix("192.168.49.0/24")}
+	c := spec.Default("dev")
+	if err := checkSubnets(c, network); err != nil {
+		t.Fatal(err)
+	}
+	c.PodSubnet = "192.168.0.0/16"
+	if err := checkSubnets(c, network); err == nil || !strings.Contains(err.Error(), "podSubnet 192.168.0.0/16 overlaps the nodes' network kubeforge-dev (192.168.49.0/24)") {
+		t.Errorf("pod subnet over the node network: %v", err)
+	}
+	c = spec.Default("dev")
+	c.ServiceSubnet = "192.168.48.0/20"
+	if err := checkSubnets(c, network); err == nil || !strings.Contains(err.Error(), "serviceSubnet") {
+		t.Errorf("service subnet over the node network: %v", err)
+	}
+}
+
+func TestMachineMounts(t *testing.T) {
+	got := machineMounts([]spec.Mount{{HostPath: "/srv", ContainerPath: "/data", ReadOnly: true}})
+	if want := []provision.Mount{{HostPath: "/srv", ContainerPath: "/data", ReadOnly: true}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("machineMounts = %+v, want %+v", got, want)
+	}
+	if got := machineMounts(nil); got != nil {
+		t.Errorf("machineMounts(nil) = %+v", got)
 	}
 }

@@ -164,8 +164,10 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			return err
 		}},
 		{name: "Network", run: func(ctx context.Context) error {
-			network, err = p.Driver.EnsureNetwork(ctx, c.Name)
-			return err
+			if network, err = p.Driver.EnsureNetwork(ctx, c.Name); err != nil {
+				return err
+			}
+			return checkSubnets(c, network)
 		}, undo: func(ctx context.Context) error { return p.Driver.DeleteNetwork(ctx, c.Name) }},
 		{name: "Certificates", run: func(ctx context.Context) error {
 			auth, err = pki.EnsureAuthorities(dirs.PKI(), c.Name)
@@ -410,7 +412,7 @@ func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Aut
 	node, err := p.Driver.CreateNode(ctx, provision.NodeConfig{
 		Cluster: c.Name, Name: np.spec.Name, Role: string(np.spec.Role), Image: image,
 		Network: network, IP: np.ip, APIServerHostPort: np.apiPort, Ports: np.ports,
-		MilliCPUs: milliCPUs, MemoryBytes: memBytes,
+		MilliCPUs: milliCPUs, MemoryBytes: memBytes, Mounts: machineMounts(np.spec.Mounts),
 	})
 	if err != nil {
 		return nil, err
@@ -419,6 +421,35 @@ func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Aut
 		return node, err
 	}
 	return node, node.Start(ctx)
+}
+
+// machineMounts are a node's host mounts as the driver takes them.
+func machineMounts(ms []spec.Mount) []provision.Mount {
+	var out []provision.Mount
+	for _, m := range ms {
+		out = append(out, provision.Mount{HostPath: m.HostPath, ContainerPath: m.ContainerPath, ReadOnly: m.ReadOnly})
+	}
+	return out
+}
+
+// checkSubnets fails when the pod or service subnet overlaps the nodes' network: node and pod
+// traffic would be routed to the wrong place.
+func checkSubnets(c spec.Cluster, network provision.Network) error {
+	def := spec.Default(c.Name)
+	for _, s := range []struct{ field, cidr, example string }{
+		{"podSubnet", c.PodSubnet, def.PodSubnet},
+		{"serviceSubnet", c.ServiceSubnet, def.ServiceSubnet},
+	} {
+		p, err := netip.ParsePrefix(s.cidr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.field, err)
+		}
+		if network.Subnet.IsValid() && p.Overlaps(network.Subnet) {
+			return kferr.Usage("%s %s overlaps the nodes' network %s (%s): choose a %s that does not, e.g. %s",
+				s.field, s.cidr, network.Name, network.Subnet, s.field, s.example)
+		}
+	}
+	return nil
 }
 
 // nodeCaps turns a node's cpus/memory caps into the machine's limits and, when the machine sees

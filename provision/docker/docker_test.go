@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/docker/docker/api/types/mount"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/provision"
@@ -207,5 +210,25 @@ func TestPingErrorHints(t *testing.T) {
 	perm := pingError("unix:///var/run/docker.sock", errors.New("permission denied while trying to connect to the Docker daemon socket"))
 	if kferr.Code(perm) != kferr.ExitEnvironment || !strings.Contains(kferr.Hint(perm), "docker group") {
 		t.Fatalf("permission: %v (hint %q)", perm, kferr.Hint(perm))
+	}
+}
+
+func TestBindMounts(t *testing.T) {
+	got := bindMounts([]provision.Mount{{HostPath: "/srv/data", ContainerPath: "/data"}, {HostPath: "/etc/x.conf", ContainerPath: "/etc/x.conf", ReadOnly: true}})
+	want := []mount.Mount{
+		{Type: mount.TypeBind, Source: "/srv/data", Target: "/data"},
+		{Type: mount.TypeBind, Source: "/etc/x.conf", Target: "/etc/x.conf", ReadOnly: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("bindMounts = %+v, want %+v", got, want)
+	}
+	cfg := provision.NodeConfig{Cluster: "c", Name: "c", Image: "img", IP: netip.MustParseAddr("192.168.49.2"),
+		Network: provision.Network{Name: "kubeforge-c", Subnet: netip.MustParsePrefix("192.168.49.0/24")}}
+	if err := validate(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Mounts = []provision.Mount{{HostPath: "data", ContainerPath: "/data"}}
+	if err := validate(cfg); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Errorf("relative host path: %v", err)
 	}
 }

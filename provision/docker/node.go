@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +149,7 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if fi, err := os.Stat("/lib/modules"); err == nil && fi.IsDir() {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: "/lib/modules", Target: "/lib/modules", ReadOnly: true})
 	}
+	host.Mounts = append(host.Mounts, bindMounts(cfg.Mounts)...)
 	publish := func(nodePort, hostPort int) {
 		if conf.ExposedPorts == nil {
 			conf.ExposedPorts, host.PortBindings = nat.PortSet{}, nat.PortMap{}
@@ -194,7 +197,22 @@ func validate(cfg provision.NodeConfig) error {
 	case cfg.APIServerHostPort < 0 || cfg.APIServerHostPort > 65535:
 		return kferr.Usage("create node %s: bad API server port %d", cfg.Name, cfg.APIServerHostPort)
 	}
+	for _, m := range cfg.Mounts {
+		if !filepath.IsAbs(m.HostPath) || !path.IsAbs(m.ContainerPath) {
+			return kferr.Usage("create node %s: mount %s:%s: both paths must be absolute", cfg.Name, m.HostPath, m.ContainerPath)
+		}
+	}
 	return nil
+}
+
+// bindMounts are the Docker bind mounts of the node's host mounts. A missing host path is an
+// error (Docker's default for --mount), not a directory Docker creates as root.
+func bindMounts(ms []provision.Mount) []mount.Mount {
+	out := make([]mount.Mount, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mount.Mount{Type: mount.TypeBind, Source: m.HostPath, Target: m.ContainerPath, ReadOnly: m.ReadOnly})
+	}
+	return out
 }
 
 // freshVolume creates the node's /var volume. A volume left by an interrupted create or delete of
