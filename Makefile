@@ -2,7 +2,7 @@
 #
 #   make            build bin/kubeforge (host CLI), bin/kubeforge-node, bin/kubeforge-init and the tools
 #   make cluster    build, then `kubeforge start` (builds the node image when missing)
-#   make test       unit tests, then the e2e tier (starts Docker when none is reachable, as root)
+#   make test       unit tests, a bounded fuzz run, then the e2e tier (starts Docker when none is reachable, as root)
 #   make unit       unit tests only (fast, no Docker)
 #   make e2e        e2e tier only: real clusters on a real Docker daemon
 #   make image      build the node image
@@ -54,7 +54,7 @@ cluster: build
 image: build
 	$(BIN_DIR)/kubeforge image build
 
-test: unit e2e
+test: unit fuzz e2e
 
 unit:
 	$(GO) test -count=1 ./...

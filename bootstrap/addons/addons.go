@@ -32,6 +32,8 @@ type Config struct {
 	DNSServiceIP         netip.Addr
 	CoreDNSImage         string
 	CoreDNSReplicas      int32
+	// FeatureGates are kube-proxy's (the cluster's, as the other components get them).
+	FeatureGates map[string]bool
 }
 
 const ns = metav1.NamespaceSystem
@@ -129,6 +131,9 @@ func KubeProxy(c Config) ([]runtime.Object, error) {
 			"tcpCloseWaitTimeout":   "0s",
 		},
 		"metricsBindAddress": "127.0.0.1:10249",
+	}
+	if len(c.FeatureGates) > 0 {
+		conf["featureGates"] = c.FeatureGates
 	}
 	confYAML, err := yaml.Marshal(conf)
 	if err != nil {

@@ -587,3 +587,18 @@ func TestStorage(t *testing.T) {
 		t.Errorf("provisioner command %v does not run the node binary's storage-provisioner", c.Command)
 	}
 }
+
+func TestKubeProxyFeatureGates(t *testing.T) {
+	c := testConfig()
+	for _, gates := range []map[string]bool{nil, {"SomeGate": true, "Other": false}} {
+		c.FeatureGates = gates
+		cm := find[*corev1.ConfigMap](objects(t, c))["kube-system/kube-proxy"]
+		var kc kubeproxyv1alpha1.KubeProxyConfiguration
+		if err := strictyaml.Unmarshal([]byte(cm.Data["config.conf"]), &kc); err != nil {
+			t.Fatal(err)
+		}
+		if len(kc.FeatureGates) != len(gates) || kc.FeatureGates["SomeGate"] != gates["SomeGate"] || kc.FeatureGates["Other"] != gates["Other"] {
+			t.Errorf("kube-proxy featureGates %v, want %v", kc.FeatureGates, gates)
+		}
+	}
+}

@@ -534,6 +534,7 @@ func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, endpoint 
 		DNSServiceIP:         dnsIP,
 		CoreDNSImage:         corednsImage,
 		CoreDNSReplicas:      1,
+		FeatureGates:         c.FeatureGates,
 	})
 }
 
