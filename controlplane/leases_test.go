@@ -25,7 +25,7 @@ func TestReleaseStaleLeases(t *testing.T) {
 	cs := fake.NewClientset(
 		lease("kube-controller-manager", since.Add(-time.Minute)), // held by an instance that is gone
 		lease("kube-scheduler", since.Add(time.Second)),           // already renewed by a new instance
-		lease("other", since.Add(-time.Hour)),                      // not a control-plane component's
+		lease("other", since.Add(-time.Hour)),                     // not a control-plane component's
 	)
 	released, err := ReleaseStaleLeases(ctx, cs, since)
 	if err != nil {
