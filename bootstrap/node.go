@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"kubeforge.dev/kubeforge/bootstrap/pki"
@@ -46,6 +47,38 @@ type Node struct {
 	// EtcdInitialCluster and EtcdClusterState (control planes): etcd's --initial-cluster and
 	// --initial-cluster-state; empty means a one-member cluster.
 	EtcdInitialCluster, EtcdClusterState string
+	// Network is the nodes' network (kept out of the proxy with the cluster's own ranges).
+	Network netip.Prefix
+}
+
+// NoProxy is the runtime's NO_PROXY: the user's, plus what must never go through a proxy: the
+// node, its network, the pod and Service ranges and the cluster's names.
+func NoProxy(c spec.Cluster, n Node) string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(v string) {
+		if v = strings.TrimSpace(v); v != "" && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	for _, v := range strings.Split(c.Proxy.NoProxy, ",") {
+		add(v)
+	}
+	add("localhost")
+	add("127.0.0.1")
+	if n.IP.IsValid() {
+		add(n.IP.String())
+	}
+	if n.Network.IsValid() {
+		add(n.Network.Masked().String())
+	}
+	add(c.PodSubnet)
+	add(c.ServiceSubnet)
+	add(".svc")
+	add("." + c.DNSDomain)
+	add(c.Name)
+	return strings.Join(out, ",")
 }
 
 // EtcdMember is "name=https://ip:2380", one member of etcd's --initial-cluster.
@@ -194,6 +227,9 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	}
 	f.add(kubeletconfig.ConfigPath, kc, 0o644)
 	rt := runtime.Options{}
+	if c.Proxy.HTTPProxy != "" || c.Proxy.HTTPSProxy != "" {
+		rt.HTTPProxy, rt.HTTPSProxy, rt.NoProxy = c.Proxy.HTTPProxy, c.Proxy.HTTPSProxy, NoProxy(c, n)
+	}
 	ctd, err := runtime.ContainerdConfig(rt)
 	if err != nil {
 		return f, err

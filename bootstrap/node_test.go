@@ -784,3 +784,26 @@ func TestSpecSettingsReachComponents(t *testing.T) {
 		}
 	}
 }
+
+func TestProxy(t *testing.T) {
+	c := spec.Default("test")
+	// Without a proxy, containerd gets no proxy environment.
+	if env := services(t, nodeFiles(t, c, bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP}))["containerd"].Env; len(env) != 0 {
+		t.Errorf("containerd env without a proxy: %v", env)
+	}
+	c.Proxy = spec.Proxy{HTTPProxy: "http://proxy:3128", HTTPSProxy: "http://proxy:3128", NoProxy: "corp.example,localhost"}
+	n := bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP, Network: netip.MustParsePrefix("192.168.49.0/24")}
+	env := services(t, nodeFiles(t, c, n))["containerd"].Env
+	if env["HTTPS_PROXY"] != "http://proxy:3128" || env["http_proxy"] != "http://proxy:3128" {
+		t.Errorf("containerd proxy env: %v", env)
+	}
+	noProxy := strings.Split(env["NO_PROXY"], ",")
+	for _, want := range []string{"corp.example", "localhost", "127.0.0.1", cpIP.String(), "192.168.49.0/24", c.PodSubnet, c.ServiceSubnet, ".svc", ".cluster.local"} {
+		if !slices.Contains(noProxy, want) {
+			t.Errorf("NO_PROXY %v lacks %s", noProxy, want)
+		}
+	}
+	if strings.Count(env["NO_PROXY"], "localhost") != 1 {
+		t.Errorf("NO_PROXY repeats entries: %s", env["NO_PROXY"])
+	}
+}

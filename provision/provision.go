@@ -162,6 +162,12 @@ type Node interface {
 	Logs(ctx context.Context, w io.Writer, follow bool) error
 }
 
+// Inspector is a Node that can describe its machine as the driver sees it (for bug reports).
+type Inspector interface {
+	// Inspect returns the driver's description of the machine, as JSON.
+	Inspect(ctx context.Context) ([]byte, error)
+}
+
 // Cmd is a command to run in a node.
 type Cmd struct {
 	Args   []string

@@ -73,26 +73,36 @@ type memberInfo struct {
 // Client is a connection to the local etcd member.
 type Client struct{ c *clientv3.Client }
 
-// Dial connects with the node's etcd client certificate.
-func Dial(ctx context.Context) (*Client, error) {
+// ClientConfig is the configuration of a client of the local member, with the node's etcd
+// client certificate.
+func ClientConfig(ctx context.Context) (clientv3.Config, error) {
 	cert, err := tls.LoadX509KeyPair(CertFile, KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("etcd client certificate: %w", err)
+		return clientv3.Config{}, fmt.Errorf("etcd client certificate: %w", err)
 	}
 	caPEM, err := os.ReadFile(CAFile)
 	if err != nil {
-		return nil, err
+		return clientv3.Config{}, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("%s: no certificate", CAFile)
+		return clientv3.Config{}, fmt.Errorf("%s: no certificate", CAFile)
 	}
-	c, err := clientv3.New(clientv3.Config{
+	return clientv3.Config{
 		Endpoints:   []string{Endpoint},
 		DialTimeout: 5 * time.Second,
 		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12},
 		Context:     ctx,
-	})
+	}, nil
+}
+
+// Dial connects with the node's etcd client certificate.
+func Dial(ctx context.Context) (*Client, error) {
+	cfg, err := ClientConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd at %s: %w", Endpoint, err)
 	}

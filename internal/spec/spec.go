@@ -47,6 +47,8 @@ type Cluster struct {
 	// Ports publishes node ports on the host's loopback: 127.0.0.1:HostPort reaches NodePort on
 	// the first node.
 	Ports []PortMapping `json:"ports,omitempty"`
+	// Proxy, when set, reaches the nodes' container runtime (image pulls).
+	Proxy Proxy `json:"proxy,omitempty"`
 	// ExtraArgs adds flags to a component (one of Components), or overrides kubeforge's own:
 	// component to flag name (without --) to value.
 	ExtraArgs map[string]map[string]string `json:"extraArgs,omitempty"`
@@ -77,6 +79,25 @@ func (c Cluster) FeatureGatesFlag() string {
 	}
 	sort.Strings(kv)
 	return strings.Join(kv, ",")
+}
+
+// Proxy is the HTTP(S) proxy the nodes' container runtime pulls images through, taken from the
+// environment of `kubeforge start` (HTTP_PROXY, HTTPS_PROXY, NO_PROXY or their lower-case forms).
+type Proxy struct {
+	HTTPProxy  string `json:"httpProxy,omitempty"`
+	HTTPSProxy string `json:"httpsProxy,omitempty"`
+	NoProxy    string `json:"noProxy,omitempty"`
+}
+
+// ProxyFromEnv reads the proxy settings with getenv (os.Getenv), upper case first as curl does.
+func ProxyFromEnv(getenv func(string) string) Proxy {
+	get := func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return getenv(strings.ToLower(name))
+	}
+	return Proxy{HTTPProxy: get("HTTP_PROXY"), HTTPSProxy: get("HTTPS_PROXY"), NoProxy: get("NO_PROXY")}
 }
 
 // PortMapping is a host port published to a node port.

@@ -334,3 +334,15 @@ func TestNodeResources(t *testing.T) {
 		t.Errorf("Validate with a tiny node = %v", err)
 	}
 }
+
+func TestProxyFromEnv(t *testing.T) {
+	env := map[string]string{"HTTP_PROXY": "http://upper:1", "http_proxy": "http://lower:1", "https_proxy": "http://lower:2", "no_proxy": "a,b"}
+	got := ProxyFromEnv(func(k string) string { return env[k] })
+	want := Proxy{HTTPProxy: "http://upper:1", HTTPSProxy: "http://lower:2", NoProxy: "a,b"}
+	if got != want {
+		t.Errorf("ProxyFromEnv = %+v, want %+v", got, want)
+	}
+	if (ProxyFromEnv(func(string) string { return "" }) != Proxy{}) {
+		t.Error("an empty environment gave a proxy")
+	}
+}

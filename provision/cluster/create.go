@@ -392,7 +392,7 @@ func (p *Provider) createNodes(ctx context.Context, c spec.Cluster, auth *pki.Au
 // createNode renders a node's files, creates its machine, copies the files in and starts it.
 func (p *Provider) createNode(ctx context.Context, c spec.Cluster, auth *pki.Authorities, image string, network provision.Network, np nodePlan) (provision.Node, error) {
 	bn := bootstrap.Node{Name: np.spec.Name, Role: np.spec.Role, IP: np.ip, ControlPlane: np.controlPlane, PodCIDR: np.podCIDR,
-		EtcdInitialCluster: np.etcdInitialCluster, EtcdClusterState: np.etcdClusterState}
+		EtcdInitialCluster: np.etcdInitialCluster, EtcdClusterState: np.etcdClusterState, Network: network.Subnet}
 	milliCPUs, memBytes, reserved, err := p.nodeCaps(ctx, np.spec)
 	if err != nil {
 		return nil, err

@@ -1,7 +1,9 @@
 package docker
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -445,7 +447,23 @@ type Node struct {
 	apiPort int
 }
 
-var _ provision.Node = (*Node)(nil)
+var (
+	_ provision.Node      = (*Node)(nil)
+	_ provision.Inspector = (*Node)(nil)
+)
+
+// Inspect returns `docker inspect` of the node's container, indented.
+func (n *Node) Inspect(ctx context.Context) ([]byte, error) {
+	_, raw, err := n.d.cli.ContainerInspectWithRaw(ctx, n.id, false)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting node %s: %w", n.name, err)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return raw, nil
+	}
+	return out.Bytes(), nil
+}
 
 func (n *Node) Name() string    { return n.name }
 func (n *Node) Role() string    { return n.role }

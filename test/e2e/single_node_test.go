@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
@@ -194,6 +196,85 @@ func TestSingleNode(t *testing.T) {
 			return len(cs) == 1 && cs[0].RestartCount > n0 && cs[0].State.Running != nil
 		}); err != nil {
 			t.Fatalf("%s was not restarted: %v", sched, err)
+		}
+	})
+
+	t.Run("logs and export logs", func(t *testing.T) {
+		e := e.sub(t)
+		for _, c := range []string{"kubelet", "containerd", "kube-apiserver", "etcd", "coredns"} {
+			if out := e.ok(ctx, "logs", "--name", name, "--component", c, "--tail", "3").stdout; strings.TrimSpace(out) == "" {
+				t.Errorf("logs --component %s printed nothing", c)
+			}
+		}
+		if out := e.ok(ctx, "logs", "--name", name).stdout; !strings.Contains(out, "[kubelet]") {
+			t.Errorf("the node console shows no kubelet lines")
+		}
+		e.usageErrors(ctx, []usageCase{
+			{[]string{"logs", "--name", name, "--component", "kubelett"}, "no component \"kubelett\""},
+			{[]string{"logs", "--name", name, "--node", "nope"}, "not a node"},
+			{[]string{"export", "logs", "--name", name}, "one directory"},
+		})
+		dir := t.TempDir()
+		e.ok(ctx, "export", "logs", "--name", name, dir)
+		for _, f := range []string{node + "/console.log", node + "/inspect.json", node + "/containers.txt", node + "/iptables-save.txt",
+			node + "/logs/kubeforge/kubelet.log", node + "/logs/kubeforge/containerd.log", "cluster.json", "nodes.yaml", "pods.txt", "events.txt"} {
+			if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Size() == 0 {
+				t.Errorf("export logs: %s missing or empty (%v)", f, err)
+			}
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, node, "logs/pods/kube-system_kube-apiserver-*/kube-apiserver/*.log")); len(m) == 0 {
+			t.Errorf("export logs: no kube-apiserver container log")
+		}
+	})
+
+	t.Run("etcd snapshot save, delete, restore", func(t *testing.T) {
+		e := e.sub(t)
+		nsName := "precious"
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Data: map[string]string{"k": "v"}}
+		if _, err := cs.CoreV1().ConfigMaps(nsName).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "backup.db")
+		e.ok(ctx, "etcd", "snapshot", "save", "--name", name, file)
+		if fi, err := os.Stat(file); err != nil || fi.Size() == 0 {
+			t.Fatalf("snapshot file: %v", err)
+		}
+		if err := cs.CoreV1().Namespaces().Delete(ctx, nsName, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			_, err := cs.CoreV1().Namespaces().Get(ctx, nsName, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if err != nil {
+			t.Fatalf("namespace %s not deleted: %v", nsName, err)
+		}
+		// A file that is not a snapshot is refused before anything stops.
+		notSnap := filepath.Join(t.TempDir(), "not.db")
+		os.WriteFile(notSnap, []byte("not a snapshot"), 0o644)
+		e.usageErrors(ctx, []usageCase{{[]string{"etcd", "snapshot", "restore", "--name", name, notSnap}, "not an etcd snapshot"}})
+		if _, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the API server is down after a refused restore: %v", err)
+		}
+		e.ok(ctx, "etcd", "snapshot", "restore", "--name", name, file)
+		got, err := cs.CoreV1().ConfigMaps(nsName).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil || got.Data["k"] != "v" {
+			t.Fatalf("after the restore, ConfigMap %s/data: %v %v", nsName, got, err)
+		}
+		// The cluster works on: the node Ready, a new pod runs.
+		if err := ready.NodesSince(ctx, cs, time.Now().Add(-time.Minute), node); err != nil {
+			t.Errorf("node not Ready after the restore: %v", err)
+		}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "after-restore"}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "c", Image: BusyboxImage, Command: []string{"sleep", "3600"}}}}}
+		if _, err := cs.CoreV1().Pods(nsName).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := podRunning(ctx, cs, nsName, p.Name, func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning }); err != nil {
+			t.Errorf("a pod made after the restore does not run: %v", err)
 		}
 	})
 

@@ -18,6 +18,7 @@ import (
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 	"kubeforge.dev/kubeforge/controlplane/etcdmember"
+	"kubeforge.dev/kubeforge/controlplane/etcdsnapshot"
 	"kubeforge.dev/kubeforge/kubelet/localpv"
 	_ "time/tzdata" // CronJob time zones, as upstream's apiserver and controller-manager do
 )
@@ -48,6 +49,8 @@ var table = map[string]Runner{
 	"storage-provisioner": cobraRunner(localpv.NewCommand),
 	// etcd-member adds or removes a stacked etcd member (HA control planes): see controlplane/etcdmember.
 	"etcd-member": func(args []string) int { return etcdmember.Main(args, os.Stdout, os.Stderr) },
+	// etcd-snapshot saves or restores the local etcd (kubeforge etcd snapshot): see controlplane/etcdsnapshot.
+	"etcd-snapshot": func(args []string) int { return etcdsnapshot.Main(args, os.Stdout, os.Stderr) },
 }
 
 // Lookup returns the runner of a component.

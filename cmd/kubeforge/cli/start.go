@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,8 @@ command line override the file.`,
 			if err != nil {
 				return err
 			}
+			// Real users may sit behind a proxy: the nodes' runtime pulls through it.
+			c.Proxy = spec.ProxyFromEnv(os.Getenv)
 			if n := c.ControlPlanes(); n%2 == 0 {
 				g.log().Warnf("%d control planes: etcd keeps a quorum only with a majority, so %d tolerate no more failures than %d; an odd number is better", n, n, n-1)
 			}
