@@ -118,7 +118,7 @@ nodes:
 	e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "dns"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: BusyboxImage, Command: []string{"sleep", "3600"}}}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: BusyboxImage, Command: []string{"sleep", "3600"}}}},
 	}
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
