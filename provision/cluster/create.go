@@ -74,6 +74,11 @@ func (p *Provider) run(ctx context.Context, steps []step, keep bool) error {
 		if err == nil {
 			continue
 		}
+		// A step cut short by the deadline (a Docker call, a copy) failed for lack of time.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && kferr.Code(err) != kferr.ExitTimeout {
+			err = kferr.Timeout("retry with a longer --wait, or with --keep-on-failure to look at what was made",
+				"timed out waiting for step %q to finish: %v", s.name, err)
+		}
 		if keep {
 			p.log().Warnf("keeping what was created (--keep-on-failure); remove it with `kubeforge delete`")
 			return err

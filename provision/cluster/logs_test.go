@@ -3,6 +3,8 @@ package cluster
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/ui"
 )
 
 func tarball(t *testing.T, entries map[string]string) *bytes.Buffer {
@@ -65,5 +70,25 @@ func TestTables(t *testing.T) {
 	got := string(eventTable(events))
 	if strings.Index(got, "First") > strings.Index(got, "Second") {
 		t.Errorf("events not oldest first:\n%s", got)
+	}
+}
+
+// TestRunTimeout: a step that fails because the deadline passed (a Docker call cut short) is a
+// timeout (exit 4), whatever error it returned.
+func TestRunTimeout(t *testing.T) {
+	p := &Provider{Log: ui.Discard()}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := p.run(ctx, []step{{name: "Node", run: func(ctx context.Context) error {
+		<-ctx.Done()
+		return errors.New(`Get "http://docker/archive": context deadline exceeded`)
+	}}}, true)
+	if kferr.Code(err) != kferr.ExitTimeout || !strings.Contains(err.Error(), "timed out waiting") {
+		t.Errorf("err %v (exit %d), want a timeout", err, kferr.Code(err))
+	}
+	// Without a deadline passed, a failure stays what it is.
+	err = p.run(context.Background(), []step{{name: "Node", run: func(context.Context) error { return errors.New("boom") }}}, true)
+	if kferr.Code(err) != kferr.ExitInternal {
+		t.Errorf("err %v (exit %d), want an internal failure", err, kferr.Code(err))
 	}
 }
