@@ -16,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -255,7 +257,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 	for _, b := range nodeBinaries {
 		p.files = append(p.files, overlayFile{path: path.Join(NodeBinDir[1:], b), mode: 0o755, src: filepath.Join(bin, b)})
 	}
-	for _, name := range sortedKeys(specs) {
+	for _, name := range slices.Sorted(maps.Keys(specs)) {
 		s := specs[name]
 		key, err := specKey(s)
 		if err != nil {
@@ -558,15 +560,6 @@ func tagSafe(v string) string {
 		}
 		return '_'
 	}, v)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // readJSONStream reads a Docker progress stream to its end and returns the error it reports.

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"kubeforge.dev/kubeforge/internal/spec"
@@ -135,7 +136,7 @@ func (f *File) Apply(c *spec.Cluster) error {
 }
 
 func mergeGates(into map[string]bool, gates map[string]Scalar, fail func(string, error)) map[string]bool {
-	for _, name := range sortedKeys(gates) {
+	for _, name := range slices.Sorted(maps.Keys(gates)) {
 		on, err := gates[name].boolean()
 		if err != nil {
 			fail("featureGates."+name, err)
@@ -150,7 +151,7 @@ func mergeGates(into map[string]bool, gates map[string]Scalar, fail func(string,
 }
 
 func mergeArgs(into map[string]map[string]string, args map[string]map[string]Scalar, fail func(string, error)) map[string]map[string]string {
-	for _, component := range sortedKeys(args) {
+	for _, component := range slices.Sorted(maps.Keys(args)) {
 		// Even an empty entry names a component, which spec.Validate checks.
 		if into == nil {
 			into = map[string]map[string]string{}
@@ -158,7 +159,7 @@ func mergeArgs(into map[string]map[string]string, args map[string]map[string]Sca
 		if into[component] == nil {
 			into[component] = map[string]string{}
 		}
-		for _, flag := range sortedKeys(args[component]) {
+		for _, flag := range slices.Sorted(maps.Keys(args[component])) {
 			v, err := args[component][flag].text()
 			if err != nil {
 				fail("extraArgs."+component+"."+flag, err)
@@ -200,15 +201,6 @@ func nodes(ns []Node, fail func(string, error)) []spec.Node {
 		out[i] = sn
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ToSpec is the spec the file describes on its own (no flags): spec.Default with the file's

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path"
@@ -252,12 +253,7 @@ func parseSubnet(field, s, example string, minBits, maxBits int, why string) (ne
 var flagName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 
 func (c Cluster) validateExtraArgs() error {
-	comps := make([]string, 0, len(c.ExtraArgs))
-	for comp := range c.ExtraArgs {
-		comps = append(comps, comp)
-	}
-	sort.Strings(comps)
-	for _, comp := range comps {
+	for _, comp := range slices.Sorted(maps.Keys(c.ExtraArgs)) {
 		p := "extraArgs." + comp
 		if !slices.Contains(Components(), comp) {
 			return fieldErr(p, "%q is not a component kubeforge passes flags to; use one of %s", comp, strings.Join(Components(), ", "))
@@ -270,12 +266,7 @@ func (c Cluster) validateExtraArgs() error {
 }
 
 func validateArgs(p string, args map[string]string) error {
-	names := make([]string, 0, len(args))
-	for k := range args {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(args)) {
 		fp := p + "." + k
 		switch {
 		case strings.HasPrefix(k, "-"):
@@ -293,12 +284,7 @@ func validateArgs(p string, args map[string]string) error {
 }
 
 func (c Cluster) validateFeatureGates() error {
-	names := make([]string, 0, len(c.FeatureGates))
-	for k := range c.FeatureGates {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(c.FeatureGates)) {
 		if err := checkFeatureGate(name, c.FeatureGates[name]); err != nil {
 			return err
 		}
