@@ -256,6 +256,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			Name:  "kubelet",
 			Path:  controlplane.NodeBinary,
 			Args:  kubeletconfig.Args(n.Name, n.IP, nil, n.Taints, c.ExtraArgs[spec.ComponentKubelet]),
+			Env:   map[string]string{controlplane.SteadyGCEnv: controlplane.SteadyGCPercent},
 			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceNodeNet},
 		},
 		supervisor.Service{
@@ -263,6 +264,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			Path: controlplane.NodeBinary,
 			Args: []string{"netctl", "--kubeconfig=" + kubeletconfig.KubeconfigPath, "--node-name=" + n.Name,
 				"--cluster-cidr=" + c.PodSubnet},
+			Env:   map[string]string{controlplane.SteadyGCEnv: controlplane.SteadyGCPercent},
 			After: []string{"kubelet"},
 		},
 	)

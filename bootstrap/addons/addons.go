@@ -182,7 +182,8 @@ users:
 						Command: []string{controlplane.NodeBinary, "kube-proxy",
 							"--config=/var/lib/kube-proxy/config.conf", "--hostname-override=$(NODE_NAME)"},
 						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
-							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
+							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+							{Name: controlplane.SteadyGCEnv, Value: controlplane.SteadyGCPercent}},
 						SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "node-usr", MountPath: "/usr", ReadOnly: true},

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"time"
 
 	"kubeforge.dev/kubeforge/cmd/kubeforge-node/components"
+	"kubeforge.dev/kubeforge/controlplane"
 )
 
 func main() {
@@ -27,7 +31,26 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
+	steadyGC(os.Getenv(controlplane.SteadyGCEnv))
 	os.Exit(run(args))
+}
+
+// steadyGCDelay is how long a component runs with Go's default GC target before it switches to
+// the steady one: past the start-up allocation burst of every component.
+const steadyGCDelay = 30 * time.Second
+
+// steadyGC switches the GC target to pct (controlplane.SteadyGCEnv) once the component has
+// started, and returns the memory freed to the system; an empty or invalid pct does nothing.
+func steadyGC(pct string) {
+	p, err := strconv.Atoi(pct)
+	if err != nil || p <= 0 {
+		return
+	}
+	go func() {
+		time.Sleep(steadyGCDelay) // a policy switch after start-up, not a wait for anything
+		debug.SetGCPercent(p)
+		debug.FreeOSMemory()
+	}()
 }
 
 func usage() {
