@@ -410,3 +410,12 @@ func TestConstants(t *testing.T) {
 		t.Errorf("ComponentsImage(v1.2.3) = %q, want it tagged with the version", got)
 	}
 }
+
+func TestSteadyGC(t *testing.T) {
+	for name, p := range pods(t, testConfig()) {
+		env := p.Spec.Containers[0].Env
+		if len(env) != 1 || env[0].Name != SteadyGCEnv || env[0].Value != SteadyGCPercent {
+			t.Errorf("%s: env %v, want %s=%s", name, env, SteadyGCEnv, SteadyGCPercent)
+		}
+	}
+}
