@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,29 +32,57 @@ var resources = map[string]string{
 	"StorageClass":       "storageclasses",
 }
 
-// Apply applies objects in order with server-side apply, so re-running it converges.
+// workloads are the kinds applied after everything else: their pods need the ServiceAccounts,
+// ConfigMaps and RBAC to exist, or the controllers back off and retry.
+var workloads = map[string]bool{"DaemonSet": true, "Deployment": true}
+
+// applyConcurrency bounds the requests in flight.
+const applyConcurrency = 8
+
+// Apply applies objects with server-side apply, so re-running it converges: first every object
+// that is not a workload, concurrently, then the workloads.
 func Apply(ctx context.Context, dyn dynamic.Interface, objs []runtime.Object) error {
+	var first, then []runtime.Object
 	for _, o := range objs {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
-		if err != nil {
+		if workloads[o.GetObjectKind().GroupVersionKind().Kind] {
+			then = append(then, o)
+		} else {
+			first = append(first, o)
+		}
+	}
+	for _, wave := range [][]runtime.Object{first, then} {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(applyConcurrency)
+		for _, o := range wave {
+			g.Go(func() error { return applyOne(gctx, dyn, o) })
+		}
+		if err := g.Wait(); err != nil {
 			return err
 		}
-		u := &unstructured.Unstructured{Object: m}
-		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-		unstructured.RemoveNestedField(u.Object, "status")
-		gvk := u.GroupVersionKind()
-		res, ok := resources[gvk.Kind]
-		if !ok {
-			return fmt.Errorf("addons: no resource known for kind %s", gvk.Kind)
-		}
-		gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: res}
-		var ri dynamic.ResourceInterface = dyn.Resource(gvr)
-		if ns := u.GetNamespace(); ns != "" {
-			ri = dyn.Resource(gvr).Namespace(ns)
-		}
-		if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
-			return fmt.Errorf("applying %s %s: %w", strings.ToLower(gvk.Kind), name(u), err)
-		}
+	}
+	return nil
+}
+
+func applyOne(ctx context.Context, dyn dynamic.Interface, o runtime.Object) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(u.Object, "status")
+	gvk := u.GroupVersionKind()
+	res, ok := resources[gvk.Kind]
+	if !ok {
+		return fmt.Errorf("addons: no resource known for kind %s", gvk.Kind)
+	}
+	gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: res}
+	var ri dynamic.ResourceInterface = dyn.Resource(gvr)
+	if ns := u.GetNamespace(); ns != "" {
+		ri = dyn.Resource(gvr).Namespace(ns)
+	}
+	if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		return fmt.Errorf("applying %s %s: %w", strings.ToLower(gvk.Kind), name(u), err)
 	}
 	return nil
 }
