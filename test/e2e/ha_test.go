@@ -121,6 +121,27 @@ func TestHA(t *testing.T) {
 		}
 	})
 
+	t.Run("stop and start of the whole HA cluster", func(t *testing.T) {
+		e := e.sub(t)
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "ha-survivor"}, Data: map[string]string{"k": "v"}}
+		if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.ok(ctx, "stop", "--name", name)
+		if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.stdout, "running again") {
+			t.Errorf("start of the stopped HA cluster: %v", r)
+		}
+		if got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, cm.Name, metav1.GetOptions{}); err != nil || got.Data["k"] != "v" {
+			t.Errorf("ConfigMap after stop/start: %v %v", got, err)
+		}
+		if m := etcdMembers(ctx, e, name, cp1); strings.Count(m, "=https://") != 3 {
+			t.Errorf("etcd members after stop/start: %s", m)
+		}
+		if names := readyNodeNames(ctx, t, cs); len(names) != 3 {
+			t.Errorf("Ready nodes after stop/start: %v", names)
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		e := e.sub(t)
 		e.usageErrors(ctx, []usageCase{
