@@ -6,6 +6,7 @@ package addons
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -215,6 +216,18 @@ users:
 	}, nil
 }
 
+// apiServerEnv points a pod's in-cluster client straight at the control-plane endpoint (the
+// API server, or the load balancer of an HA cluster) rather than at the kubernetes Service: the
+// cluster's DNS and storage then start without waiting for kube-proxy to program the Service
+// (which matters at every start and restart of the cluster). kube-proxy itself does the same.
+func apiServerEnv(c Config) []corev1.EnvVar {
+	host, port, err := net.SplitHostPort(c.ControlPlaneEndpoint)
+	if err != nil {
+		return nil
+	}
+	return []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: host}, {Name: "KUBERNETES_SERVICE_PORT", Value: port}}
+}
+
 // Corefile is CoreDNS's configuration, as kubeadm ships it.
 func Corefile(domain string) string {
 	return strings.ReplaceAll(`.:53 {
@@ -282,6 +295,7 @@ func CoreDNS(c Config) []runtime.Object {
 						Image:           c.CoreDNSImage,
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Args:            []string{"-conf", "/etc/coredns/Corefile"},
+						Env:             apiServerEnv(c),
 						Ports: []corev1.ContainerPort{
 							{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
 							{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},

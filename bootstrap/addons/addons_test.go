@@ -602,3 +602,19 @@ func TestKubeProxyFeatureGates(t *testing.T) {
 		}
 	}
 }
+
+// TestAPIServerEnv: CoreDNS and the storage provisioner reach the API server at the control-plane
+// endpoint, not through the kubernetes Service (which needs kube-proxy first).
+func TestAPIServerEnv(t *testing.T) {
+	objs := objects(t, testConfig())
+	deps := find[*appsv1.Deployment](objs)
+	for _, name := range []string{"kube-system/coredns", "kube-system/storage-provisioner"} {
+		env := map[string]string{}
+		for _, e := range deps[name].Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		if env["KUBERNETES_SERVICE_HOST"] != "192.168.49.2" || env["KUBERNETES_SERVICE_PORT"] != "6443" {
+			t.Errorf("%s: env %v, want the control-plane endpoint %s", name, env, testConfig().ControlPlaneEndpoint)
+		}
+	}
+}

@@ -68,7 +68,7 @@ func Storage(c Config) []runtime.Object {
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Command: []string{controlplane.NodeBinary, name,
 							"--namespace=" + ns, "--helper-image=" + image, "--root=" + localpv.DefaultRoot},
-						Env: []corev1.EnvVar{{Name: controlplane.SteadyGCEnv, Value: controlplane.SteadyGCPercent}},
+						Env: append(apiServerEnv(c), corev1.EnvVar{Name: controlplane.SteadyGCEnv, Value: controlplane.SteadyGCPercent}),
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("20Mi")},
 						},
