@@ -153,6 +153,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		restCfg  *rest.Config
 		plans    []nodePlan
 		endpoint netip.Addr // where nodes reach the API server: the control plane, or the load balancer (HA)
+		nodes    []provision.Node
 	)
 	lbName := c.Name + "-lb"
 	names := make([]string, len(c.Nodes))
@@ -267,7 +268,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err != nil {
 				return err
 			}
-			node = created[0]
+			node, nodes = created[0], created
 			info, err := node.ReadFile(ctx, images.ImageInfoPath)
 			if err != nil {
 				return fmt.Errorf("reading the node image's %s: %w", images.ImageInfoPath, err)
@@ -334,6 +335,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		{name: "DNS", run: func(ctx context.Context) error {
 			if err := ready.ServiceEndpoints(ctx, cs, metav1.NamespaceSystem, "kube-dns"); err != nil {
 				return p.waitError(ctx, err, node, "CoreDNS")
+			}
+			if err := dnsProgrammed(ctx, cs, nodes); err != nil {
+				return p.waitError(ctx, err, node, "cluster DNS on every node")
 			}
 			return nil
 		}},

@@ -151,6 +151,9 @@ func (p *Provider) resume(ctx context.Context, name string, wait time.Duration, 
 			if err := ready.EndpointsMatchPods(ctx, cs, metav1.NamespaceSystem, "kube-dns", "k8s-app=kube-dns"); err != nil {
 				return p.waitError(ctx, err, first, "CoreDNS's endpoints")
 			}
+			if err := dnsProgrammed(ctx, cs, l.nodes); err != nil {
+				return p.waitError(ctx, err, first, "cluster DNS on every node")
+			}
 			return nil
 		}},
 		{name: "Ready", run: func(ctx context.Context) error {

@@ -92,3 +92,23 @@ func TestRunTimeout(t *testing.T) {
 		t.Errorf("err %v (exit %d), want an internal failure", err, kferr.Code(err))
 	}
 }
+
+func TestServiceProgrammed(t *testing.T) {
+	rules := `*nat
+-A KUBE-SEP-AAA -s 10.244.0.3/32 -m comment --comment "kube-system/kube-dns:dns" -j KUBE-MARK-MASQ
+-A KUBE-SEP-AAA -p udp -m comment --comment "kube-system/kube-dns:dns" -m udp -j DNAT --to-destination 10.244.0.3:53
+-A KUBE-SEP-BBB -p tcp -m comment --comment "kube-system/kube-dns:dns-tcp" -m tcp -j DNAT --to-destination 10.244.0.9:53
+-A KUBE-SVC-X -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns cluster IP" -m udp --dport 53 -j KUBE-SEP-AAA
+COMMIT`
+	if !serviceProgrammed(rules, dnsPortName, []string{"10.244.0.3"}, 53) {
+		t.Error("the programmed endpoint was not found")
+	}
+	for _, ips := range [][]string{{"10.244.0.9"}, {"10.244.0.3", "10.244.1.2"}} {
+		if serviceProgrammed(rules, dnsPortName, ips, 53) {
+			t.Errorf("%v reported programmed (only 10.244.0.3 is, and 10.244.0.9 only for dns-tcp)", ips)
+		}
+	}
+	if serviceProgrammed("", dnsPortName, []string{"10.244.0.3"}, 53) {
+		t.Error("empty rules reported programmed")
+	}
+}

@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"kubeforge.dev/kubeforge/provision"
+)
+
+// dnsPortName is how kube-proxy names the kube-dns Service's UDP port in its rules' comments.
+const dnsPortName = "kube-system/kube-dns:dns"
+
+// dnsProgrammed waits until kube-proxy on every node of nodes sends the kube-dns Service to each
+// of CoreDNS's ready pods, as read from the node's NAT table: then a pod on any node resolves
+// names when start returns (a Ready kube-proxy may not have synced the Service's new endpoints).
+func dnsProgrammed(ctx context.Context, cs kubernetes.Interface, nodes []provision.Node) error {
+	var last string
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		ips := readyPodIPs(pods.Items)
+		if len(ips) == 0 {
+			last = "no CoreDNS pod is ready"
+			return false, nil
+		}
+		for _, n := range nodes {
+			var out bytes.Buffer
+			if err := n.Run(ctx, provision.Cmd{Args: []string{"iptables-save", "-t", "nat"}, Stdout: &out}); err != nil {
+				last = fmt.Sprintf("reading %s's NAT rules: %v", n.Name(), err)
+				return false, nil
+			}
+			if !serviceProgrammed(out.String(), dnsPortName, ips, 53) {
+				last = fmt.Sprintf("kube-proxy on %s does not send %s to CoreDNS at %v yet", n.Name(), dnsPortName, ips)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for every node to route cluster DNS (%s): %w", last, err)
+	}
+	return nil
+}
+
+func readyPodIPs(pods []corev1.Pod) []string {
+	var ips []string
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				ips = append(ips, p.Status.PodIP)
+			}
+		}
+	}
+	return ips
+}
+
+// serviceProgrammed says whether iptables-save output (the nat table) DNATs the Service port
+// named portName (namespace/service:port) to every ip:port.
+func serviceProgrammed(rules, portName string, ips []string, port int) bool {
+	comment := `--comment "` + portName + `"`
+	found := map[string]bool{}
+	for _, line := range strings.Split(rules, "\n") {
+		if !strings.Contains(line, comment) {
+			continue
+		}
+		if _, dest, ok := strings.Cut(line, "-j DNAT --to-destination "); ok {
+			found[strings.Fields(dest)[0]] = true
+		}
+	}
+	for _, ip := range ips {
+		if !found[fmt.Sprintf("%s:%d", ip, port)] {
+			return false
+		}
+	}
+	return true
+}
