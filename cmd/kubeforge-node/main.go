@@ -46,11 +46,10 @@ func steadyGC(pct string) {
 	if err != nil || p <= 0 {
 		return
 	}
-	go func() {
-		time.Sleep(steadyGCDelay) // a policy switch after start-up, not a wait for anything
+	time.AfterFunc(steadyGCDelay, func() {
 		debug.SetGCPercent(p)
 		debug.FreeOSMemory()
-	}()
+	})
 }
 
 func usage() {
