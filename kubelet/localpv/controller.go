@@ -95,6 +95,9 @@ func NewController(client kubernetes.Interface, opts Options) (*Controller, erro
 		}
 	}
 	volumeKey := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
 		if pv, ok := obj.(*v1.PersistentVolume); ok {
 			c.queue.Add(key{volume: true, name: pv.Name})
 		}
@@ -112,7 +115,8 @@ func NewController(client kubernetes.Interface, opts Options) (*Controller, erro
 		h   cache.ResourceEventHandler
 	}{
 		{claimInf.Informer(), cache.ResourceEventHandlerFuncs{AddFunc: claimKey, UpdateFunc: func(_, n any) { claimKey(n) }}},
-		{volumeInf.Informer(), cache.ResourceEventHandlerFuncs{AddFunc: volumeKey, UpdateFunc: func(_, n any) { volumeKey(n) }}},
+		// A deleted volume's cleanup pod is deleted then.
+		{volumeInf.Informer(), cache.ResourceEventHandlerFuncs{AddFunc: volumeKey, UpdateFunc: func(_, n any) { volumeKey(n) }, DeleteFunc: volumeKey}},
 		// A class made after its claims: look at the pending claims again.
 		{classInf.Informer(), cache.ResourceEventHandlerFuncs{AddFunc: func(any) { c.requeueClaims() }}},
 		{podInf.Informer(), cache.ResourceEventHandlerFuncs{AddFunc: podKey, UpdateFunc: func(_, n any) { podKey(n) }, DeleteFunc: podKey}},
@@ -267,11 +271,13 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 	}
 	switch pod.Status.Phase {
 	case v1.PodSucceeded:
+		// The pod goes once the volume is gone (the branch above): deleting both here would let
+		// a sync that still sees the volume (a stale cache) start another cleanup pod.
 		if err := c.deleteVolume(ctx, name); err != nil {
 			return err
 		}
 		logger.Info("Deleted released volume")
-		return ignoreNotFound(pods.Delete(ctx, podName, metav1.DeleteOptions{}))
+		return nil
 	case v1.PodFailed:
 		c.recorder.Eventf(pv, v1.EventTypeWarning, "VolumeFailedDelete", "removing %s on node %s failed; retrying", dir, node)
 		if err := ignoreNotFound(pods.Delete(ctx, podName, metav1.DeleteOptions{})); err != nil {
