@@ -29,7 +29,7 @@ E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
 E2E_RUN ?=
 
-.PHONY: all build cli node init cluster image test unit e2e bench lint fuzz check-version docker clean
+.PHONY: all build cli node init cluster image test unit e2e e2e-vm bench lint fuzz check-version docker clean
 all: build
 
 build: check-version cli node init tools
@@ -64,6 +64,13 @@ e2e: build
 	hack/ensure-docker.sh
 	$(GO) test -count=1 -p 1 -tags e2e -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') $(E2E_PKGS)
 
+# The VM tier: real libvirt and qemu (software emulation), one VM cluster through an SSH server on
+# 127.0.0.1; hack/ensure-libvirt.sh installs and starts libvirt when missing. Slow: ~15 min.
+E2E_VM_TIMEOUT ?= 45m
+e2e-vm: build
+	hack/ensure-libvirt.sh
+	$(GO) test -count=1 -v -tags e2e_vm -timeout $(E2E_VM_TIMEOUT) ./test/e2evm/
+
 bench: build
 	hack/ensure-docker.sh
 	$(GO) run ./bench -kubeforge $(BIN_DIR)/kubeforge -out bench/results.md
@@ -72,6 +79,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
+	$(GO) vet -tags e2e_vm ./test/e2evm/
 
 # Fuzz `kubeforge start --config`'s parser (seeds: the example and the bad configs of its tests;
 # `make unit` runs the seeds). A failing input is saved in internal/config/testdata/fuzz/.

@@ -158,6 +158,13 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	}
 	server := "https://" + n.ControlPlaneEndpoint()
 	isCP := n.Role == spec.RoleControlPlane
+	// An emulated CPU (VMs under qemu's TCG) is what is short there: no GC traded for memory,
+	// gentler probes.
+	slow := c.Driver == spec.DriverKVM && c.Accel == "tcg"
+	gcEnv := map[string]string{controlplane.SteadyGCEnv: controlplane.SteadyGCPercent}
+	if slow {
+		gcEnv = nil
+	}
 
 	// Certificates.
 	var certs pki.Files
@@ -210,6 +217,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			PodSubnet: c.PodSubnet, ServiceSubnet: c.ServiceSubnet, DNSDomain: c.DNSDomain,
 			ExtraArgs:      ControlPlaneArgs(c),
 			InitialCluster: n.EtcdInitialCluster, EtcdClusterState: n.EtcdClusterState,
+			SlowMachine: slow,
 		})
 		if err != nil {
 			return f, err
@@ -256,7 +264,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			Name:  "kubelet",
 			Path:  controlplane.NodeBinary,
 			Args:  kubeletconfig.Args(n.Name, n.IP, nil, n.Taints, c.ExtraArgs[spec.ComponentKubelet]),
-			Env:   map[string]string{controlplane.SteadyGCEnv: controlplane.SteadyGCPercent},
+			Env:   gcEnv,
 			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceNodeNet},
 		},
 		supervisor.Service{
@@ -264,7 +272,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			Path: controlplane.NodeBinary,
 			Args: []string{"netctl", "--kubeconfig=" + kubeletconfig.KubeconfigPath, "--node-name=" + n.Name,
 				"--cluster-cidr=" + c.PodSubnet},
-			Env:   map[string]string{controlplane.SteadyGCEnv: controlplane.SteadyGCPercent},
+			Env:   gcEnv,
 			After: []string{"kubelet"},
 		},
 	)

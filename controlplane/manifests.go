@@ -45,6 +45,10 @@ type Config struct {
 	EtcdClusterState string
 	// ExtraArgs per component ("kube-apiserver", ...): flag name (without --) to value; they override.
 	ExtraArgs map[string]map[string]string
+	// SlowMachine is set for nodes whose CPU is emulated (VMs under qemu's TCG): the kubelet probes
+	// the components every 5s instead of every second (each probe is a TLS handshake, costly when
+	// emulated) and gives them 10 minutes to start instead of 4.
+	SlowMachine bool
 }
 
 // Manifests returns the static pod manifests, file name to YAML.
@@ -247,6 +251,12 @@ func (p probes) probe(path string, failures int32) *corev1.Probe {
 
 // pod builds a kubeadm-style static pod for a component run from the node binary.
 func pod(c Config, component string, args map[string]string, mounts []mount, pr probes) *corev1.Pod {
+	if c.SlowMachine && (component == "kube-controller-manager" || component == "kube-scheduler") {
+		// An emulated CPU answers late: a leader must not lose its lease (and exit) for that.
+		args["leader-elect-lease-duration"] = "60s"
+		args["leader-elect-renew-deadline"] = "40s"
+		args["leader-elect-retry-period"] = "5s"
+	}
 	for k, v := range c.ExtraArgs[component] {
 		args[k] = v
 	}
@@ -276,6 +286,19 @@ func pod(c Config, component string, args map[string]string, mounts []mount, pr 
 	}
 	ready := pr.probe(pr.ready, 3)
 	startup := pr.probe(pr.startup, 240)
+	// Memory is traded for CPU once started (SteadyGCEnv), except where CPU is what is short.
+	gcEnv := []corev1.EnvVar{{Name: SteadyGCEnv, Value: SteadyGCPercent}}
+	if c.SlowMachine {
+		gcEnv = nil
+		for _, p := range []*corev1.Probe{ready, startup} {
+			if p != nil {
+				p.PeriodSeconds = 5
+			}
+		}
+		if startup != nil {
+			startup.FailureThreshold = 120
+		}
+	}
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -297,7 +320,7 @@ func pod(c Config, component string, args map[string]string, mounts []mount, pr 
 				Image:           ComponentsImage(c.KubernetesVersion),
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				Command:         cmd,
-				Env:             []corev1.EnvVar{{Name: SteadyGCEnv, Value: SteadyGCPercent}},
+				Env:             gcEnv,
 				Resources:       corev1.ResourceRequirements{Requests: corev1.ResourceList{}},
 				VolumeMounts:    vms,
 				LivenessProbe:   live,

@@ -209,3 +209,16 @@ func Output(ctx context.Context, n Node, args ...string) (string, error) {
 	err := n.Run(ctx, Cmd{Args: args, Stdout: &out})
 	return out.String(), err
 }
+
+// DirectAccess is implemented by drivers whose nodes the host reaches at their addresses on the
+// cluster network (VMs on a libvirt network): nothing is published on 127.0.0.1, and the API
+// server's address is the control-plane endpoint's.
+type DirectAccess interface {
+	DirectAccess() bool
+}
+
+// HasDirectAccess tells whether d's nodes are reached at their own addresses.
+func HasDirectAccess(d Driver) bool {
+	da, ok := d.(DirectAccess)
+	return ok && da.DirectAccess()
+}

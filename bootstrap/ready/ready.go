@@ -31,7 +31,9 @@ func APIServer(ctx context.Context, cs kubernetes.Interface) error {
 	var last error
 	delay := 50 * time.Millisecond
 	for {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		// Long enough for a slow machine (an emulated VM) to answer: a request cut short costs a
+		// new TLS handshake, the very work such a machine is short of.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		body, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
 		cancel()
 		if err == nil {

@@ -34,6 +34,10 @@ type Cluster struct {
 	Name              string        `json:"name"`
 	KubernetesVersion string        `json:"kubernetesVersion"`
 	Driver            string        `json:"driver"`
+	// LibvirtURI and Accel are the VM driver's (--driver kvm): the libvirt daemon and the
+	// acceleration (kvm, or tcg for software emulation).
+	LibvirtURI string `json:"libvirtURI,omitempty"`
+	Accel      string `json:"accel,omitempty"`
 	Image             string        `json:"image,omitempty"`
 	Nodes             []Node        `json:"nodes"`
 	PodSubnet         string        `json:"podSubnet"`
@@ -188,7 +192,7 @@ func Default(name string) Cluster {
 	return Cluster{
 		Name:              name,
 		KubernetesVersion: KubernetesVersion,
-		Driver:            "docker",
+		Driver:            DriverDocker,
 		Nodes:             []Node{{Name: NodeName(name, 0), Role: RoleControlPlane}},
 		PodSubnet:         "10.244.0.0/16",
 		ServiceSubnet:     "10.96.0.0/16",
@@ -290,3 +294,9 @@ func (c Cluster) ServiceIP(n int) (netip.Addr, error) {
 	}
 	return a, nil
 }
+
+// Drivers a cluster's nodes can run on.
+const (
+	DriverDocker = "docker" // containers
+	DriverKVM    = "kvm"    // VMs through libvirt
+)

@@ -56,8 +56,25 @@ func (c Cluster) Validate() error {
 	if err := ValidateName(c.Name); err != nil {
 		return &FieldError{Path: "name", Msg: err.Error()}
 	}
-	if c.Driver != "docker" {
-		return fieldErr("driver", "%q is not supported; use --driver docker", c.Driver)
+	switch c.Driver {
+	case DriverDocker:
+		if c.LibvirtURI != "" || c.Accel != "" {
+			return fieldErr("driver", "--libvirt-uri and --accel are for VM nodes: add --driver %s", DriverKVM)
+		}
+	case DriverKVM:
+		if c.Accel != "" && c.Accel != "kvm" && c.Accel != "tcg" {
+			return fieldErr("accel", "%q is not one of kvm (hardware virtualization) or tcg (software emulation, slow)", c.Accel)
+		}
+		if len(c.Ports) > 0 {
+			return fieldErr("ports", "--port is not supported by the %s driver: the host reaches NodePorts at the node's address (`kubeforge status` shows it)", DriverKVM)
+		}
+		for i, n := range c.Nodes {
+			if len(n.Mounts) > 0 {
+				return fieldErr(fmt.Sprintf("nodes[%d].mounts", i), "host mounts are not supported by the %s driver (VMs do not share the host's files)", DriverKVM)
+			}
+		}
+	default:
+		return fieldErr("driver", "%q is not supported; use --driver %s (containers) or --driver %s (VMs through libvirt)", c.Driver, DriverDocker, DriverKVM)
 	}
 	checks := []func() error{
 		c.validateNodes,

@@ -75,12 +75,38 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// A VM node's init: boot (file systems, seed, network), SSH server, and a power-off at the end
+	// instead of an exit (the kernel panics when PID 1 exits).
+	vm := doSetup && os.Getpid() == 1 && IsVM()
+	if vm {
+		phase(PhaseSetup, nil)
+		con.logf("VM boot")
+		if err := bootVM(reap, con.logf); err != nil {
+			con.logf("%v", err)
+			phase(PhaseFailed, err)
+			// Keep the SSH server up if it can start, so that the failure can be looked at.
+		}
+		if lf, err := openLogFile(filepath.Join(*logDir, SupervisorLogName+".log"), MaxLogSize); err == nil && con.own == nil {
+			con.own = lf
+		}
+		sshCtx, stopSSHD := context.WithCancel(context.Background())
+		sshdDone := make(chan struct{})
+		go func() { defer close(sshdDone); runSSHD(sshCtx, reap, *logDir, con.logf) }()
+		defer func() {
+			stopSSHD()
+			<-sshdDone
+			powerOff(con.logf)
+		}()
+	}
 	if doSetup {
 		phase(PhaseSetup, nil)
 		con.logf("node setup")
-		if err := Setup(SetupOptions{Logf: con.logf}); err != nil {
+		if err := Setup(SetupOptions{Logf: con.logf, VM: vm}); err != nil {
 			con.logf("%v", err)
 			phase(PhaseFailed, err)
+			if vm {
+				<-ctx.Done()
+			}
 			return 1
 		}
 	}
@@ -93,6 +119,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		con.logf("%v", err)
 		phase(PhaseFailed, err)
+		if vm {
+			<-ctx.Done()
+		}
 		return 1
 	}
 	sup, err := New(cfg, Options{StatusPath: *statusPath, LogDir: *logDir, Stdout: stdout, KillAll: os.Getpid() == 1, reaper: reap, console: con})

@@ -39,6 +39,8 @@ type SetupOptions struct {
 	Sysctls []Sysctl
 	// Logf prints progress and warnings (discarded when nil).
 	Logf func(format string, a ...any)
+	// VM is set on a VM node: its sysctls are its own, set at boot, not shadowed.
+	VM bool
 }
 
 // SysctlShadowDir holds the files bind-mounted over /proc/sys entries (on the node's /run tmpfs,
@@ -69,6 +71,9 @@ func Setup(o SetupOptions) error {
 		{"/dev/kmsg", ensureKmsg},
 	}
 	for _, st := range steps {
+		if o.VM && st.name == "sysctls" {
+			continue
+		}
 		start := time.Now()
 		if err := st.fn(o); err != nil {
 			return fmt.Errorf("node setup: %s: %w", st.name, err)

@@ -197,6 +197,9 @@ func (p *Provider) Status(ctx context.Context, name string) (Status, error) {
 	if d, err := p.dirs(name); err == nil {
 		if rec, err := d.load(); err == nil {
 			st.KubernetesVersion = rec.Spec.KubernetesVersion
+			if rec.APIServerHost != "" {
+				st.APIServer = rec.APIServerURL()
+			}
 			st.Image = rec.Image
 			st.Kubeconfig = d.Kubeconfig()
 			if running > 0 {

@@ -148,6 +148,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		auth     *pki.Authorities
 		node     provision.Node // the control plane
 		port     = c.APIServerPort
+		apiHost  string // empty: 127.0.0.1 (published port)
 		nodeInfo images.ImageInfo
 		cs       *kubernetes.Clientset
 		restCfg  *rest.Config
@@ -241,6 +242,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if ha {
 				endpoint = network.LoadBalancerIP()
 			}
+			if provision.HasDirectAccess(p.Driver) {
+				apiHost, port = endpoint.String(), bootstrap.APIServerPort
+			}
 			for i, n := range c.Nodes {
 				np := nodePlan{index: i, spec: n, controlPlane: endpoint}
 				if ha && n.Role == spec.RoleControlPlane {
@@ -276,7 +280,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := json.Unmarshal(info, &nodeInfo); err != nil {
 				return fmt.Errorf("parsing %s: %w", images.ImageInfoPath, err)
 			}
-			return p.writeClientConfigs(c, dirs, auth, port, image)
+			return p.writeClientConfigs(c, dirs, auth, apiHost, port, image)
 		}, undo: func(ctx context.Context) error {
 			var errs []error
 			for _, n := range names {
@@ -363,7 +367,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	if err := p.run(ctx, steps, o.KeepOnFailure); err != nil {
 		return res, err
 	}
-	res.APIServer = fmt.Sprintf("https://127.0.0.1:%d", port)
+	res.APIServer = apiServerURL(apiHost, port)
 	return res, nil
 }
 
@@ -507,8 +511,8 @@ func (p *Provider) nodeCaps(ctx context.Context, n spec.Node) (milliCPUs, memByt
 
 // writeClientConfigs writes the cluster's record and the kubeconfigs the host uses: the user's
 // (admin) and kubeforge's own (super-admin, for bootstrapping before RBAC exists).
-func (p *Provider) writeClientConfigs(c spec.Cluster, dirs Dirs, auth *pki.Authorities, port int, image string) error {
-	server := fmt.Sprintf("https://127.0.0.1:%d", port)
+func (p *Provider) writeClientConfigs(c spec.Cluster, dirs Dirs, auth *pki.Authorities, host string, port int, image string) error {
+	server := apiServerURL(host, port)
 	admin, err := auth.KubeconfigFor(server, c.Name, pki.Admin)
 	if err != nil {
 		return err
@@ -523,7 +527,7 @@ func (p *Provider) writeClientConfigs(c spec.Cluster, dirs Dirs, auth *pki.Autho
 	if err := writeFileAtomic(dirs.SuperAdmin(), super, 0o600); err != nil {
 		return err
 	}
-	return dirs.save(Record{Spec: c, Image: image, APIServerPort: port, Created: time.Now().UTC()})
+	return dirs.save(Record{Spec: c, Image: image, APIServerHost: host, APIServerPort: port, Created: time.Now().UTC()})
 }
 
 func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, endpoint netip.Addr) ([]runtime.Object, error) {

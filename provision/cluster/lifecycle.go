@@ -171,6 +171,6 @@ func (p *Provider) resume(ctx context.Context, name string, wait time.Duration, 
 	if err := p.run(ctx, steps, false); err != nil {
 		return err
 	}
-	res.APIServer = fmt.Sprintf("https://127.0.0.1:%d", l.rec.APIServerPort)
+	res.APIServer = l.rec.APIServerURL()
 	return nil
 }

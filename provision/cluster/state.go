@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"kubeforge.dev/kubeforge/internal/fsutil"
@@ -29,6 +32,9 @@ type Record struct {
 	Spec          spec.Cluster `json:"spec"`
 	Image         string       `json:"image"`
 	APIServerPort int          `json:"apiServerPort"`
+	// APIServerHost is where the host reaches the API server: empty for 127.0.0.1 (a published
+	// port), the control-plane endpoint's address for drivers with direct access (VMs).
+	APIServerHost string `json:"apiServerHost,omitempty"`
 	Created       time.Time    `json:"created"`
 	// Complete is set when create finished; a cluster without it is the remains of a failed
 	// start (kept with --keep-on-failure, or interrupted).
@@ -67,4 +73,45 @@ func (d Dirs) load() (Record, error) {
 // writeFileAtomic writes kubeforge state: private files in private directories.
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return fsutil.WriteFileAtomic(path, b, mode, 0o700)
+}
+
+// APIServerURL is the API server's address as the host reaches it.
+func (r Record) APIServerURL() string { return apiServerURL(r.APIServerHost, r.APIServerPort) }
+
+func apiServerURL(host string, port int) string {
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// LoadRecord reads the record of cluster name from the state directory home (Home() when
+// empty); ok is false when there is none.
+func LoadRecord(home, name string) (rec Record, ok bool, err error) {
+	if home == "" {
+		if home, err = Home(); err != nil {
+			return rec, false, err
+		}
+	}
+	rec, err = dirsFor(home, name).load()
+	if errors.Is(err, os.ErrNotExist) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("reading the record of cluster %s: %w", name, err)
+	}
+	return rec, true, nil
+}
+
+// MachineDir is a directory for the driver's own state of cluster name (a VM cluster's SSH
+// keys), removed with the cluster.
+func MachineDir(home, name string) (string, error) {
+	if home == "" {
+		h, err := Home()
+		if err != nil {
+			return "", err
+		}
+		home = h
+	}
+	return filepath.Join(dirsFor(home, name).Root, "machines"), nil
 }

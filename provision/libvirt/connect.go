@@ -1,8 +1,9 @@
-// Package libvirt is the groundwork of kubeforge's VM driver (issue 5): connecting to a local or
-// remote libvirt daemon with github.com/digitalocean/go-libvirt (qemu:///system, qemu+ssh://...),
-// with errors that name the problem and the fix, and the domain and network definitions built
-// from libvirt's typed XML structs (libvirt.org/go/libvirtxml). The provision.Driver on top of it
-// (VM image, SSH provisioning) comes next; nothing selects this package yet.
+// Package libvirt is kubeforge's VM driver (--driver kvm): nodes are libvirt domains booting the
+// VM node image (images.BuildVM) on a NAT network of the cluster's own, reached over SSH
+// (golang.org/x/crypto/ssh, host key pinned). It talks to a local or remote libvirt daemon with
+// github.com/digitalocean/go-libvirt (qemu:///system, qemu+ssh://..., qemu+libssh://...), with
+// errors that name the problem and the fix; domain, network, pool and volume definitions come
+// from libvirt's typed XML structs (libvirt.org/go/libvirtxml).
 package libvirt
 
 import (
@@ -45,7 +46,7 @@ func ParseURI(s string) (*url.URL, error) {
 		if u.Host != "" && transport == "" {
 			return nil, kferr.Usage("--libvirt-uri %q: a remote host needs a transport; use qemu+ssh://%s/system", s, u.Host)
 		}
-	case "ssh":
+	case "ssh", "libssh", "libssh2":
 		if u.Hostname() == "" {
 			return nil, kferr.Usage("--libvirt-uri %q names no host: use qemu+ssh://USER@HOST/system", s)
 		}
@@ -126,3 +127,16 @@ func fixFor(u *url.URL, remote string) string {
 
 // redacted is u without a password.
 func redacted(u *url.URL) string { return u.Redacted() }
+
+// notFound tells whether err is libvirt's "no such domain, network, pool or volume".
+func notFound(err error) bool {
+	var le golibvirt.Error
+	if !errors.As(err, &le) {
+		return false
+	}
+	switch golibvirt.ErrorNumber(le.Code) {
+	case golibvirt.ErrNoDomain, golibvirt.ErrNoNetwork, golibvirt.ErrNoStoragePool, golibvirt.ErrNoStorageVol:
+		return true
+	}
+	return false
+}

@@ -19,6 +19,7 @@ type Labels struct {
 	Cluster string   `xml:"cluster"`
 	Node    string   `xml:"node,omitempty"`
 	Role    string   `xml:"role,omitempty"`
+	IP      string   `xml:"ip,omitempty"`
 }
 
 func (l Labels) xml() (string, error) {
@@ -61,6 +62,10 @@ type DomainSpec struct {
 	Kernel, Initrd, Cmdline string
 	// Disk is the node's root disk, a qcow2 file (a volume of the cluster's pool).
 	Disk string
+	// Seed, when set, is a raw second disk (vdb): the node's first-boot files as a tar archive.
+	Seed string
+	// Console, when set, is the file the serial console is written to; else a pty.
+	Console string
 	// Network is the cluster's libvirt network; MAC pins the node's address there (DHCP host).
 	Network, MAC string
 }
@@ -77,6 +82,10 @@ func DomainXML(s DomainSpec) (string, error) {
 	meta, err := s.Labels.xml()
 	if err != nil {
 		return "", err
+	}
+	console := &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}}
+	if s.Console != "" {
+		console = &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: s.Console, Append: "off"}}
 	}
 	d := libvirtxml.Domain{
 		Type:     domType,
@@ -97,7 +106,9 @@ func DomainXML(s DomainSpec) (string, error) {
 		Devices: &libvirtxml.DomainDeviceList{
 			Disks: []libvirtxml.DomainDisk{{
 				Device: "disk",
-				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
+				// A node is a throwaway machine: its flushes need not reach the host's disk
+				// (etcd's fsyncs are emulated work under TCG), unless the host itself crashes.
+				Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "unsafe", Discard: "unmap"},
 				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Disk}},
 				Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
 			}},
@@ -106,15 +117,27 @@ func DomainXML(s DomainSpec) (string, error) {
 				Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: s.Network}},
 				Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
 			}},
-			// The node's console (its supervisor's output) is the serial port: `kubeforge logs`.
-			Serials:  []libvirtxml.DomainSerial{{Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}}}},
-			Consoles: []libvirtxml.DomainConsole{{Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}}, Target: &libvirtxml.DomainConsoleTarget{Type: "serial"}}},
+			// The node's console (kernel and supervisor output) is the serial port.
+			Serials: []libvirtxml.DomainSerial{{Source: console}},
 			RNGs: []libvirtxml.DomainRNG{{Model: "virtio", Backend: &libvirtxml.DomainRNGBackend{
 				Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}}}},
 		},
 	}
+	if s.Seed != "" {
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device:   "disk",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: s.Seed}},
+			Target:   &libvirtxml.DomainDiskTarget{Dev: "vdb", Bus: "virtio"},
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		})
+	}
 	if s.Accel == AccelKVM {
 		d.CPU = &libvirtxml.DomainCPU{Mode: "host-passthrough"}
+	} else {
+		// Every instruction set extension qemu's emulation has (AES-NI, AVX2...): Go's crypto
+		// and runtime then take their fast paths, each instruction emulated in one helper.
+		d.CPU = &libvirtxml.DomainCPU{Mode: "maximum"}
 	}
 	return d.Marshal()
 }
@@ -134,6 +157,9 @@ type NetworkSpec struct {
 	Subnet  netip.Prefix
 	Gateway netip.Addr
 	Hosts   []Host
+	// Bridge is the bridge's name on the hypervisor (at most 15 characters); empty lets libvirt
+	// choose.
+	Bridge string
 }
 
 // NetworkXML renders spec as libvirt network XML.
@@ -159,8 +185,13 @@ func NetworkXML(s NetworkSpec) (string, error) {
 		IPs: []libvirtxml.NetworkIP{{
 			Address: s.Gateway.String(),
 			Prefix:  uint(s.Subnet.Bits()),
-			DHCP:    &libvirtxml.NetworkDHCP{Hosts: hosts},
 		}},
+	}
+	if len(hosts) > 0 {
+		n.IPs[0].DHCP = &libvirtxml.NetworkDHCP{Hosts: hosts}
+	}
+	if s.Bridge != "" {
+		n.Bridge = &libvirtxml.NetworkBridge{Name: s.Bridge, STP: "on", Delay: "0"}
 	}
 	return n.Marshal()
 }

@@ -14,21 +14,57 @@ import (
 	"kubeforge.dev/kubeforge/provision"
 	"kubeforge.dev/kubeforge/provision/cluster"
 	"kubeforge.dev/kubeforge/provision/docker"
+	"kubeforge.dev/kubeforge/provision/libvirt"
 )
 
-// env is what a command works with: the driver and the cluster provider on it.
+// env is what a command works with: the driver and the cluster provider on it. docker is the
+// Docker client's driver, also used by a VM cluster for images on the host (image load).
 type env struct {
-	driver   *docker.Driver
+	driver   provision.Driver
+	docker   *docker.Driver
+	vm       *libvirt.Driver // nil unless the driver is kvm
 	provider *cluster.Provider
 }
 
+// driverSel names a driver and its settings.
+type driverSel struct {
+	name, libvirtURI, accel string
+}
+
+// selFor is the driver of cluster name as recorded when it was made (docker when unrecorded).
+func selFor(name string) (driverSel, error) {
+	rec, ok, err := cluster.LoadRecord("", name)
+	if err != nil || !ok || rec.Spec.Driver == "" {
+		return driverSel{name: spec.DriverDocker}, err
+	}
+	return driverSel{name: rec.Spec.Driver, libvirtURI: rec.Spec.LibvirtURI, accel: rec.Spec.Accel}, nil
+}
+
+// env returns the environment of the Docker driver.
 func (g *globals) env(ctx context.Context) (*env, error) {
+	return g.envWith(ctx, driverSel{name: spec.DriverDocker})
+}
+
+// envWith returns the environment of the selected driver.
+func (g *globals) envWith(ctx context.Context, sel driverSel) (*env, error) {
 	d, err := docker.New(ctx)
 	if err != nil {
 		return nil, err
 	}
-	e := &env{driver: d}
-	e.provider = &cluster.Provider{Driver: d, Log: g.log(), Image: e.nodeImage(g),
+	e := &env{driver: d, docker: d}
+	if sel.name == spec.DriverKVM {
+		vm, err := libvirt.New(libvirt.Options{URI: sel.libvirtURI, Accel: sel.accel, Log: g.log(),
+			KeysDir: func(c string) string {
+				dir, _ := cluster.MachineDir("", c)
+				return dir
+			}})
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		e.driver, e.vm = vm, vm
+	}
+	e.provider = &cluster.Provider{Driver: e.driver, Log: g.log(), Image: e.nodeImage(g),
 		Load: func(ctx context.Context, nodes []provision.Node, refs []string) error {
 			return images.Load(ctx, d.Client(), nodes, refs, g.log())
 		}}
@@ -37,7 +73,11 @@ func (g *globals) env(ctx context.Context) (*env, error) {
 
 // pingedEnv is env after checking that the driver's backend answers.
 func (g *globals) pingedEnv(ctx context.Context) (*env, error) {
-	e, err := g.env(ctx)
+	return g.pingedEnvWith(ctx, driverSel{name: spec.DriverDocker})
+}
+
+func (g *globals) pingedEnvWith(ctx context.Context, sel driverSel) (*env, error) {
+	e, err := g.envWith(ctx, sel)
 	if err != nil {
 		return nil, err
 	}
@@ -48,15 +88,25 @@ func (g *globals) pingedEnv(ctx context.Context) (*env, error) {
 	return e, nil
 }
 
-// clusterEnv validates the cluster name, then returns pingedEnv.
+// clusterEnv validates the cluster name, then returns the pinged environment of the cluster's
+// driver.
 func (g *globals) clusterEnv(ctx context.Context, name string) (*env, error) {
 	if _, err := clusterName(name); err != nil {
 		return nil, err
 	}
-	return g.pingedEnv(ctx)
+	sel, err := selFor(name)
+	if err != nil {
+		return nil, err
+	}
+	return g.pingedEnvWith(ctx, sel)
 }
 
-func (e *env) close() { e.driver.Close() }
+func (e *env) close() {
+	if e.vm != nil {
+		e.vm.Close()
+	}
+	e.docker.Close()
+}
 
 // onCluster runs fn with the environment of cluster name (name checked, driver pinged).
 func (g *globals) onCluster(cmd *cobra.Command, name string, fn func(*env) error) error {
@@ -72,8 +122,11 @@ func (g *globals) onCluster(cmd *cobra.Command, name string, fn func(*env) error
 // Docker), or the node image for the binaries next to this executable, built when missing.
 func (e *env) nodeImage(g *globals) cluster.ImageFunc {
 	return func(ctx context.Context, c spec.Cluster) (string, error) {
+		if e.vm != nil {
+			return vmImage(ctx, g, c)
+		}
 		if c.Image != "" {
-			ok, err := images.Exists(ctx, e.driver.Client(), c.Image)
+			ok, err := images.Exists(ctx, e.docker.Client(), c.Image)
 			if err != nil {
 				return "", err
 			}
@@ -88,9 +141,24 @@ func (e *env) nodeImage(g *globals) cluster.ImageFunc {
 		}
 		return images.Build(ctx, images.BuildOptions{
 			ArtifactsDir: dir, KubernetesVersion: c.KubernetesVersion,
-			Client: e.driver.Client(), Log: g.log(),
+			Client: e.docker.Client(), Log: g.log(),
 		})
 	}
+}
+
+// vmImage is the VM node image's directory: the one --image names, or the one built (when
+// missing) from the binaries next to this executable.
+func vmImage(ctx context.Context, g *globals, c spec.Cluster) (string, error) {
+	if c.Image != "" {
+		im, err := images.LoadVMImage(c.Image)
+		return im.Dir, err
+	}
+	dir, err := artifactsDir()
+	if err != nil {
+		return "", err
+	}
+	im, err := images.BuildVM(ctx, images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: c.KubernetesVersion, Log: g.log()})
+	return im.Dir, err
 }
 
 // artifactsDir finds the directory whose bin/ holds the node binaries: $KUBEFORGE_ARTIFACTS, else

@@ -29,23 +29,40 @@ func newImage(g *globals) *cobra.Command {
 }
 
 func newImageBuild(g *globals) *cobra.Command {
-	var kubeVersion string
+	var kubeVersion, kind string
 	c := &cobra.Command{
 		Use:   "build",
-		Short: "Build the node image from this kubeforge's binaries (skipped when Docker has it) and print its tag",
+		Short: "Build the node image from this kubeforge's binaries (skipped when it is up to date) and print its name",
+		Long: `Build the node image from this kubeforge's binaries and print its name.
+
+--kind docker (the default) makes the Docker image (kubeforge.local/node:...) and prints its tag;
+--kind vm makes the VM image (a qcow2 disk with its kernel and initramfs, for --driver kvm) and
+prints its directory. Both are cached by the digest of their inputs.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := artifactsDir()
+			if err != nil {
+				return err
+			}
+			opts := images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: kubeVersion, Log: g.log()}
+			switch kind {
+			case "vm":
+				im, err := images.BuildVM(cmd.Context(), opts)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(g.streams.Out, im.Dir)
+				return nil
+			case "docker":
+			default:
+				return kferr.Usage("--kind %q is not one of docker (the container node image) or vm (the VM node image)", kind)
+			}
 			e, err := g.pingedEnv(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			dir, err := artifactsDir()
-			if err != nil {
-				return err
-			}
-			ref, err := images.Build(cmd.Context(), images.BuildOptions{
-				ArtifactsDir: dir, KubernetesVersion: kubeVersion, Client: e.driver.Client(), Log: g.log(),
-			})
+			opts.Client = e.docker.Client()
+			ref, err := images.Build(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
@@ -54,6 +71,7 @@ func newImageBuild(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&kubeVersion, "kubernetes-version", spec.KubernetesVersion, "Kubernetes version of the node binary")
+	c.Flags().StringVar(&kind, "kind", "docker", "which image: docker (container nodes) or vm (VM nodes, --driver kvm)")
 	return c
 }
 

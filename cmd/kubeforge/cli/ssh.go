@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 
@@ -11,6 +12,7 @@ import (
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
+	"kubeforge.dev/kubeforge/provision/libvirt"
 )
 
 func newSSH(g *globals) *cobra.Command {
@@ -36,7 +38,7 @@ func newSSH(g *globals) *cobra.Command {
 			default:
 				return kferr.Usage("give one node name, then `--` and the command: kubeforge ssh %s -- %v", before[0], before[1:])
 			}
-			e, err := g.env(cmd.Context())
+			e, err := g.clusterEnv(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -74,6 +76,9 @@ func newSSH(g *globals) *cobra.Command {
 // interactiveShell opens a login shell with a terminal. The Docker CLI gives the best terminal
 // handling; without it the shell runs over the driver's exec, without a TTY.
 func interactiveShell(g *globals, n provision.Node) error {
+	if vm, ok := n.(*libvirt.Node); ok {
+		return vmShell(g, vm)
+	}
 	if docker, err := exec.LookPath("docker"); err == nil {
 		c := exec.Command(docker, "exec", "-it", n.Name(), "bash", "-l")
 		c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
@@ -86,4 +91,33 @@ func interactiveShell(g *globals, n provision.Node) error {
 	}
 	fmt.Fprintln(g.streams.Err, "(no docker CLI found: shell without a terminal)")
 	return n.Run(cmdCtx(), provision.Cmd{Args: []string{"bash", "-i"}, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
+}
+
+// vmShell opens a login shell in a VM node with the ssh client (a terminal), the cluster's key and
+// the node's pinned host key; without an ssh client, over the driver's SSH without a TTY.
+func vmShell(g *globals, n *libvirt.Node) error {
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
+		fmt.Fprintln(g.streams.Err, "(no ssh client found: shell without a terminal)")
+		return n.Run(cmdCtx(), provision.Cmd{Args: []string{"bash", "-i"}, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
+	}
+	kh, err := os.CreateTemp("", "kubeforge-known-hosts-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(kh.Name())
+	if _, err := fmt.Fprintln(kh, n.KnownHostsLine()); err != nil {
+		return err
+	}
+	kh.Close()
+	host, port, _ := net.SplitHostPort(n.SSHAddress())
+	c := exec.Command(sshBin, "-t", "-i", n.KeyPath(), "-p", port, "-o", "UserKnownHostsFile="+kh.Name(),
+		"-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "root@"+host)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err = c.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitCode(ee.ExitCode())
+	}
+	return err
 }

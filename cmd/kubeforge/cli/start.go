@@ -31,6 +31,9 @@ type startFlags struct {
 	ports    []string
 	cpus     string
 	memory   string
+	driver   string
+	uri      string
+	accel    string
 }
 
 func newStart(g *globals) *cobra.Command {
@@ -56,7 +59,15 @@ command line override the file.`,
 			if n := c.ControlPlanes(); n%2 == 0 {
 				g.log().Warnf("%d control planes: etcd keeps a quorum only with a majority, so %d tolerate no more failures than %d; an odd number is better", n, n, n-1)
 			}
-			e, err := g.env(cmd.Context())
+			sel := driverSel{name: c.Driver, libvirtURI: c.LibvirtURI, accel: c.Accel}
+			if rec, ok, err := cluster.LoadRecord("", c.Name); err == nil && ok && rec.Spec.Driver != "" {
+				// An existing cluster starts again on the driver it was made with.
+				if cmd.Flags().Changed("driver") && rec.Spec.Driver != c.Driver {
+					return kferr.Usage("cluster %q runs on the %s driver, not %s: `kubeforge delete --name %s` first to make it anew", c.Name, rec.Spec.Driver, c.Driver, c.Name)
+				}
+				sel, _ = selFor(c.Name)
+			}
+			e, err := g.envWith(cmd.Context(), sel)
 			if err != nil {
 				return err
 			}
@@ -102,6 +113,9 @@ func (o *startFlags) register(f *pflag.FlagSet) {
 	f.DurationVar(&o.eviction, "pod-eviction-timeout", 0, "how long after a node stops answering its pods are evicted and recreated elsewhere, e.g. 30s for a workshop (default: upstream's, about 6m)")
 	f.StringVar(&o.cpus, "cpus", "", "cap every node's CPUs (e.g. 2 or 1500m); each Node reports that much allocatable (default: the host's, uncapped)")
 	f.StringVar(&o.memory, "memory", "", "cap every node's memory (e.g. 2Gi); each Node reports that much allocatable (default: the host's, uncapped)")
+	f.StringVar(&o.driver, "driver", spec.DriverDocker, "what the nodes are: docker (containers) or kvm (VMs through libvirt)")
+	f.StringVar(&o.uri, "libvirt-uri", "", "libvirt daemon for --driver kvm: qemu:///system (default) or qemu+ssh://USER@HOST/system for a remote hypervisor")
+	f.StringVar(&o.accel, "accel", "", "VM acceleration for --driver kvm: kvm (default; needs /dev/kvm) or tcg (qemu's software emulation: works anywhere, slowly)")
 	f.StringArrayVar(&o.ports, "port", nil, "publish a NodePort on the host: HOST:NODEPORT makes 127.0.0.1:HOST reach NODEPORT (repeatable)")
 }
 
@@ -185,6 +199,15 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 	if set("pod-eviction-timeout") {
 		c.PodEvictionTimeout = o.eviction
 	}
+	if set("driver") {
+		c.Driver = o.driver
+	}
+	if set("libvirt-uri") {
+		c.LibvirtURI = o.uri
+	}
+	if set("accel") {
+		c.Accel = o.accel
+	}
 	fileNodes := file != nil && len(file.Cluster.Nodes) > 0
 	if fileNodes && (set("nodes") || set("control-planes")) {
 		return c, kferr.Usage("--nodes and --control-planes cannot change the nodes %s lists: edit its nodes, or leave the flags out", file.Name)
@@ -227,7 +250,7 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 func setByFlag(flags *pflag.FlagSet) func(path string) bool {
 	fields := map[string]string{
 		"name": "name", "wait": "wait", "image": "image", "api-port": "apiServerPort",
-		"pod-eviction-timeout": "podEvictionTimeout", "port": "ports", "nodes": "nodes", "control-planes": "nodes",
+		"pod-eviction-timeout": "podEvictionTimeout", "port": "ports", "driver": "driver", "libvirt-uri": "driver", "accel": "accel", "nodes": "nodes", "control-planes": "nodes",
 	}
 	return func(path string) bool {
 		top := path[:strings.IndexAny(path+".", ".[")]

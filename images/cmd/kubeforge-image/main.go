@@ -1,7 +1,7 @@
 // Command kubeforge-image is the developers' tool for the node image: it makes the cached Debian
 // rootfs, and builds or names the node image, without going through the kubeforge CLI.
 //
-//	kubeforge-image rootfs [-ready FILE]   make (or find) the cached rootfs tarball, print its path
+//	kubeforge-image rootfs [-ready FILE] [-vm]   make (or find) the cached rootfs tarball, print its path
 //	kubeforge-image ref [-artifacts DIR]    print the node image's tag for the binaries in DIR/bin
 //	kubeforge-image build [-artifacts DIR]  build the node image (unless Docker has it), print its tag
 package main
@@ -43,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: kubeforge-image rootfs [-ready FILE] [-v]\n       kubeforge-image ref|build [-artifacts DIR] [-kubernetes-version V] [-v]")
+	fmt.Fprintln(os.Stderr, "usage: kubeforge-image rootfs [-ready FILE] [-vm] [-v]\n       kubeforge-image ref|build [-artifacts DIR] [-kubernetes-version V] [-v]")
 	os.Exit(2)
 }
 
@@ -51,8 +51,13 @@ func cmdRootfs(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("rootfs", flag.ExitOnError)
 	ready := fs.String("ready", "", "write the tarball's path into this file when it is ready")
 	verbose := fs.Bool("v", false, "show debootstrap's output")
+	vm := fs.Bool("vm", false, "the VM nodes' rootfs (with a kernel and an SSH server)")
 	fs.Parse(args)
-	path, err := rootfs.Ensure(ctx, rootfs.Options{Log: ui.New(os.Stderr, *verbose)})
+	opts := rootfs.Options{Log: ui.New(os.Stderr, *verbose)}
+	if *vm {
+		opts = images.VMRootfsOptions(opts)
+	}
+	path, err := rootfs.Ensure(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,270 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"kubeforge.dev/kubeforge/images/rootfs"
+	"kubeforge.dev/kubeforge/internal/kferr"
+)
+
+// VMPackages are what a VM node needs on top of the container node's packages: a kernel (Debian's
+// cloud flavour, made for virtio machines) with its initramfs, and an SSH server, the host's way in.
+var VMPackages = []string{"linux-image-cloud-amd64", "initramfs-tools", "openssh-server"}
+
+// vmFormatVersion is bumped whenever the VM image's layout changes.
+const vmFormatVersion = "1"
+
+// VMDiskSize is the size of a VM node's root file system (the qcow2 file grows as it is used).
+const VMDiskSize = 8 << 30
+
+// VMImage is a built VM node image: a bootable root disk and the kernel and initramfs that boot it
+// directly (no bootloader in the disk), in one cache directory.
+type VMImage struct {
+	// Key names the image: the same inputs, the same key.
+	Key string `json:"key"`
+	// Dir holds the files below.
+	Dir    string `json:"dir"`
+	Disk   string `json:"disk"`   // qcow2, an ext4 file system without partitions (root=/dev/vda)
+	Kernel string `json:"kernel"` // vmlinuz
+	Initrd string `json:"initrd"` // initrd.img
+	// KernelVersion is the release of Kernel (uname -r in the node).
+	KernelVersion string `json:"kernelVersion"`
+	// Info is the node image's image-info.json.
+	Info ImageInfo `json:"info"`
+}
+
+// VMImageFile is the description of a built VM image inside its directory.
+const VMImageFile = "vm-image.json"
+
+// VMRootfsOptions is the rootfs of VM nodes: the container node's packages and VMPackages.
+func VMRootfsOptions(o rootfs.Options) rootfs.Options {
+	base := o.Packages
+	if len(base) == 0 {
+		base = rootfs.DefaultPackages
+	}
+	pkgs := append(slices.Clone(base), VMPackages...)
+	sort.Strings(pkgs)
+	o.Packages = slices.Compact(pkgs)
+	return o
+}
+
+// vmPlan is the node image plan on the VM rootfs, and the VM image's key.
+func vmPlan(opts BuildOptions) (*plan, string, error) {
+	opts.Rootfs = VMRootfsOptions(opts.Rootfs)
+	p, err := makePlan(opts)
+	if err != nil {
+		return nil, "", err
+	}
+	h := sha256.Sum256([]byte("kubeforge vm image " + vmFormatVersion + "\n" + p.hash))
+	key := tagSafe(p.opts.KubernetesVersion) + "-" + hex.EncodeToString(h[:])[:12]
+	return p, key, nil
+}
+
+// VMImageDir is where the VM image of opts is (or would be) cached.
+func VMImageDir(opts BuildOptions) (string, error) {
+	p, key, err := vmPlan(opts)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cacheRoot(p.opts), "vm", key), nil
+}
+
+func cacheRoot(o BuildOptions) string {
+	if o.Rootfs.CacheDir != "" {
+		return o.Rootfs.CacheDir
+	}
+	return rootfs.CacheDir()
+}
+
+// LoadVMImage reads the description of a built VM image directory.
+func LoadVMImage(dir string) (VMImage, error) {
+	b, err := os.ReadFile(filepath.Join(dir, VMImageFile))
+	if err != nil {
+		return VMImage{}, kferr.Usage("%s is not a kubeforge VM image (build one with `kubeforge image build --kind vm`): %v", dir, err)
+	}
+	var im VMImage
+	if err := json.Unmarshal(b, &im); err != nil {
+		return VMImage{}, fmt.Errorf("parsing %s: %w", filepath.Join(dir, VMImageFile), err)
+	}
+	im.Dir = dir
+	im.Disk, im.Kernel, im.Initrd = filepath.Join(dir, "disk.qcow2"), filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")
+	return im, nil
+}
+
+// BuildVM makes the VM node image unless it is cached, and returns it. The disk holds the same
+// files as the Docker node image (rootfs, binaries, preloaded images) on the VM rootfs; it needs
+// root (the rootfs keeps owners and device files), mkfs.ext4 and qemu-img.
+func BuildVM(ctx context.Context, opts BuildOptions) (VMImage, error) {
+	p, key, err := vmPlan(opts)
+	if err != nil {
+		return VMImage{}, err
+	}
+	o := p.opts
+	dir := filepath.Join(cacheRoot(o), "vm", key)
+	if im, err := LoadVMImage(dir); err == nil {
+		o.Log.Debugf("VM image %s is up to date", dir)
+		return im, nil
+	}
+	for _, tool := range []struct{ cmd, pkg string }{{"mkfs.ext4", "e2fsprogs"}, {"qemu-img", "qemu-utils"}, {"tar", "tar"}} {
+		if _, err := exec.LookPath(tool.cmd); err != nil {
+			return VMImage{}, kferr.Environment("install it: apt-get install -y "+tool.pkg, "building the VM image needs %s, which is not installed", tool.cmd)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return VMImage{}, kferr.Environment("run the first VM image build as root (sudo)", "building the VM image needs root: its file system keeps the rootfs's owners and device files")
+	}
+	rootfsTar, err := rootfs.Ensure(ctx, o.Rootfs)
+	if err != nil {
+		return VMImage{}, err
+	}
+	step := o.Log.Step("Making the preloaded pod images")
+	if err := step.Done(p.generate()); err != nil {
+		return VMImage{}, err
+	}
+	step = o.Log.Step("Making the VM disk " + key)
+	im, err := assembleVM(ctx, p, rootfsTar, dir, key)
+	return im, step.Done(err)
+}
+
+func assembleVM(ctx context.Context, p *plan, rootfsTar, dir, key string) (VMImage, error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return VMImage{}, err
+	}
+	work, err := os.MkdirTemp(filepath.Dir(dir), ".build-"+key+"-")
+	if err != nil {
+		return VMImage{}, err
+	}
+	defer os.RemoveAll(work)
+	root := filepath.Join(work, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return VMImage{}, err
+	}
+	// The node tar (rootfs + overlay, as the Docker image gets it) unpacked by GNU tar, which keeps
+	// owners, device files and file capabilities.
+	pr, pw := io.Pipe()
+	go func() {
+		f, err := os.Open(rootfsTar)
+		if err == nil {
+			err = writeNodeTar(pw, f, p.files)
+			f.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	untar := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-x", "-C", root)
+	untar.Stdin = pr
+	if out, err := untar.CombinedOutput(); err != nil {
+		pr.CloseWithError(err)
+		return VMImage{}, fmt.Errorf("unpacking the node files: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	if err := vmTweaks(root); err != nil {
+		return VMImage{}, err
+	}
+	// Mount points the initramfs moves its /dev, /proc, /sys and /run to.
+	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "root/.ssh"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return VMImage{}, err
+		}
+	}
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+		return VMImage{}, err
+	}
+	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if len(kernels) != 1 {
+		return VMImage{}, fmt.Errorf("the VM rootfs has %d kernels in /boot (want one): %v", len(kernels), kernels)
+	}
+	release := strings.TrimPrefix(filepath.Base(kernels[0]), "vmlinuz-")
+	initrd := filepath.Join(root, "boot", "initrd.img-"+release)
+	if _, err := os.Stat(initrd); err != nil {
+		return VMImage{}, fmt.Errorf("the VM rootfs has no initramfs for kernel %s: %w", release, err)
+	}
+	out := filepath.Join(work, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return VMImage{}, err
+	}
+	if err := copyFile(kernels[0], filepath.Join(out, "vmlinuz")); err != nil {
+		return VMImage{}, err
+	}
+	if err := copyFile(initrd, filepath.Join(out, "initrd.img")); err != nil {
+		return VMImage{}, err
+	}
+	raw := filepath.Join(work, "disk.raw")
+	if err := run(ctx, "mkfs.ext4", "-q", "-F", "-L", "kubeforge-root", "-E", "root_owner=0:0", "-d", root, raw, fmt.Sprintf("%dM", VMDiskSize>>20)); err != nil {
+		return VMImage{}, err
+	}
+	if err := run(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(out, "disk.qcow2")); err != nil {
+		return VMImage{}, err
+	}
+	im := VMImage{Key: key, KernelVersion: release, Info: p.info}
+	b, err := json.MarshalIndent(im, "", "  ")
+	if err != nil {
+		return VMImage{}, err
+	}
+	if err := os.WriteFile(filepath.Join(out, VMImageFile), append(b, '\n'), 0o644); err != nil {
+		return VMImage{}, err
+	}
+	if err := os.Rename(out, dir); err != nil {
+		return VMImage{}, fmt.Errorf("caching the VM image: %w", err)
+	}
+	return LoadVMImage(dir)
+}
+
+// sshdConfig is the VM node's SSH server: keys only, the host key given to the node at its first
+// boot (the one the host pins), no DNS lookups of clients.
+const sshdConfig = `# kubeforge VM node
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+`
+
+// vmTweaks adjusts the unpacked VM root: the SSH host keys that the package made at build time
+// would be the same in every node, so they go (each cluster's nodes get theirs at first boot).
+func vmTweaks(root string) error {
+	keys, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*"))
+	for _, k := range keys {
+		if err := os.Remove(k); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc/ssh/sshd_config.d"), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(root, "etc/ssh/sshd_config.d/kubeforge.conf"), []byte(sshdConfig), 0o644)
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

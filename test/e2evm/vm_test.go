@@ -1,0 +1,359 @@
+//go:build e2e_vm
+
+// Package e2evm is the VM driver's tier (`make e2e-vm`): real libvirt, real qemu VMs (software
+// emulation, --accel tcg, so it runs on hosts without usable KVM), the kubeforge CLI
+// (bin/kubeforge) and client-go. hack/ensure-libvirt.sh installs and starts libvirt.
+//
+// The cluster is made through the remote-hypervisor path: an SSH server the test starts on
+// 127.0.0.1 (its own host key and client key) in front of this machine's libvirt, as a team would
+// point kubeforge at a bigger host. The test reaches only what it made: that SSH server, and the
+// VM on the cluster's own libvirt network.
+package e2evm
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const cluster = "kfvm"
+
+type env struct {
+	t          *testing.T
+	bin        string
+	home       string
+	kubeconfig string
+}
+
+func newEnv(t *testing.T) *env {
+	bin, err := filepath.Abs("../../bin/kubeforge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is missing: run `make` first (make e2e-vm does)", bin)
+	}
+	dir := t.TempDir()
+	return &env{t: t, bin: bin, home: filepath.Join(dir, "home"), kubeconfig: filepath.Join(dir, "kubeconfig")}
+}
+
+type result struct {
+	out, err string
+	code     int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
+}
+
+func (e *env) run(ctx context.Context, args ...string) result {
+	e.t.Helper()
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.home, "KUBECONFIG="+e.kubeconfig)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{out: out.String(), err: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("running kubeforge %v: %v", args, err)
+	}
+	return r
+}
+
+func (e *env) ok(ctx context.Context, args ...string) result {
+	e.t.Helper()
+	r := e.run(ctx, args...)
+	if r.code != 0 {
+		e.t.Fatalf("kubeforge %s failed: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// virsh asks this machine's libvirt (the same one the SSH server leads to).
+func virsh(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("virsh", append([]string{"-c", "qemu:///system"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("virsh %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+// leftovers lists the domains, networks and node volumes of the cluster that libvirt still has.
+func leftovers(t *testing.T) []string {
+	var left []string
+	for _, d := range strings.Fields(virsh(t, "list", "--all", "--name")) {
+		if d == cluster || strings.HasPrefix(d, cluster+"-") {
+			left = append(left, "domain "+d)
+		}
+	}
+	for _, n := range strings.Fields(virsh(t, "net-list", "--all", "--name")) {
+		if n == "kubeforge-"+cluster {
+			left = append(left, "network "+n)
+		}
+	}
+	if out, err := exec.Command("virsh", "-c", "qemu:///system", "vol-list", "kubeforge").CombinedOutput(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 && (strings.HasPrefix(f[0], cluster+".") || strings.HasPrefix(f[0], cluster+"-")) {
+				left = append(left, "volume "+f[0])
+			}
+		}
+	}
+	return left
+}
+
+// sshServer starts an OpenSSH server on 127.0.0.1 that lets the test's key in as root, and returns
+// the libvirt URI that goes through it.
+func sshServer(t *testing.T) string {
+	dir := t.TempDir()
+	writeKey := func(name string) ssh.Signer {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, err := ssh.MarshalPrivateKey(priv, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ssh.NewSignerFromKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	host := writeKey("host_key")
+	client := writeKey("client_key")
+	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(client.PublicKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	kh := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(host.PublicKey()))
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(kh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null",
+		"-o", "ListenAddress=127.0.0.1", "-o", fmt.Sprintf("Port=%d", port),
+		"-o", "HostKey="+filepath.Join(dir, "host_key"),
+		"-o", "AuthorizedKeysFile="+filepath.Join(dir, "authorized_keys"),
+		"-o", "PermitRootLogin=prohibit-password", "-o", "PasswordAuthentication=no",
+		"-o", "StrictModes=no", "-o", "PidFile=none", "-o", "AllowStreamLocalForwarding=yes")
+	logf, err := os.Create(filepath.Join(dir, "sshd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "sshd.log"))
+			t.Logf("sshd log:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sshd did not listen on 127.0.0.1:%d", port)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Sprintf("qemu+libssh://root@127.0.0.1:%d/system?keyfile=%s&known_hosts=%s",
+		port, filepath.Join(dir, "client_key"), filepath.Join(dir, "known_hosts"))
+}
+
+func TestVMCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	e := newEnv(t)
+	uri := sshServer(t)
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer dcancel()
+		e.run(dctx, "delete", "--name", cluster)
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		cases := []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"--accel", "fast"}, 2, "not one of kvm"},
+			{[]string{"--libvirt-uri", "xen:///system"}, 2, "qemu driver"},
+			{[]string{"--accel", "tcg", "--port", "8080:30080"}, 2, "--port is not supported"},
+			// A remote hypervisor that does not answer: a closed port on loopback.
+			{[]string{"--accel", "tcg", "--libvirt-uri", "qemu+ssh://root@127.0.0.1:1/system"}, 3, "cannot reach 127.0.0.1:1"},
+		}
+		for _, c := range cases {
+			args := append([]string{"start", "--name", cluster, "--driver", "kvm"}, c.args...)
+			r := e.run(ctx, args...)
+			if r.code != c.code || !strings.Contains(r.err, c.want) || !strings.Contains(r.err, "Fix:") && c.code == 3 {
+				t.Errorf("kubeforge %s: want exit %d and %q:\n%s", strings.Join(args, " "), c.code, c.want, r)
+			}
+		}
+		if left := leftovers(t); len(left) > 0 {
+			t.Errorf("failed starts left %v behind", left)
+		}
+	})
+
+	start := time.Now()
+	r := e.ok(ctx, "start", "--name", cluster, "--driver", "kvm", "--accel", "tcg", "--libvirt-uri", uri, "--wait", "25m")
+	t.Logf("start took %s:\n%s%s", time.Since(start).Round(time.Second), r.out, r.err)
+	if !strings.Contains(r.err, "software emulation") {
+		t.Errorf("start --accel tcg printed no warning that emulation is slow:\n%s", r.err)
+	}
+
+	var st struct {
+		Driver    string `json:"driver"`
+		State     string `json:"state"`
+		APIServer string `json:"apiServer"`
+		Nodes     []struct {
+			Name, IP, State string
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(e.ok(ctx, "status", "--name", cluster, "-o", "json").out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Driver != "kvm" || st.State != "Running" || len(st.Nodes) != 1 || st.APIServer != "https://"+st.Nodes[0].IP+":6443" {
+		t.Fatalf("status: %+v", st)
+	}
+
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: e.kubeconfig}, &clientcmd.ConfigOverrides{CurrentContext: cluster}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("node and control plane", func(t *testing.T) {
+		n, err := cs.CoreV1().Nodes().Get(ctx, cluster, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := false
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready = true
+			}
+		}
+		if !ready {
+			t.Errorf("node %s is not Ready: %+v", n.Name, n.Status.Conditions)
+		}
+		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-"} {
+			found := false
+			for _, p := range pods.Items {
+				if p.Name == want+cluster && p.Status.Phase == corev1.PodRunning {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no running %s%s in kube-system", want, cluster)
+			}
+		}
+	})
+
+	t.Run("a pod runs", func(t *testing.T) {
+		info := struct {
+			Images map[string]string `json:"images"`
+		}{}
+		if err := json.Unmarshal([]byte(e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/etc/kubeforge/image-info.json").out), &info); err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "vm-pod"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{
+				Name: "pause", Image: info.Images["pause"], ImagePullPolicy: corev1.PullNever,
+			}}},
+		}
+		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 2*time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+			p, err := cs.CoreV1().Pods("default").Get(ctx, "vm-pod", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "", nil
+		})
+		if err != nil {
+			p, _ := cs.CoreV1().Pods("default").Get(ctx, "vm-pod", metav1.GetOptions{})
+			t.Fatalf("pod not running: %v: %+v", err, p.Status)
+		}
+		out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "ps", "--name", "pause", "-o", "json").out
+		if !strings.Contains(out, "vm-pod") {
+			t.Errorf("crictl in the VM does not show the pod's container:\n%s", out)
+		}
+	})
+
+	t.Run("ssh reaches a VM of its own", func(t *testing.T) {
+		cmdline := e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/proc/cmdline").out
+		if !strings.Contains(cmdline, "kubeforge.vm=1") {
+			t.Errorf("/proc/cmdline in the node: %q", cmdline)
+		}
+		// Its own kernel, with cgroup v2 whatever the host has.
+		ctrl := e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/sys/fs/cgroup/cgroup.controllers").out
+		if !strings.Contains(ctrl, "memory") {
+			t.Errorf("the VM has no cgroup v2 memory controller: %q", ctrl)
+		}
+		r := e.run(ctx, "ssh", "--name", cluster, "--", "sh", "-c", "exit 7")
+		if r.code != 7 {
+			t.Errorf("ssh -- sh -c 'exit 7': %s", r)
+		}
+	})
+
+	t.Run("delete leaves nothing", func(t *testing.T) {
+		e.ok(ctx, "delete", "--name", cluster)
+		if left := leftovers(t); len(left) > 0 {
+			t.Errorf("delete left %v behind", left)
+		}
+		if r := e.ok(ctx, "list", "-o", "json"); strings.Contains(r.out, cluster) {
+			t.Errorf("list still shows %s: %s", cluster, r.out)
+		}
+	})
+}
