@@ -31,20 +31,20 @@ const (
 
 // Cluster is a validated, defaulted cluster specification.
 type Cluster struct {
-	Name              string        `json:"name"`
-	KubernetesVersion string        `json:"kubernetesVersion"`
-	Driver            string        `json:"driver"`
+	Name              string `json:"name"`
+	KubernetesVersion string `json:"kubernetesVersion"`
+	Driver            string `json:"driver"`
 	// LibvirtURI and Accel are the VM driver's (--driver kvm): the libvirt daemon and the
 	// acceleration (kvm, or tcg for software emulation).
-	LibvirtURI string `json:"libvirtURI,omitempty"`
-	Accel      string `json:"accel,omitempty"`
-	Image             string        `json:"image,omitempty"`
-	Nodes             []Node        `json:"nodes"`
-	PodSubnet         string        `json:"podSubnet"`
-	ServiceSubnet     string        `json:"serviceSubnet"`
-	DNSDomain         string        `json:"dnsDomain"`
-	APIServerPort     int           `json:"apiServerPort,omitempty"` // host port on 127.0.0.1; 0 = pick a free one
-	Wait              time.Duration `json:"wait,omitempty"`
+	LibvirtURI    string        `json:"libvirtURI,omitempty"`
+	Accel         string        `json:"accel,omitempty"`
+	Image         string        `json:"image,omitempty"`
+	Nodes         []Node        `json:"nodes"`
+	PodSubnet     string        `json:"podSubnet"`
+	ServiceSubnet string        `json:"serviceSubnet"`
+	DNSDomain     string        `json:"dnsDomain"`
+	APIServerPort int           `json:"apiServerPort,omitempty"` // host port on 127.0.0.1; 0 = pick a free one
+	Wait          time.Duration `json:"wait,omitempty"`
 	// PodEvictionTimeout, when set, is how long after a node stops answering its pods are
 	// evicted (and recreated elsewhere); zero keeps upstream's defaults (about 5m50s).
 	PodEvictionTimeout time.Duration `json:"podEvictionTimeout,omitempty"`

@@ -34,8 +34,8 @@ type Record struct {
 	APIServerPort int          `json:"apiServerPort"`
 	// APIServerHost is where the host reaches the API server: empty for 127.0.0.1 (a published
 	// port), the control-plane endpoint's address for drivers with direct access (VMs).
-	APIServerHost string `json:"apiServerHost,omitempty"`
-	Created       time.Time    `json:"created"`
+	APIServerHost string    `json:"apiServerHost,omitempty"`
+	Created       time.Time `json:"created"`
 	// Complete is set when create finished; a cluster without it is the remains of a failed
 	// start (kept with --keep-on-failure, or interrupted).
 	Complete bool `json:"complete"`

@@ -500,7 +500,9 @@ func imageVolumeNames(key string) (disk, kernel, initrd, done string) {
 
 // ConsolePath is where a node's serial console (kernel and supervisor output) is written on the
 // hypervisor.
-func ConsolePath(node string) string { return "/var/log/libvirt/qemu/kubeforge-" + node + "-console.log" }
+func ConsolePath(node string) string {
+	return "/var/log/libvirt/qemu/kubeforge-" + node + "-console.log"
+}
 
 // CreateNode defines the node's domain (not started) and its disk; the seed disk is written when
 // it starts.

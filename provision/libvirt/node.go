@@ -10,7 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
-		"strings"
+	"strings"
 	"sync"
 	"time"
 
