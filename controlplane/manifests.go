@@ -99,6 +99,14 @@ func etcd(c Config) *corev1.Pod {
 		"feature-gates":                  "InitialCorruptCheck=true",
 		"watch-progress-notify-interval": "5s",
 	}
+	if c.SlowMachine {
+		// Under emulation every fsync is a journal commit run by an emulated kernel: slow enough
+		// that the API server's start-up writes time out. The VM's init syncs at power-off;
+		// only a crash of the VM loses the last writes. Ticks are stretched for the same reason.
+		args["unsafe-no-fsync"] = "true"
+		args["heartbeat-interval"] = "500"
+		args["election-timeout"] = "5000"
+	}
 	p := pod(c, "etcd", args, []mount{
 		{"etcd-data", "/var/lib/etcd", corev1.HostPathDirectoryOrCreate, false},
 		{"etcd-certs", pki + "/etcd", corev1.HostPathDirectoryOrCreate, true},
