@@ -419,3 +419,35 @@ func TestSteadyGC(t *testing.T) {
 		}
 	}
 }
+
+func TestSlowMachine(t *testing.T) {
+	fast := pods(t, testConfig())
+	c := testConfig()
+	c.SlowMachine = true
+	c.ExtraArgs = map[string]map[string]string{"kube-scheduler": {"leader-elect-lease-duration": "90s"}}
+	slow := pods(t, c)
+	if f := flags(t, slow["etcd"]); f["unsafe-no-fsync"] != "true" || f["election-timeout"] != "5000" {
+		t.Errorf("etcd on a slow machine: %v", f)
+	}
+	if _, ok := flags(t, fast["etcd"])["unsafe-no-fsync"]; ok {
+		t.Error("etcd skips fsync on a normal machine")
+	}
+	if f := flags(t, slow["kube-controller-manager"]); f["leader-elect-lease-duration"] != "60s" || f["leader-elect-renew-deadline"] != "40s" {
+		t.Errorf("controller-manager leases on a slow machine: %v", f)
+	}
+	if f := flags(t, slow["kube-scheduler"]); f["leader-elect-lease-duration"] != "90s" {
+		t.Errorf("extra args must still win: %v", f)
+	}
+	for name, p := range slow {
+		ctr := p.Spec.Containers[0]
+		if ctr.StartupProbe.PeriodSeconds != 5 || ctr.StartupProbe.FailureThreshold != 120 {
+			t.Errorf("%s startup probe on a slow machine: %+v", name, ctr.StartupProbe)
+		}
+		if len(ctr.Env) != 0 {
+			t.Errorf("%s: no GC trade on a slow machine: %v", name, ctr.Env)
+		}
+		if fast[name].Spec.Containers[0].StartupProbe.PeriodSeconds != 1 {
+			t.Errorf("%s: the normal probes changed", name)
+		}
+	}
+}

@@ -174,9 +174,6 @@ func (d *Driver) Ping(ctx context.Context) error {
 		return kferr.Environment("enable hardware virtualization (VT-x/AMD-V in the firmware, the kvm_intel or kvm_amd module, access to /dev/kvm), or pass --accel tcg to use qemu's software emulation (much slower)",
 			"the hypervisor at %s has no hardware virtualization (KVM, /dev/kvm)", redacted(d.uri))
 	}
-	if d.Accel() == AccelTCG {
-		d.opts.Log.Warnf("--accel tcg: VMs run under software emulation, several times slower than with KVM")
-	}
 	return nil
 }
 

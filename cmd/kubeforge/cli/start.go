@@ -72,6 +72,9 @@ command line override the file.`,
 				return err
 			}
 			defer e.close()
+			if sel.name == spec.DriverKVM && sel.accel == "tcg" {
+				g.log().Warnf("--accel tcg: the VMs run under software emulation, many times slower than with KVM (minutes to start)")
+			}
 			start := time.Now()
 			res, err := e.provider.Create(cmd.Context(), c, cluster.CreateOptions{KeepOnFailure: o.keep})
 			if err != nil {
