@@ -54,7 +54,7 @@ cluster: build
 image: build
 	$(BIN_DIR)/kubeforge image build
 
-test: unit fuzz e2e
+test: unit fuzz e2e e2e-vm
 
 unit:
 	$(GO) test -count=1 ./...

@@ -306,6 +306,9 @@ func pod(c Config, component string, args map[string]string, mounts []mount, pr 
 		if startup != nil {
 			startup.FailureThreshold = 120
 		}
+		if live != nil { // a busy component answers late: restart it only after 5 minutes
+			live.FailureThreshold, live.TimeoutSeconds = 30, 30
+		}
 	}
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},

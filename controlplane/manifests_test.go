@@ -443,6 +443,9 @@ func TestSlowMachine(t *testing.T) {
 		if ctr.StartupProbe.PeriodSeconds != 5 || ctr.StartupProbe.FailureThreshold != 120 {
 			t.Errorf("%s startup probe on a slow machine: %+v", name, ctr.StartupProbe)
 		}
+		if ctr.LivenessProbe != nil && ctr.LivenessProbe.FailureThreshold != 30 {
+			t.Errorf("%s liveness probe on a slow machine: %+v", name, ctr.LivenessProbe)
+		}
 		if len(ctr.Env) != 0 {
 			t.Errorf("%s: no GC trade on a slow machine: %v", name, ctr.Env)
 		}

@@ -122,7 +122,9 @@ func TestValidate(t *testing.T) {
 		{"accel without kvm", func(c *Cluster) { c.Accel = "tcg" }, "--driver kvm"},
 		{"bad accel", func(c *Cluster) { c.Driver, c.Accel = DriverKVM, "hvf" }, "not one of kvm"},
 		{"kvm with ports", func(c *Cluster) { c.Driver, c.Ports = DriverKVM, []PortMapping{{HostPort: 8080, NodePort: 30080}} }, "--port is not supported"},
-		{"kvm with mounts", func(c *Cluster) { c.Driver, c.Nodes[0].Mounts = DriverKVM, []Mount{{HostPath: "/a", ContainerPath: "/b"}} }, "nodes[0].mounts"},
+		{"kvm with mounts", func(c *Cluster) {
+			c.Driver, c.Nodes[0].Mounts = DriverKVM, []Mount{{HostPath: "/a", ContainerPath: "/b"}}
+		}, "nodes[0].mounts"},
 		{"bad name", func(c *Cluster) { c.Name = "Bad_Name" }, "invalid cluster name"},
 		{"no nodes", func(c *Cluster) { c.Nodes = nil }, "no nodes"},
 		{"first node a worker", func(c *Cluster) { c.Nodes[0].Role = RoleWorker }, "nodes[0].role"},
