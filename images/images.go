@@ -347,8 +347,8 @@ func (p *plan) generate() error {
 	return nil
 }
 
-func (p *plan) importImage(ctx context.Context, rootfsTar string) error {
-	o := p.opts
+// nodeTar streams the node's files (the rootfs tar's, then the overlay's) as one tar.
+func (p *plan) nodeTar(rootfsTar string) *io.PipeReader {
 	pr, pw := io.Pipe()
 	go func() {
 		f, err := os.Open(rootfsTar)
@@ -358,6 +358,12 @@ func (p *plan) importImage(ctx context.Context, rootfsTar string) error {
 		}
 		pw.CloseWithError(err)
 	}()
+	return pr
+}
+
+func (p *plan) importImage(ctx context.Context, rootfsTar string) error {
+	o := p.opts
+	pr := p.nodeTar(rootfsTar)
 	changes := []string{
 		`ENTRYPOINT ["` + Entrypoint + `"]`,
 		`ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,

@@ -152,15 +152,7 @@ func assembleVM(ctx context.Context, p *plan, rootfsTar, dir, key string) (VMIma
 	}
 	// The node tar (rootfs + overlay, as the Docker image gets it) unpacked by GNU tar, which keeps
 	// owners, device files and file capabilities.
-	pr, pw := io.Pipe()
-	go func() {
-		f, err := os.Open(rootfsTar)
-		if err == nil {
-			err = writeNodeTar(pw, f, p.files)
-			f.Close()
-		}
-		pw.CloseWithError(err)
-	}()
+	pr := p.nodeTar(rootfsTar)
 	untar := exec.CommandContext(ctx, "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-x", "-C", root)
 	untar.Stdin = pr
 	if out, err := untar.CombinedOutput(); err != nil {

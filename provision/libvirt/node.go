@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/kubelet/supervisor"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -293,9 +295,10 @@ func (n *Node) ReadFile(ctx context.Context, path string) ([]byte, error) {
 // Logs streams the node's console: the supervisor's log over SSH, or, when the node does not
 // answer, the serial console file (local hypervisors).
 func (n *Node) Logs(ctx context.Context, w io.Writer, follow bool) error {
-	args := []string{"tail", "-n", "+1", "/var/log/kubeforge/supervisor.log"}
+	log := path.Join(supervisor.LogDir, supervisor.SupervisorLogName+".log")
+	args := []string{"tail", "-n", "+1", log}
 	if follow {
-		args = []string{"tail", "-n", "+1", "-F", "/var/log/kubeforge/supervisor.log"}
+		args = []string{"tail", "-n", "+1", "-F", log}
 	}
 	err := n.ssh.run(ctx, provision.Cmd{Args: args, Stdout: w})
 	if err == nil || follow || ctx.Err() != nil {
