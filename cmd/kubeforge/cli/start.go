@@ -107,7 +107,7 @@ command line override the file.`,
 func (o *startFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.config, "config", "", "cluster `FILE` to start from ('kubeforge config example' prints one; - reads stdin); the flags given override it")
 	f.StringVar(&o.name, "name", spec.DefaultName, "cluster name (a DNS label); nodes are named after it")
-	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for the cluster to become usable before failing")
+	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for the cluster to become usable before failing (30m by default with --accel tcg)")
 	f.StringVar(&o.image, "image", "", "node image to use (default: built from this kubeforge's binaries)")
 	f.BoolVar(&o.keep, "keep-on-failure", false, "keep what a failed start created, for debugging")
 	f.IntVar(&o.apiPort, "api-port", 0, "host port for the API server on 127.0.0.1 (default: a free port)")
@@ -210,6 +210,9 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 	}
 	if set("accel") {
 		c.Accel = o.accel
+	}
+	if c.Driver == spec.DriverKVM && c.Accel == "tcg" && !set("wait") && (file == nil || !file.Cluster.Wait.IsSet()) {
+		c.Wait = 30 * time.Minute // emulated VMs take many minutes to start
 	}
 	fileNodes := file != nil && len(file.Cluster.Nodes) > 0
 	if fileNodes && (set("nodes") || set("control-planes")) {
