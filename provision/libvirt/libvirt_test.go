@@ -75,7 +75,7 @@ func TestDomainXML(t *testing.T) {
 	if err := d.Unmarshal(s); err != nil {
 		t.Fatalf("the domain XML does not parse back: %v\n%s", err, s)
 	}
-	if d.Type != "qemu" || d.CPU != nil {
+	if d.Type != "qemu" || d.CPU == nil || d.CPU.Mode != "maximum" {
 		t.Errorf("TCG domain: type %q, cpu %+v", d.Type, d.CPU)
 	}
 	if d.Memory.Value != 2048 || d.Memory.Unit != "MiB" || d.VCPU.Value != 2 {
