@@ -1,7 +1,7 @@
 #!/bin/sh
 # ensure-docker.sh: make sure a Docker daemon answers and the e2e tier's host tools are present.
 # On a machine without them (CI: Debian, root, no daemon running) it installs docker.io,
-# debootstrap and busybox-static with apt, and starts dockerd in the background, logging to
+# debootstrap, busybox-static and containernetworking-plugins with apt, and starts dockerd in the background, logging to
 # /var/log/kubeforge-dockerd.log, its pid in /run/kubeforge-dockerd.pid (the e2e test of a daemon
 # restart restarts only a daemon started here). It never touches a daemon that already answers.
 set -eu
@@ -9,6 +9,8 @@ set -eu
 need_pkgs=""
 command -v debootstrap >/dev/null 2>&1 || need_pkgs="$need_pkgs debootstrap"
 [ -x /bin/busybox ] || need_pkgs="$need_pkgs busybox-static"
+# netctl's e2e test runs the real CNI plugins on the host.
+[ -x /usr/lib/cni/bridge ] || need_pkgs="$need_pkgs containernetworking-plugins"
 command -v dockerd >/dev/null 2>&1 || need_pkgs="$need_pkgs docker.io"
 command -v docker >/dev/null 2>&1 || need_pkgs="$need_pkgs docker.io"
 
