@@ -123,6 +123,43 @@ func NodesSince(ctx context.Context, cs kubernetes.Interface, since time.Time, n
 	return nil
 }
 
+// PodsRunning waits until every named pod in namespace exists and is Running: the control plane's
+// mirror pods appear only when each kubelet's next pod sync after its Node registered creates them,
+// and a user's first `kubectl get pods -n kube-system` should list all of them.
+func PodsRunning(ctx context.Context, cs kubernetes.Interface, namespace string, names ...string) error {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	c := cs.CoreV1().Pods(namespace)
+	lw := listWatch(nil, c.List, c.Watch)
+	running := map[string]bool{}
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok || !want[p.Name] {
+			return false, nil
+		}
+		running[p.Name] = ev.Type != watch.Deleted && p.Status.Phase == corev1.PodRunning
+		for name := range want {
+			if !running[name] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		var missing []string
+		for name := range want {
+			if !running[name] {
+				missing = append(missing, name)
+			}
+		}
+		sort.Strings(missing)
+		return fmt.Errorf("waiting for pod(s) %s/%v to be Running: %w", namespace, missing, err)
+	}
+	return nil
+}
+
 // NodeRegistered waits until the Node name exists and returns it.
 func NodeRegistered(ctx context.Context, cs kubernetes.Interface, name string) (*corev1.Node, error) {
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()

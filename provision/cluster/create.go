@@ -349,6 +349,15 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := ready.ServiceAccount(ctx, cs, metav1.NamespaceDefault, "default"); err != nil {
 				return p.waitError(ctx, err, node, "the default ServiceAccount")
 			}
+			var cps []string
+			for _, n := range c.Nodes {
+				if n.Role == spec.RoleControlPlane {
+					cps = append(cps, n.Name)
+				}
+			}
+			if err := ready.PodsRunning(ctx, cs, metav1.NamespaceSystem, controlPlanePods(cps...)...); err != nil {
+				return p.waitError(ctx, err, node, "the control-plane pods")
+			}
 			kc, err := readFile(dirs.Kubeconfig())
 			if err != nil {
 				return err

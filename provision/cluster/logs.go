@@ -36,6 +36,17 @@ var PodComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager"
 // controlPlaneComponents run on control-plane nodes only.
 var controlPlaneComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
+// controlPlanePods names the mirror pods of the control-plane static pods on the given nodes.
+func controlPlanePods(nodes ...string) []string {
+	var out []string
+	for _, n := range nodes {
+		for _, c := range controlPlaneComponents {
+			out = append(out, c+"-"+n)
+		}
+	}
+	return out
+}
+
 // LogOptions select the log `kubeforge logs` shows.
 type LogOptions struct {
 	// Node to read from; empty means the first control plane.

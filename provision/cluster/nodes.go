@@ -310,6 +310,9 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 				if err := p.updateLoadBalancer(ctx, l, ips); err != nil {
 					return err
 				}
+				if err := ready.PodsRunning(ctx, cs, metav1.NamespaceSystem, controlPlanePods(ns.Name)...); err != nil {
+					return p.waitError(ctx, err, node, "the control-plane pods of "+ns.Name)
+				}
 			}
 			l.rec.Spec.Nodes = append(l.rec.Spec.Nodes, ns)
 			return l.dirs.save(l.rec)

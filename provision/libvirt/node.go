@@ -16,6 +16,7 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/kubelet/supervisor"
@@ -250,13 +251,14 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.d.Accel() == AccelTCG {
 		grace = 3 * time.Minute
 	}
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	// The guest powers off once its supervisor stopped the components; past the grace (or when
+	// ctx ends) the domain is turned off like a pulled plug.
+	off := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, grace, true, func(context.Context) (bool, error) {
 		st, _, err := l.DomainGetState(dom, 0)
-		if err != nil || golibvirt.DomainState(st) == golibvirt.DomainShutoff {
-			return nil
-		}
-		time.Sleep(500 * time.Millisecond)
+		return err != nil || golibvirt.DomainState(st) == golibvirt.DomainShutoff, nil
+	})
+	if off == nil {
+		return nil
 	}
 	if err := l.DomainDestroy(dom); err != nil && !notFound(err) {
 		return fmt.Errorf("turning node %s off: %w", n.name, err)

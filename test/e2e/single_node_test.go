@@ -68,6 +68,12 @@ func TestSingleNode(t *testing.T) {
 	})
 
 	t.Run("kube-system pods Running", func(t *testing.T) {
+		// start returns only when the control plane's mirror pods are listed and Running.
+		for _, c := range []string{"etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-"} {
+			if p, err := cs.CoreV1().Pods("kube-system").Get(ctx, c+node, metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodRunning {
+				t.Errorf("pod %s%s right after start: %v", c, node, err)
+			}
+		}
 		want := []string{"etcd-" + node, "kube-apiserver-" + node, "kube-controller-manager-" + node,
 			"kube-scheduler-" + node, "kube-proxy-", "coredns-"}
 		var missing []string
