@@ -160,7 +160,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	isCP := n.Role == spec.RoleControlPlane
 	// An emulated CPU (VMs under qemu's TCG) is what is short there: no GC traded for memory,
 	// gentler probes.
-	slow := c.Driver == spec.DriverKVM && c.Accel == "tcg"
+	slow := c.Emulated()
 	gcEnv := map[string]string{controlplane.SteadyGCEnv: controlplane.SteadyGCPercent}
 	if slow {
 		gcEnv = nil

@@ -97,25 +97,9 @@ func Nodes(ctx context.Context, cs kubernetes.Interface, names ...string) error 
 // node restarted at since still shows its old Ready condition until its kubelet reports again).
 func NodesSince(ctx context.Context, cs kubernetes.Interface, since time.Time, names ...string) error {
 	since = since.Truncate(time.Second) // condition times have second precision
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
 	c := cs.CoreV1().Nodes()
-	lw := listWatch(nil, c.List, c.Watch)
-	ready := map[string]bool{}
-	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Node{}, nil, func(ev watch.Event) (bool, error) {
-		n, ok := ev.Object.(*corev1.Node)
-		if !ok || !want[n.Name] {
-			return false, nil
-		}
-		ready[n.Name] = ev.Type != watch.Deleted && NodeReady(n) && !readySince(n).Before(since)
-		for name := range want {
-			if !ready[name] {
-				return false, nil
-			}
-		}
-		return true, nil
+	_, err := untilAll(ctx, listWatch(nil, c.List, c.Watch), &corev1.Node{}, names, func(n *corev1.Node) bool {
+		return NodeReady(n) && !readySince(n).Before(since)
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for node(s) %v to be Ready: %w", names, err)
@@ -127,37 +111,50 @@ func NodesSince(ctx context.Context, cs kubernetes.Interface, since time.Time, n
 // mirror pods appear only when each kubelet's next pod sync after its Node registered creates them,
 // and a user's first `kubectl get pods -n kube-system` should list all of them.
 func PodsRunning(ctx context.Context, cs kubernetes.Interface, namespace string, names ...string) error {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
 	c := cs.CoreV1().Pods(namespace)
-	lw := listWatch(nil, c.List, c.Watch)
-	running := map[string]bool{}
-	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
-		p, ok := ev.Object.(*corev1.Pod)
-		if !ok || !want[p.Name] {
+	missing, err := untilAll(ctx, listWatch(nil, c.List, c.Watch), &corev1.Pod{}, names, func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodRunning
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for pod(s) %s/%v to be Running: %w", namespace, missing, err)
+	}
+	return nil
+}
+
+// untilAll watches objects of type T until every named one exists (not deleted) and satisfies
+// ok; on failure it returns the names still missing.
+func untilAll[T interface {
+	runtime.Object
+	GetName() string
+}](ctx context.Context, lw *cache.ListWatch, obj T, names []string, ok func(T) bool) ([]string, error) {
+	done := map[string]bool{}
+	for _, n := range names {
+		done[n] = false
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, obj, nil, func(ev watch.Event) (bool, error) {
+		o, isT := ev.Object.(T)
+		if !isT {
 			return false, nil
 		}
-		running[p.Name] = ev.Type != watch.Deleted && p.Status.Phase == corev1.PodRunning
-		for name := range want {
-			if !running[name] {
+		if _, want := done[o.GetName()]; !want {
+			return false, nil
+		}
+		done[o.GetName()] = ev.Type != watch.Deleted && ok(o)
+		for _, d := range done {
+			if !d {
 				return false, nil
 			}
 		}
 		return true, nil
 	})
-	if err != nil {
-		var missing []string
-		for name := range want {
-			if !running[name] {
-				missing = append(missing, name)
-			}
+	var missing []string
+	for n, d := range done {
+		if !d {
+			missing = append(missing, n)
 		}
-		sort.Strings(missing)
-		return fmt.Errorf("waiting for pod(s) %s/%v to be Running: %w", namespace, missing, err)
 	}
-	return nil
+	sort.Strings(missing)
+	return missing, err
 }
 
 // NodeRegistered waits until the Node name exists and returns it.
@@ -213,7 +210,7 @@ func ServiceAccount(ctx context.Context, cs kubernetes.Interface, namespace, nam
 
 // IsTimeout tells whether err is a wait that ran out of time.
 func IsTimeout(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, wait.ErrWaitTimeout)
+	return wait.Interrupted(err) && !errors.Is(err, context.Canceled)
 }
 
 // PodsRestartedSince waits until every pod matching selector in namespace (at least one) is Ready

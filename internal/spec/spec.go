@@ -300,3 +300,13 @@ const (
 	DriverDocker = "docker" // containers
 	DriverKVM    = "kvm"    // VMs through libvirt
 )
+
+// VM accelerations (--accel).
+const (
+	AccelKVM = "kvm" // hardware virtualization
+	AccelTCG = "tcg" // qemu's software emulation: works anywhere, many times slower
+)
+
+// Emulated tells whether the nodes' CPUs are emulated (VMs under TCG): components get gentler
+// probes, leases and timeouts, and start waits longer.
+func (c Cluster) Emulated() bool { return c.Driver == DriverKVM && c.Accel == AccelTCG }

@@ -62,7 +62,7 @@ func (c Cluster) Validate() error {
 			return fieldErr("driver", "--libvirt-uri and --accel are for VM nodes: add --driver %s", DriverKVM)
 		}
 	case DriverKVM:
-		if c.Accel != "" && c.Accel != "kvm" && c.Accel != "tcg" {
+		if c.Accel != "" && c.Accel != AccelKVM && c.Accel != AccelTCG {
 			return fieldErr("accel", "%q is not one of kvm (hardware virtualization) or tcg (software emulation, slow)", c.Accel)
 		}
 		if len(c.Ports) > 0 {

@@ -102,7 +102,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 }
 
 // Clusters lists the names of the clusters the driver has machines or networks for, and those
-// with state only.
+// recorded as made with this driver (state only).
 func (p *Provider) Clusters(ctx context.Context) ([]string, error) {
 	names, err := p.Driver.Clusters(ctx)
 	if err != nil {
@@ -112,14 +112,13 @@ func (p *Provider) Clusters(ctx context.Context) ([]string, error) {
 	for _, n := range names {
 		seen[n] = true
 	}
-	if d, err := p.dirs("x"); err == nil {
-		entries, _ := os.ReadDir(parentDir(d.Root))
-		for _, e := range entries {
-			if e.IsDir() && spec.ValidateName(e.Name()) == nil {
-				if _, err := os.Stat(dirsFor(parentDir(d.Root), e.Name()).RecordFile()); err == nil {
-					seen[e.Name()] = true
-				}
-			}
+	recorded, err := RecordedClusters(p.Home)
+	if err != nil {
+		return nil, err
+	}
+	for n, d := range recorded {
+		if d == p.Driver.Name() {
+			seen[n] = true
 		}
 	}
 	out := make([]string, 0, len(seen))

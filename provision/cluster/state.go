@@ -85,6 +85,41 @@ func apiServerURL(host string, port int) string {
 	return "https://" + net.JoinHostPort(host, strconv.Itoa(port))
 }
 
+// RecordedClusters maps each cluster with a record in the state directory home (Home() when
+// empty) to the driver it was made with.
+func RecordedClusters(home string) (map[string]string, error) {
+	if home == "" {
+		h, err := Home()
+		if err != nil {
+			return nil, err
+		}
+		home = h
+	}
+	entries, err := os.ReadDir(home)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the clusters in %s: %w", home, err)
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		if !e.IsDir() || spec.ValidateName(e.Name()) != nil {
+			continue
+		}
+		rec, err := dirsFor(home, e.Name()).load()
+		if err != nil {
+			continue // a directory without a (readable) record is not a cluster
+		}
+		d := rec.Spec.Driver
+		if d == "" {
+			d = spec.DriverDocker
+		}
+		out[e.Name()] = d
+	}
+	return out, nil
+}
+
 // LoadRecord reads the record of cluster name from the state directory home (Home() when
 // empty); ok is false when there is none.
 func LoadRecord(home, name string) (rec Record, ok bool, err error) {

@@ -21,24 +21,22 @@ func newDelete(g *globals) *cobra.Command {
 			if all && cmd.Flags().Changed("name") {
 				return kferr.Usage("give either --name or --all, not both")
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
+			del := func(n string, e *env) error {
+				st := g.log().Step("Deleting cluster " + n)
+				return st.Done(e.provider.Delete(cmd.Context(), n))
+			}
+			if !all {
+				return g.onCluster(cmd, name, func(e *env) error { return del(name, e) })
+			}
+			deleted := 0
+			err := g.forEachCluster(cmd.Context(), func(n string, e *env) error {
+				deleted++
+				return del(n, e)
+			})
 			if err != nil {
 				return err
 			}
-			defer e.close()
-			names := []string{name}
-			if all {
-				if names, err = e.provider.Clusters(cmd.Context()); err != nil {
-					return err
-				}
-			}
-			for _, n := range names {
-				st := g.log().Step("Deleting cluster " + n)
-				if err := st.Done(e.provider.Delete(cmd.Context(), n)); err != nil {
-					return err
-				}
-			}
-			if all && len(names) == 0 {
+			if deleted == 0 {
 				fmt.Fprintln(g.streams.Out, "No clusters.")
 			}
 			return nil

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +31,10 @@ type env struct {
 // driverSel names a driver and its settings.
 type driverSel struct {
 	name, libvirtURI, accel string
+}
+
+func (s driverSel) emulated() bool {
+	return spec.Cluster{Driver: s.name, Accel: s.accel}.Emulated()
 }
 
 // selFor is the driver of cluster name as recorded when it was made (docker when unrecorded).
@@ -99,6 +105,61 @@ func (g *globals) clusterEnv(ctx context.Context, name string) (*env, error) {
 		return nil, err
 	}
 	return g.pingedEnvWith(ctx, sel)
+}
+
+// forEachCluster calls fn, in name order, for every cluster with the environment of its driver:
+// the clusters recorded in the state directory (each with the driver it was made with) and those
+// Docker has containers or networks of. Each driver's environment is opened (and pinged) once.
+// Docker not answering is an error only when a cluster needs it.
+func (g *globals) forEachCluster(ctx context.Context, fn func(name string, e *env) error) error {
+	recorded, err := cluster.RecordedClusters("")
+	if err != nil {
+		return err
+	}
+	sels := map[string]driverSel{}
+	for n := range recorded {
+		if sels[n], err = selFor(n); err != nil {
+			return err
+		}
+	}
+	envs := map[driverSel]*env{}
+	defer func() {
+		for _, e := range envs {
+			e.close()
+		}
+	}()
+	dockerSel := driverSel{name: spec.DriverDocker}
+	needDocker := len(recorded) == 0
+	for _, s := range sels {
+		needDocker = needDocker || s == dockerSel
+	}
+	if de, err := g.pingedEnvWith(ctx, dockerSel); err == nil {
+		envs[dockerSel] = de
+		names, err := de.provider.Clusters(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if _, ok := sels[n]; !ok {
+				sels[n] = dockerSel
+			}
+		}
+	} else if needDocker {
+		return err
+	}
+	for _, n := range slices.Sorted(maps.Keys(sels)) {
+		e, ok := envs[sels[n]]
+		if !ok {
+			if e, err = g.pingedEnvWith(ctx, sels[n]); err != nil {
+				return fmt.Errorf("cluster %s: %w", n, err)
+			}
+			envs[sels[n]] = e
+		}
+		if err := fn(n, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (e *env) close() {

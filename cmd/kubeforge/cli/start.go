@@ -36,6 +36,9 @@ type startFlags struct {
 	accel    string
 }
 
+// tcgWait is how long start waits by default for VMs under software emulation: many minutes.
+const tcgWait = 30 * time.Minute
+
 func newStart(g *globals) *cobra.Command {
 	var o startFlags
 	c := &cobra.Command{
@@ -66,13 +69,16 @@ command line override the file.`,
 					return kferr.Usage("cluster %q runs on the %s driver, not %s: `kubeforge delete --name %s` first to make it anew", c.Name, rec.Spec.Driver, c.Driver, c.Name)
 				}
 				sel, _ = selFor(c.Name)
+				if sel.emulated() && !cmd.Flags().Changed("wait") {
+					c.Wait = tcgWait
+				}
 			}
 			e, err := g.envWith(cmd.Context(), sel)
 			if err != nil {
 				return err
 			}
 			defer e.close()
-			if sel.name == spec.DriverKVM && sel.accel == "tcg" {
+			if sel.emulated() {
 				g.log().Warnf("--accel tcg: the VMs run under software emulation, many times slower than with KVM (minutes to start)")
 			}
 			start := time.Now()
@@ -211,8 +217,8 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 	if set("accel") {
 		c.Accel = o.accel
 	}
-	if c.Driver == spec.DriverKVM && c.Accel == "tcg" && !set("wait") && (file == nil || !file.Cluster.Wait.IsSet()) {
-		c.Wait = 30 * time.Minute // emulated VMs take many minutes to start
+	if c.Emulated() && !set("wait") && (file == nil || !file.Cluster.Wait.IsSet()) {
+		c.Wait = tcgWait
 	}
 	fileNodes := file != nil && len(file.Cluster.Nodes) > 0
 	if fileNodes && (set("nodes") || set("control-planes")) {

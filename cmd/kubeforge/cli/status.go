@@ -89,15 +89,6 @@ func newList(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := g.pingedEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			names, err := e.provider.Clusters(cmd.Context())
-			if err != nil {
-				return err
-			}
 			type item struct {
 				Name   string `json:"name"`
 				Driver string `json:"driver"`
@@ -105,12 +96,16 @@ func newList(g *globals) *cobra.Command {
 				Nodes  int    `json:"nodes"`
 			}
 			items := []item{}
-			for _, n := range names {
+			err := g.forEachCluster(cmd.Context(), func(n string, e *env) error {
 				st, err := e.provider.Status(cmd.Context(), n)
 				if err != nil {
 					return err
 				}
 				items = append(items, item{Name: n, Driver: st.Driver, State: st.State, Nodes: len(st.Nodes)})
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if output == "json" {
 				return printJSON(g, items)
