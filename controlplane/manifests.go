@@ -146,6 +146,12 @@ func apiserver(c Config) *corev1.Pod {
 		"tls-cert-file":                      pki + "/apiserver.crt",
 		"tls-private-key-file":               pki + "/apiserver.key",
 	}
+	if c.SlowMachine {
+		// /readyz and /livez ask etcd with 2 s to answer by default: on emulated CPUs a busy
+		// moment fails them, and the API server reads as not ready (or gets restarted).
+		args["etcd-readycheck-timeout"] = "10s"
+		args["etcd-healthcheck-timeout"] = "10s"
+	}
 	p := pod(c, "kube-apiserver", args, []mount{
 		{"k8s-certs", pki, corev1.HostPathDirectoryOrCreate, true},
 		{"ca-certs", "/etc/ssl/certs", corev1.HostPathDirectoryOrCreate, true},

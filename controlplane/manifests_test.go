@@ -432,6 +432,12 @@ func TestSlowMachine(t *testing.T) {
 	if _, ok := flags(t, fast["etcd"])["unsafe-no-fsync"]; ok {
 		t.Error("etcd skips fsync on a normal machine")
 	}
+	if f := flags(t, slow["kube-apiserver"]); f["etcd-readycheck-timeout"] != "10s" || f["etcd-healthcheck-timeout"] != "10s" {
+		t.Errorf("API server's etcd checks on a slow machine: %v", f)
+	}
+	if _, ok := flags(t, fast["kube-apiserver"])["etcd-readycheck-timeout"]; ok {
+		t.Error("the API server's etcd check timeout changed on a normal machine")
+	}
 	if f := flags(t, slow["kube-controller-manager"]); f["leader-elect-lease-duration"] != "60s" || f["leader-elect-renew-deadline"] != "40s" {
 		t.Errorf("controller-manager leases on a slow machine: %v", f)
 	}

@@ -202,7 +202,7 @@ func (p *Provider) Status(ctx context.Context, name string) (Status, error) {
 			st.Image = rec.Image
 			st.Kubeconfig = d.Kubeconfig()
 			if running > 0 {
-				st.APIServerReady = apiReady(ctx, d.SuperAdmin())
+				st.APIServerReady = apiReady(ctx, d.SuperAdmin(), requestTimeout(rec.Spec))
 			}
 		}
 	}

@@ -233,7 +233,7 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 	if err != nil {
 		return info, err
 	}
-	if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second) {
+	if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second, requestTimeout(l.rec.Spec)) {
 		return info, kferr.Environment(fmt.Sprintf("check it with `kubeforge status --name %s`", name), "cluster %q: its API server does not answer", name)
 	}
 	wait := o.Wait
@@ -362,7 +362,7 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 	if err != nil {
 		return err
 	}
-	apiUp := apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second)
+	apiUp := apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second, requestTimeout(l.rec.Spec))
 	if !o.Force && st == provision.StateRunning && apiUp {
 		timeout := o.DrainTimeout
 		if timeout <= 0 {
@@ -427,9 +427,9 @@ func deleteNodeObject(ctx context.Context, cs kubernetes.Interface, node string)
 }
 
 // apiAnswers waits up to d for the API server behind kubeconfig to be ready.
-func apiAnswers(ctx context.Context, kubeconfig string, d time.Duration) bool {
+func apiAnswers(ctx context.Context, kubeconfig string, d, request time.Duration) bool {
 	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, d, true, func(ctx context.Context) (bool, error) {
-		return apiReady(ctx, kubeconfig), nil
+		return apiReady(ctx, kubeconfig, request), nil
 	}) == nil
 }
 
@@ -500,7 +500,7 @@ func (p *Provider) StartNode(ctx context.Context, name, node string, wait time.D
 			if err := ready.APIServer(ctx, cs); err != nil {
 				return p.waitError(ctx, err, n, "the API server")
 			}
-		} else if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second) {
+		} else if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second, requestTimeout(l.rec.Spec)) {
 			return kferr.Environment("start the control-plane node first", "the cluster's API server does not answer, so node %s cannot join", node)
 		}
 		if err := ready.NodesSince(ctx, cs, started, node); err != nil {

@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -38,12 +39,21 @@ func removeAll(dir string) error { return os.RemoveAll(dir) }
 func readFile(p string) ([]byte, error) { return os.ReadFile(p) }
 
 // apiReady tells whether the API server of the kubeconfig answers /readyz within 2 seconds.
-func apiReady(ctx context.Context, kubeconfig string) bool {
+// requestTimeout bounds one request of a readiness check: on emulated CPUs a TLS handshake and
+// an answer take seconds.
+func requestTimeout(c spec.Cluster) time.Duration {
+	if c.Emulated() {
+		return 15 * time.Second
+	}
+	return 2 * time.Second
+}
+
+func apiReady(ctx context.Context, kubeconfig string, timeout time.Duration) bool {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return false
 	}
-	cfg.Timeout = 2 * time.Second
+	cfg.Timeout = timeout
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return false

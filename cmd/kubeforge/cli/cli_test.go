@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,7 +31,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"kubeconfig", "--name", "missing"}, 2, "does not exist"},
 		{[]string{"ssh", "a", "b"}, 2, "one node name"},
 		// Docker unreachable: an environment error with advice.
-		{[]string{"list"}, 3, "docker is not reachable"},
+		{[]string{"status"}, 3, "docker is not reachable"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -54,5 +56,29 @@ func TestHelpAndVersion(t *testing.T) {
 		if out.Len() == 0 {
 			t.Errorf("%v printed nothing", args)
 		}
+	}
+}
+
+// list needs Docker only for clusters made on it.
+func TestListWithoutDocker(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("KUBEFORGE_HOME", home)
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	list := func() (int, string, string) {
+		var out, errb bytes.Buffer
+		code := Main([]string{"list"}, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+		return code, out.String(), errb.String()
+	}
+	if code, out, errb := list(); code != 0 || !strings.Contains(out, "No clusters") {
+		t.Errorf("list with no clusters and no Docker: exit %d\n%s%s", code, out, errb)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "dock"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "dock", "cluster.json"), []byte(`{"spec":{"name":"dock","driver":"docker"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errb := list(); code != 3 || !strings.Contains(errb, "docker is not reachable") {
+		t.Errorf("list with a Docker cluster and no Docker: exit %d\n%s", code, errb)
 	}
 }

@@ -110,7 +110,8 @@ func (g *globals) clusterEnv(ctx context.Context, name string) (*env, error) {
 // forEachCluster calls fn, in name order, for every cluster with the environment of its driver:
 // the clusters recorded in the state directory (each with the driver it was made with) and those
 // Docker has containers or networks of. Each driver's environment is opened (and pinged) once.
-// Docker not answering is an error only when a cluster needs it.
+// Docker not answering is an error only when a recorded cluster is on it (clusters whose state
+// was removed are then not seen).
 func (g *globals) forEachCluster(ctx context.Context, fn func(name string, e *env) error) error {
 	recorded, err := cluster.RecordedClusters("")
 	if err != nil {
@@ -129,7 +130,7 @@ func (g *globals) forEachCluster(ctx context.Context, fn func(name string, e *en
 		}
 	}()
 	dockerSel := driverSel{name: spec.DriverDocker}
-	needDocker := len(recorded) == 0
+	needDocker := false
 	for _, s := range sels {
 		needDocker = needDocker || s == dockerSel
 	}

@@ -196,26 +196,21 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 	if set("name") {
 		c = c.WithName(o.name)
 	}
-	if set("wait") {
-		c.Wait = o.wait
-	}
-	if set("image") {
-		c.Image = o.image
-	}
-	if set("api-port") {
-		c.APIServerPort = o.apiPort
-	}
-	if set("pod-eviction-timeout") {
-		c.PodEvictionTimeout = o.eviction
-	}
-	if set("driver") {
-		c.Driver = o.driver
-	}
-	if set("libvirt-uri") {
-		c.LibvirtURI = o.uri
-	}
-	if set("accel") {
-		c.Accel = o.accel
+	for _, f := range []struct {
+		flag  string
+		apply func()
+	}{
+		{"wait", func() { c.Wait = o.wait }},
+		{"image", func() { c.Image = o.image }},
+		{"api-port", func() { c.APIServerPort = o.apiPort }},
+		{"pod-eviction-timeout", func() { c.PodEvictionTimeout = o.eviction }},
+		{"driver", func() { c.Driver = o.driver }},
+		{"libvirt-uri", func() { c.LibvirtURI = o.uri }},
+		{"accel", func() { c.Accel = o.accel }},
+	} {
+		if set(f.flag) {
+			f.apply()
+		}
 	}
 	if c.Emulated() && !set("wait") && (file == nil || !file.Cluster.Wait.IsSet()) {
 		c.Wait = tcgWait
