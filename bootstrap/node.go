@@ -228,7 +228,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	}
 
 	// Kubelet and container runtime.
-	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: kubeletconfig.PodResolvConf,
+	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: kubeletconfig.PodResolvConf, Emulated: slow,
 		SystemReserved: n.SystemReserved, FeatureGates: c.FeatureGates})
 	if err != nil {
 		return f, err

@@ -113,6 +113,17 @@ func TestRenderOptions(t *testing.T) {
 	}
 }
 
+// The mirror pods appear at the kubelet's first pod sync after its Node registered: a short sync
+// period (longer on emulated CPUs, where each sync is costly).
+func TestRenderSyncFrequency(t *testing.T) {
+	if got := render(t, Options{}).SyncFrequency.Duration; got != 3*time.Second {
+		t.Errorf("syncFrequency = %s, want 3s", got)
+	}
+	if got := render(t, Options{Emulated: true}).SyncFrequency.Duration; got != 10*time.Second {
+		t.Errorf("syncFrequency on emulated CPUs = %s, want 10s", got)
+	}
+}
+
 func TestRenderDeterministic(t *testing.T) {
 	o := Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf}
 	a, err := Render(o)
