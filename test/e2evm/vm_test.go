@@ -213,7 +213,7 @@ func sshServer(t *testing.T) string {
 }
 
 func TestVMCluster(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	e := newEnv(t)
 	uri := sshServer(t)
