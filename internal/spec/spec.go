@@ -226,14 +226,17 @@ func (c Cluster) WithName(name string) Cluster {
 }
 
 // ControlPlanes counts the control-plane nodes.
-func (c Cluster) ControlPlanes() int {
-	n := 0
+func (c Cluster) ControlPlanes() int { return len(c.ControlPlaneNames()) }
+
+// ControlPlaneNames names the control-plane nodes, in the spec's order.
+func (c Cluster) ControlPlaneNames() []string {
+	var out []string
 	for _, node := range c.Nodes {
 		if node.Role == RoleControlPlane {
-			n++
+			out = append(out, node.Name)
 		}
 	}
-	return n
+	return out
 }
 
 // HasWorkers says whether some node is a worker (the control planes are then tainted, as

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -324,11 +323,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := g.Wait(); err != nil {
 				return err
 			}
-			for _, n := range c.Nodes {
-				if n.Role == spec.RoleControlPlane {
-					if err := labelControlPlane(ctx, cs, n.Name); err != nil {
-						return err
-					}
+			for _, n := range c.ControlPlaneNames() {
+				if err := labelControlPlane(ctx, cs, n); err != nil {
+					return err
 				}
 			}
 			if err := ready.Nodes(ctx, cs, names...); err != nil {
@@ -349,13 +346,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := ready.ServiceAccount(ctx, cs, metav1.NamespaceDefault, "default"); err != nil {
 				return p.waitError(ctx, err, node, "the default ServiceAccount")
 			}
-			var cps []string
-			for _, n := range c.Nodes {
-				if n.Role == spec.RoleControlPlane {
-					cps = append(cps, n.Name)
-				}
-			}
-			if err := ready.PodsRunning(ctx, cs, metav1.NamespaceSystem, controlPlanePods(cps...)...); err != nil {
+			if err := ready.PodsRunning(ctx, cs, metav1.NamespaceSystem, controlPlanePods(c.ControlPlaneNames()...)...); err != nil {
 				return p.waitError(ctx, err, node, "the control-plane pods")
 			}
 			kc, err := readFile(dirs.Kubeconfig())
@@ -630,5 +621,3 @@ func nodeTail(node provision.Node) string {
 	}
 	return "\nlast output of node " + node.Name() + ":\n" + string(b)
 }
-
-func parentDir(p string) string { return filepath.Dir(p) }
