@@ -212,12 +212,16 @@ func assembleVM(ctx context.Context, p *plan, rootfsTar, dir, key string) (VMIma
 }
 
 // sshdConfig is the VM node's SSH server: keys only, the host key given to the node at its first
-// boot (the one the host pins), no DNS lookups of clients.
+// boot (the one the host pins), no DNS lookups of clients, and no PAM: its session modules
+// cost seconds per connection on an emulated CPU, and a key-only root login needs none of them.
 const sshdConfig = `# kubeforge VM node
 HostKey /etc/ssh/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
+UsePAM no
+PrintLastLog no
+PrintMotd no
 UseDNS no
 `
 

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -102,6 +103,16 @@ func (d *Driver) Accel() string {
 		return AccelKVM
 	}
 	return d.opts.Accel
+}
+
+// sshTimeout bounds a connection to a node's SSH server: dial and handshake. A CI run saw a
+// handshake with a busy emulated node (control plane, kubelet and a pod on it) take over 10 s;
+// 16 s per `kubeforge ssh` was usual there.
+func (d *Driver) sshTimeout() time.Duration {
+	if d.Accel() == AccelTCG {
+		return 2 * time.Minute
+	}
+	return 15 * time.Second
 }
 
 // DirectAccess: the host reaches VM nodes at their addresses on the cluster network.
@@ -483,7 +494,7 @@ func (d *Driver) nodeFor(lab Labels) (*Node, error) {
 	ip, _ := netip.ParseAddr(lab.IP)
 	n := &Node{d: d, name: lab.Node, cluster: lab.Cluster, role: lab.Role, ip: ip}
 	var dialer net.Dialer
-	n.ssh = &sshConn{node: lab.Node, addr: net.JoinHostPort(lab.IP, "22"), keys: keys, dial: dialer.DialContext}
+	n.ssh = &sshConn{node: lab.Node, addr: net.JoinHostPort(lab.IP, "22"), keys: keys, dial: dialer.DialContext, timeout: d.sshTimeout()}
 	return n, nil
 }
 

@@ -133,7 +133,7 @@ func (n *Node) waitSSH(ctx context.Context) error {
 	defer cancel()
 	var last error
 	for {
-		cctx, ccancel := context.WithTimeout(wctx, 15*time.Second)
+		cctx, ccancel := context.WithTimeout(wctx, n.ssh.handshakeTimeout()+5*time.Second)
 		last = n.ssh.run(cctx, provision.Cmd{Args: []string{"true"}})
 		ccancel()
 		if last == nil {

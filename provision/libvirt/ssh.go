@@ -108,6 +108,9 @@ type sshConn struct {
 	keys *Keys
 	// dial opens the TCP connection (through the hypervisor's SSH connection for a remote one).
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// timeout bounds the dial and the SSH handshake (0: 10 s). Under software emulation a busy
+	// node's sshd needs far longer than that to answer.
+	timeout time.Duration
 
 	mu     sync.Mutex
 	client *ssh.Client
@@ -118,8 +121,15 @@ func (c *sshConn) config() *ssh.ClientConfig {
 		User:            "root",
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(c.keys.Client)},
 		HostKeyCallback: ssh.FixedHostKey(c.keys.HostPublic),
-		Timeout:         10 * time.Second,
+		Timeout:         c.handshakeTimeout(),
 	}
+}
+
+func (c *sshConn) handshakeTimeout() time.Duration {
+	if c.timeout > 0 {
+		return c.timeout
+	}
+	return 10 * time.Second
 }
 
 // get returns a live client, dialling when there is none.
@@ -129,7 +139,7 @@ func (c *sshConn) get(ctx context.Context) (*ssh.Client, error) {
 	if c.client != nil {
 		return c.client, nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, c.handshakeTimeout())
 	defer cancel()
 	conn, err := c.dial(dctx, "tcp", c.addr)
 	if err != nil {

@@ -346,16 +346,24 @@ func TestVMCluster(t *testing.T) {
 	})
 
 	t.Run("ssh reaches a VM of its own", func(t *testing.T) {
-		cmdline := e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/proc/cmdline").out
-		if !strings.Contains(cmdline, "kubeforge.vm=1") {
-			t.Errorf("/proc/cmdline in the node: %q", cmdline)
+		// Each `kubeforge ssh` is a new process, so a new SSH handshake with the emulated node:
+		// the time it took is logged (a handshake with a busy node once took over 10 s).
+		timed := func(args ...string) result {
+			begin := time.Now()
+			r := e.run(ctx, append([]string{"ssh", "--name", cluster, "--"}, args...)...)
+			t.Logf("kubeforge ssh -- %s: exit %d in %s", strings.Join(args, " "), r.code, time.Since(begin).Round(100*time.Millisecond))
+			return r
+		}
+		r := timed("cat", "/proc/cmdline")
+		if r.code != 0 || !strings.Contains(r.out, "kubeforge.vm=1") {
+			t.Errorf("/proc/cmdline in the node: %s", r)
 		}
 		// Its own kernel, with cgroup v2 whatever the host has.
-		ctrl := e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/sys/fs/cgroup/cgroup.controllers").out
-		if !strings.Contains(ctrl, "memory") {
-			t.Errorf("the VM has no cgroup v2 memory controller: %q", ctrl)
+		r = timed("cat", "/sys/fs/cgroup/cgroup.controllers")
+		if r.code != 0 || !strings.Contains(r.out, "memory") {
+			t.Errorf("the VM has no cgroup v2 memory controller: %s", r)
 		}
-		r := e.run(ctx, "ssh", "--name", cluster, "--", "sh", "-c", "exit 7")
+		r = timed("sh", "-c", "exit 7")
 		if r.code != 7 {
 			t.Errorf("ssh -- sh -c 'exit 7': %s", r)
 		}
