@@ -5,6 +5,8 @@ package kferr
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Exit codes, documented in the README.
@@ -63,11 +65,37 @@ func Code(err error) int {
 	return ExitInternal
 }
 
-// Hint returns the advice carried by err, if any.
+// Hint returns the advice carried by err, if any. Of errors joined together (errors.Join) each
+// brings its own advice, once: "fix one; fix two".
 func Hint(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Hint
+	return strings.Join(hints(err), "; ")
+}
+
+// hints walks err's chain: the outermost *Error of a chain speaks for it, every branch of a
+// joined error for itself.
+func hints(err error) []string {
+	for err != nil {
+		switch e := err.(type) {
+		case *Error:
+			if e.Hint == "" {
+				return nil
+			}
+			return []string{e.Hint}
+		case interface{ Unwrap() []error }:
+			var hs []string
+			for _, b := range e.Unwrap() {
+				for _, h := range hints(b) {
+					if !slices.Contains(hs, h) {
+						hs = append(hs, h)
+					}
+				}
+			}
+			return hs
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		default:
+			return nil
+		}
 	}
-	return ""
+	return nil
 }

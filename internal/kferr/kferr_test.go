@@ -108,3 +108,19 @@ func TestOutermostWins(t *testing.T) {
 		t.Errorf("message = %q", outer.Error())
 	}
 }
+
+func TestJoinedHints(t *testing.T) {
+	a := Environment("start Docker", "docker is down")
+	b := fmt.Errorf("cluster vms: %w", Environment("start libvirtd", "libvirt is down"))
+	c := Usage("bad name") // no hint
+	err := errors.Join(fmt.Errorf("cluster dock: %w", a), b, c, a)
+	if got, want := Hint(err), "start Docker; start libvirtd"; got != want {
+		t.Errorf("Hint = %q, want %q", got, want)
+	}
+	if Code(err) != ExitEnvironment {
+		t.Errorf("Code = %d, want the first's, %d", Code(err), ExitEnvironment)
+	}
+	if Hint(errors.New("plain")) != "" || Hint(nil) != "" {
+		t.Error("an error without advice has a hint")
+	}
+}

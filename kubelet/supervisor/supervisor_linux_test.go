@@ -169,15 +169,23 @@ func TestOrderAndParallelStart(t *testing.T) {
 
 func TestOutputGoesToLogFileAndStdout(t *testing.T) {
 	h := start(t, &Config{Services: []Service{sh("talker", `echo hello out; echo hello err >&2; exec sleep 100`)}})
+	// The service's lines and the supervisor's "started" come from different goroutines, in
+	// either order: wait for all of them.
+	wants := []string{"[talker] hello out\n", "[talker] hello err\n", "[kubeforge-init] service talker: started"}
+	hasAll := func(out string) bool {
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				return false
+			}
+		}
+		return true
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(h.out.String(), "[talker] hello err") && time.Now().Before(deadline) {
+	for !hasAll(h.out.String()) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	out := h.out.String()
-	for _, want := range []string{"[talker] hello out\n", "[talker] hello err\n", "[kubeforge-init] service talker: started"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("stdout lacks %q:\n%s", want, out)
-		}
+	if out := h.out.String(); !hasAll(out) {
+		t.Errorf("stdout lacks one of %q:\n%s", wants, out)
 	}
 	b, _ := os.ReadFile(filepath.Join(h.dir, "log", "talker.log"))
 	if string(b) != "hello out\nhello err\n" {

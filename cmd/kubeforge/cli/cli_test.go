@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,5 +81,32 @@ func TestListWithoutDocker(t *testing.T) {
 	}
 	if code, _, errb := list(); code != 3 || !strings.Contains(errb, "docker is not reachable") {
 		t.Errorf("list with a Docker cluster and no Docker: exit %d\n%s", code, errb)
+	}
+	// A VM cluster whose libvirt does not answer either: both are listed (state Unknown, with
+	// the reason in JSON), then the error exits non-zero.
+	if err := os.MkdirAll(filepath.Join(home, "vms"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rec := `{"spec":{"name":"vms","driver":"kvm","libvirtURI":"qemu+unix:///system?socket=/nonexistent/libvirt.sock"}}`
+	if err := os.WriteFile(filepath.Join(home, "vms", "cluster.json"), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errb := list()
+	if code != 3 || !strings.Contains(out, "dock") || !strings.Contains(out, "vms") || !strings.Contains(out, "Unknown") {
+		t.Errorf("list with two unreachable drivers: exit %d\n%s%s", code, out, errb)
+	}
+	var outb, errbuf bytes.Buffer
+	code = Main([]string{"list", "-o", "json"}, Streams{In: strings.NewReader(""), Out: &outb, Err: &errbuf})
+	var items []struct{ Name, Driver, State, Error string }
+	if err := json.Unmarshal(outb.Bytes(), &items); err != nil || code != 3 || len(items) != 2 ||
+		items[0].Name != "dock" || items[1].Name != "vms" || items[1].Driver != "kvm" || items[1].State != "Unknown" || items[1].Error == "" {
+		t.Errorf("list -o json with two unreachable drivers: exit %d, %v\n%s%s", code, err, outb.String(), errbuf.String())
+	}
+	// delete --all tries every cluster, deletes nothing it cannot reach, and says which.
+	outb.Reset()
+	errbuf.Reset()
+	code = Main([]string{"delete", "--all"}, Streams{In: strings.NewReader(""), Out: &outb, Err: &errbuf})
+	if code == 0 || !strings.Contains(errbuf.String(), "cluster dock was not deleted") || !strings.Contains(errbuf.String(), "cluster vms was not deleted") {
+		t.Errorf("delete --all with two unreachable drivers: exit %d\n%s%s", code, outb.String(), errbuf.String())
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -28,18 +29,26 @@ func newDelete(g *globals) *cobra.Command {
 			if !all {
 				return g.onCluster(cmd, name, func(e *env) error { return del(name, e) })
 			}
-			deleted := 0
-			err := g.forEachCluster(cmd.Context(), func(n string, e *env) error {
-				deleted++
-				return del(n, e)
+			// Every cluster that can be deleted is, whatever happens to the others; the
+			// failures (a driver that does not answer, a delete that failed) are returned together.
+			seen := 0
+			var errs []error
+			err := g.forEachCluster(cmd.Context(), func(c clusterRef) error {
+				seen++
+				if c.err != nil {
+					errs = append(errs, fmt.Errorf("cluster %s was not deleted: %w", c.name, c.err))
+				} else if err := del(c.name, c.env); err != nil {
+					errs = append(errs, fmt.Errorf("cluster %s: %w", c.name, err))
+				}
+				return cmd.Context().Err()
 			})
 			if err != nil {
-				return err
+				return errors.Join(append(errs, err)...)
 			}
-			if deleted == 0 {
+			if seen == 0 {
 				fmt.Fprintln(g.streams.Out, "No clusters.")
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster to delete")

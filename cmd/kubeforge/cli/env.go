@@ -107,12 +107,20 @@ func (g *globals) clusterEnv(ctx context.Context, name string) (*env, error) {
 	return g.pingedEnvWith(ctx, sel)
 }
 
-// forEachCluster calls fn, in name order, for every cluster with the environment of its driver:
-// the clusters recorded in the state directory (each with the driver it was made with) and those
-// Docker has containers or networks of. Each driver's environment is opened (and pinged) once.
-// Docker not answering is an error only when a recorded cluster is on it (clusters whose state
-// was removed are then not seen).
-func (g *globals) forEachCluster(ctx context.Context, fn func(name string, e *env) error) error {
+// clusterRef is one cluster for forEachCluster: its name, its driver's name, and that driver's
+// environment, or why the driver could not be reached (env nil).
+type clusterRef struct {
+	name, driver string
+	env          *env
+	err          error
+}
+
+// forEachCluster calls fn, in name order, for every cluster: those recorded in the state
+// directory (each with the driver it was made with) and those Docker has containers or networks
+// of. Each driver's environment is opened (and pinged) once; a cluster whose driver does not
+// answer still gets its call, with the error, so one unreachable hypervisor or a stopped Docker
+// hides nothing else. Clusters whose state was removed are seen only through Docker.
+func (g *globals) forEachCluster(ctx context.Context, fn func(clusterRef) error) error {
 	recorded, err := cluster.RecordedClusters("")
 	if err != nil {
 		return err
@@ -123,20 +131,29 @@ func (g *globals) forEachCluster(ctx context.Context, fn func(name string, e *en
 			return err
 		}
 	}
-	envs := map[driverSel]*env{}
+	type opened struct {
+		env *env
+		err error
+	}
+	envs := map[driverSel]opened{}
 	defer func() {
-		for _, e := range envs {
-			e.close()
+		for _, o := range envs {
+			if o.env != nil {
+				o.env.close()
+			}
 		}
 	}()
-	dockerSel := driverSel{name: spec.DriverDocker}
-	needDocker := false
-	for _, s := range sels {
-		needDocker = needDocker || s == dockerSel
+	open := func(s driverSel) opened {
+		o, ok := envs[s]
+		if !ok {
+			o.env, o.err = g.pingedEnvWith(ctx, s)
+			envs[s] = o
+		}
+		return o
 	}
-	if de, err := g.pingedEnvWith(ctx, dockerSel); err == nil {
-		envs[dockerSel] = de
-		names, err := de.provider.Clusters(ctx)
+	dockerSel := driverSel{name: spec.DriverDocker}
+	if de := open(dockerSel); de.err == nil {
+		names, err := de.env.provider.Clusters(ctx)
 		if err != nil {
 			return err
 		}
@@ -145,18 +162,10 @@ func (g *globals) forEachCluster(ctx context.Context, fn func(name string, e *en
 				sels[n] = dockerSel
 			}
 		}
-	} else if needDocker {
-		return err
 	}
 	for _, n := range slices.Sorted(maps.Keys(sels)) {
-		e, ok := envs[sels[n]]
-		if !ok {
-			if e, err = g.pingedEnvWith(ctx, sels[n]); err != nil {
-				return fmt.Errorf("cluster %s: %w", n, err)
-			}
-			envs[sels[n]] = e
-		}
-		if err := fn(n, e); err != nil {
+		o := open(sels[n])
+		if err := fn(clusterRef{name: n, driver: sels[n].name, env: o.env, err: o.err}); err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -94,34 +97,57 @@ func newList(g *globals) *cobra.Command {
 				Driver string `json:"driver"`
 				State  string `json:"state"`
 				Nodes  int    `json:"nodes"`
+				Error  string `json:"error,omitempty"`
 			}
 			items := []item{}
-			err := g.forEachCluster(cmd.Context(), func(n string, e *env) error {
-				st, err := e.provider.Status(cmd.Context(), n)
+			// A cluster whose driver does not answer is listed as Unknown with the reason; the
+			// errors (with their hints, and the first's exit code) follow the list.
+			var unreachable []error
+			err := g.forEachCluster(cmd.Context(), func(c clusterRef) error {
+				if c.err != nil {
+					items = append(items, item{Name: c.name, Driver: c.driver, State: "Unknown", Error: c.err.Error()})
+					unreachable = append(unreachable, fmt.Errorf("cluster %s: %w", c.name, c.err))
+					return nil
+				}
+				st, err := c.env.provider.Status(cmd.Context(), c.name)
 				if err != nil {
 					return err
 				}
-				items = append(items, item{Name: n, Driver: st.Driver, State: st.State, Nodes: len(st.Nodes)})
+				items = append(items, item{Name: c.name, Driver: st.Driver, State: st.State, Nodes: len(st.Nodes)})
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return printJSON(g, items)
+			if err := printList(g, output, len(items), func(tw io.Writer) {
+				fmt.Fprintln(tw, "NAME\tDRIVER\tSTATE\tNODES")
+				for _, i := range items {
+					nodes := strconv.Itoa(i.Nodes)
+					if i.Error != "" {
+						nodes = "?"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, i.Driver, i.State, nodes)
+				}
+			}, items); err != nil {
+				return err
 			}
-			if len(items) == 0 {
-				fmt.Fprintln(g.streams.Out, "No clusters. Create one with `kubeforge start`.")
-				return nil
-			}
-			tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tDRIVER\tSTATE\tNODES")
-			for _, i := range items {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", i.Name, i.Driver, i.State, i.Nodes)
-			}
-			return tw.Flush()
+			return errors.Join(unreachable...)
 		},
 	}
 	outputFlag(c, &output)
 	return c
+}
+
+// printList prints items as JSON, or as a table written by table ("No clusters..." when n is 0).
+func printList(g *globals, output string, n int, table func(io.Writer), items any) error {
+	if output == "json" {
+		return printJSON(g, items)
+	}
+	if n == 0 {
+		fmt.Fprintln(g.streams.Out, "No clusters. Create one with `kubeforge start`.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
 }
