@@ -65,9 +65,11 @@ e2e: build
 	$(GO) test -count=1 -p 1 -tags e2e -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') $(E2E_PKGS)
 
 # The VM tier: real libvirt and qemu (software emulation), one VM cluster through an SSH server on
-# 127.0.0.1; hack/ensure-libvirt.sh installs and starts libvirt when missing. Slow: 20-30 min.
+# 127.0.0.1; hack/ensure-libvirt.sh installs and starts libvirt when missing, hack/ensure-docker.sh
+# Docker (the source of `image load`). Slow: 20-30 min.
 E2E_VM_TIMEOUT ?= 60m
 e2e-vm: build
+	hack/ensure-docker.sh
 	hack/ensure-libvirt.sh
 	$(GO) test -count=1 -v -tags e2e_vm -timeout $(E2E_VM_TIMEOUT) ./test/e2evm/
 

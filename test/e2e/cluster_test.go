@@ -6,7 +6,6 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -30,10 +28,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"kubeforge.dev/kubeforge/test/testimage"
 )
 
 // BusyboxImage is the test image, made from Debian's busybox-static (no registry is needed).
-const BusyboxImage = "kubeforge.local/busybox:e2e"
+const BusyboxImage = testimage.Busybox
 
 // env is one test's isolated kubeforge: its own state directory and kubeconfig.
 type env struct {
@@ -182,42 +182,11 @@ func (e *env) clientset(contextName string) *kubernetes.Clientset {
 	return cs
 }
 
-// buildBusybox makes the test image from the host's /bin/busybox (Debian's busybox-static).
+// buildBusybox makes the test image in the host's Docker.
 func buildBusybox(ctx context.Context, t *testing.T, cli *client.Client) {
 	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("the test image needs Debian's busybox-static (apt-get install -y busybox-static): %v", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	hdr := func(h *tar.Header) {
-		h.ModTime = time.Unix(0, 0)
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range []string{"bin/", "etc/", "tmp/"} {
-		hdr(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: 0o755})
-	}
-	hdr(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bb))})
-	tw.Write(bb)
-	for _, l := range []string{"sh", "sleep", "echo", "nslookup", "cat", "ls", "nc", "hostname"} {
-		hdr(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + l, Linkname: "busybox"})
-	}
-	if err := tw.Close(); err != nil {
+	if err := testimage.BuildBusybox(ctx, cli); err != nil {
 		t.Fatal(err)
-	}
-	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, BusyboxImage,
-		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}})
-	if err != nil {
-		t.Fatalf("importing %s: %v", BusyboxImage, err)
-	}
-	defer rc.Close()
-	var out bytes.Buffer
-	out.ReadFrom(rc)
-	if strings.Contains(out.String(), `"error"`) {
-		t.Fatalf("importing %s: %s", BusyboxImage, out.String())
 	}
 }
 

@@ -2,7 +2,8 @@
 
 // Package e2evm is the VM driver's tier (`make e2e-vm`): real libvirt, real qemu VMs (software
 // emulation, --accel tcg, so it runs on hosts without usable KVM), the kubeforge CLI
-// (bin/kubeforge) and client-go. hack/ensure-libvirt.sh installs and starts libvirt.
+// (bin/kubeforge) and client-go. hack/ensure-libvirt.sh installs and starts libvirt; the host's
+// Docker (hack/ensure-docker.sh) is used only as the source of `kubeforge image load`.
 //
 // The cluster is made through the remote-hypervisor path: an SSH server the test starts on
 // 127.0.0.1 (its own host key and client key) in front of this machine's libvirt, as a team would
@@ -25,12 +26,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"kubeforge.dev/kubeforge/test/testimage"
 )
 
 const cluster = "kfvm"
@@ -63,13 +67,24 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
 }
 
+// run runs kubeforge without Docker: VM clusters need none, and a socket nobody listens on keeps
+// this machine's containers out of reach (list and delete --all see the test's cluster only).
 func (e *env) run(ctx context.Context, args ...string) result {
 	e.t.Helper()
+	return e.exec(ctx, []string{"DOCKER_HOST=unix://" + filepath.Join(filepath.Dir(e.home), "no-docker.sock")}, args...)
+}
+
+// runWithDocker runs kubeforge with this machine's Docker, for `image load` (images come from
+// the host's Docker).
+func (e *env) runWithDocker(ctx context.Context, args ...string) result {
+	e.t.Helper()
+	return e.exec(ctx, nil, args...)
+}
+
+func (e *env) exec(ctx context.Context, extraEnv []string, args ...string) result {
+	e.t.Helper()
 	cmd := exec.CommandContext(ctx, e.bin, args...)
-	// No Docker for VM clusters: a socket nobody listens on keeps this machine's containers out
-	// of reach (list and delete --all see the test's cluster only).
-	cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.home, "KUBECONFIG="+e.kubeconfig,
-		"DOCKER_HOST=unix://"+filepath.Join(filepath.Dir(e.home), "no-docker.sock"))
+	cmd.Env = append(append(os.Environ(), "KUBEFORGE_HOME="+e.home, "KUBECONFIG="+e.kubeconfig), extraEnv...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -312,23 +327,41 @@ func TestVMCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("a pod runs", func(t *testing.T) {
+	t.Run("a pod runs, with a preloaded and a loaded image", func(t *testing.T) {
 		info := struct {
 			Images map[string]string `json:"images"`
 		}{}
 		if err := json.Unmarshal([]byte(e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/etc/kubeforge/image-info.json").out), &info); err != nil {
 			t.Fatal(err)
 		}
+		// `image load` copies an image from the host's Docker into the VM over SSH.
+		cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		if err := testimage.BuildBusybox(ctx, cli); err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		if r := e.runWithDocker(ctx, "image", "load", "--name", cluster, testimage.Busybox); r.code != 0 {
+			t.Fatalf("image load: %s", r)
+		}
+		t.Logf("image load into the VM took %s", time.Since(begin).Round(100*time.Millisecond))
+		if r := e.runWithDocker(ctx, "image", "load", "--name", cluster, testimage.Busybox); r.code != 0 || !strings.Contains(r.err, "already on every node") {
+			t.Errorf("a second image load of the same image: %s", r)
+		}
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "vm-pod"},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{
-				Name: "pause", Image: info.Images["pause"], ImagePullPolicy: corev1.PullNever,
-			}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "pause", Image: info.Images["pause"], ImagePullPolicy: corev1.PullNever},
+				{Name: "busybox", Image: testimage.Busybox, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}},
+			}},
 		}
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		err := wait.PollUntilContextTimeout(ctx, 2*time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		err = wait.PollUntilContextTimeout(ctx, 2*time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
 			p, err := cs.CoreV1().Pods("default").Get(ctx, "vm-pod", metav1.GetOptions{})
 			if err != nil {
 				return false, err
@@ -339,9 +372,9 @@ func TestVMCluster(t *testing.T) {
 			p, _ := cs.CoreV1().Pods("default").Get(ctx, "vm-pod", metav1.GetOptions{})
 			t.Fatalf("pod not running: %v: %+v", err, p.Status)
 		}
-		out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "ps", "--name", "pause", "-o", "json").out
+		out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "ps", "--name", "busybox", "-o", "json").out
 		if !strings.Contains(out, "vm-pod") {
-			t.Errorf("crictl in the VM does not show the pod's container:\n%s", out)
+			t.Errorf("crictl in the VM does not show the pod's busybox container:\n%s", out)
 		}
 	})
 
