@@ -23,7 +23,7 @@ func TestBadInput(t *testing.T) {
 		if left := e.owned(ctx, name); len(left) > 0 {
 			t.Errorf("left behind: %v", left)
 		}
-		if _, err := os.Stat(filepath.Join(e.home, name)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(e.Home, name)); !os.IsNotExist(err) {
 			t.Errorf("state directory of %s left behind (%v)", name, err)
 		}
 	}
@@ -50,11 +50,11 @@ func TestBadInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.run(ctx, c.env, c.args...)
-			if r.code != c.code {
-				t.Errorf("exit %d, want %d: %v", r.code, c.code, r)
+			if r.Code != c.code {
+				t.Errorf("exit %d, want %d: %v", r.Code, c.code, r)
 			}
 			for _, s := range c.contains {
-				if !strings.Contains(r.stderr, s) {
+				if !strings.Contains(r.Stderr, s) {
 					t.Errorf("stderr lacks %q: %v", s, r)
 				}
 			}
@@ -69,7 +69,7 @@ func TestBadInput(t *testing.T) {
 		port, l := freeLocalPort(t)
 		defer l.Close()
 		r := e.run(ctx, nil, "start", "--name", "kf-bad", "--api-port", strconv.Itoa(port))
-		if r.code != 3 || !strings.Contains(r.stderr, "already in use") || !strings.Contains(r.stderr, "--api-port") {
+		if r.Code != 3 || !strings.Contains(r.Stderr, "already in use") || !strings.Contains(r.Stderr, "--api-port") {
 			t.Errorf("want exit 3 naming the port and --api-port: %v", r)
 		}
 		nothingOf(t, "kf-bad")
@@ -77,7 +77,7 @@ func TestBadInput(t *testing.T) {
 
 	t.Run("a failed start removes what it created", func(t *testing.T) {
 		r := e.run(ctx, nil, "start", "--name", "kf-bad", "--wait", "4s")
-		if r.code != 4 || !strings.Contains(r.stderr, "timed out waiting") || !strings.Contains(r.stderr, "--keep-on-failure") {
+		if r.Code != 4 || !strings.Contains(r.Stderr, "timed out waiting") || !strings.Contains(r.Stderr, "--keep-on-failure") {
 			t.Errorf("want exit 4 (timeout) with advice: %v", r)
 		}
 		nothingOf(t, "kf-bad")
@@ -86,7 +86,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("--keep-on-failure keeps it for debugging", func(t *testing.T) {
 		e.deleteOnCleanup("kf-bad")
 		r := e.run(ctx, nil, "start", "--name", "kf-bad", "--wait", "4s", "--keep-on-failure")
-		if r.code != 4 {
+		if r.Code != 4 {
 			t.Errorf("want exit 4: %v", r)
 		}
 		if left := e.owned(ctx, "kf-bad"); len(left) == 0 {
@@ -94,7 +94,7 @@ func TestBadInput(t *testing.T) {
 		}
 		// A start over the remains says what to do.
 		r = e.run(ctx, nil, "start", "--name", "kf-bad")
-		if r.code == 0 || !strings.Contains(r.stderr, "kubeforge delete") {
+		if r.Code == 0 || !strings.Contains(r.Stderr, "kubeforge delete") {
 			t.Errorf("start over a half-made cluster: %v", r)
 		}
 		e.ok(ctx, "delete", "--name", "kf-bad")

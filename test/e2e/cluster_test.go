@@ -6,14 +6,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kubeforge.dev/kubeforge/test/kfcli"
 	"kubeforge.dev/kubeforge/test/testimage"
 )
 
@@ -37,29 +33,23 @@ const BusyboxImage = testimage.Busybox
 
 // env is one test's isolated kubeforge: its own state directory and kubeconfig.
 type env struct {
-	t          *testing.T
-	bin        string
-	home       string
-	kubeconfig string
-	docker     *client.Client
+	*kfcli.CLI
+	t      *testing.T
+	docker *client.Client
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	bin, err := filepath.Abs("../../bin/kubeforge")
+	c, err := kfcli.New(t.TempDir(), "make e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: run `make` first (make e2e does)", bin)
-	}
-	dir := t.TempDir()
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	return &env{t: t, bin: bin, home: filepath.Join(dir, "home"), kubeconfig: filepath.Join(dir, "kube", "config"), docker: cli}
+	return &env{CLI: c, t: t, docker: cli}
 }
 
 // sub returns e for a subtest: its failures end the subtest, not the parent.
@@ -80,40 +70,23 @@ func (e *env) usageErrors(ctx context.Context, cases []usageCase) {
 	e.t.Helper()
 	for _, tc := range cases {
 		r := e.run(ctx, nil, tc.args...)
-		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+		if r.Code != 2 || !strings.Contains(r.Stderr, tc.want) {
 			e.t.Errorf("kubeforge %s: want exit 2 and %q, got %v", strings.Join(tc.args, " "), tc.want, r)
 		}
 	}
 }
 
 // result of one kubeforge run.
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
+type result = kfcli.Result
 
 // run runs kubeforge with args and extra environment variables (KEY=VALUE).
 func (e *env) run(ctx context.Context, extraEnv []string, args ...string) result {
 	e.t.Helper()
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.home, "KUBECONFIG="+e.kubeconfig)
-	cmd.Env = append(cmd.Env, extraEnv...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		e.t.Fatalf("running kubeforge %v: %v", args, err)
+	r, err := e.Run(ctx, extraEnv, args...)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	e.t.Logf("kubeforge %s: exit %d", strings.Join(args, " "), r.code)
+	e.t.Logf("kubeforge %s: exit %d", strings.Join(args, " "), r.Code)
 	return r
 }
 
@@ -121,7 +94,7 @@ func (e *env) run(ctx context.Context, extraEnv []string, args ...string) result
 func (e *env) ok(ctx context.Context, args ...string) result {
 	e.t.Helper()
 	r := e.run(ctx, nil, args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		e.t.Fatalf("kubeforge %v failed: %v", args, r)
 	}
 	return r
@@ -161,7 +134,7 @@ func (e *env) deleteOnCleanup(name string) {
 	e.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if r := e.run(ctx, nil, "delete", "--name", name); r.code != 0 {
+		if r := e.run(ctx, nil, "delete", "--name", name); r.Code != 0 {
 			e.t.Errorf("cleanup: %v", r)
 		}
 	})
@@ -170,10 +143,10 @@ func (e *env) deleteOnCleanup(name string) {
 func (e *env) clientset(contextName string) *kubernetes.Clientset {
 	e.t.Helper()
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: e.kubeconfig},
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: e.Kubeconfig},
 		&clientcmd.ConfigOverrides{CurrentContext: contextName}).ClientConfig()
 	if err != nil {
-		e.t.Fatalf("loading context %s from %s: %v", contextName, e.kubeconfig, err)
+		e.t.Fatalf("loading context %s from %s: %v", contextName, e.Kubeconfig, err)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -53,7 +53,7 @@ func TestConfigFile(t *testing.T) {
 		if left := e.owned(ctx, "kubeforge"); len(left) > 0 {
 			t.Errorf("a refused file left %v", left)
 		}
-		example := write("example.yaml", e.ok(ctx, "config", "example").stdout)
+		example := write("example.yaml", e.ok(ctx, "config", "example").Stdout)
 		e.ok(ctx, "config", "validate", example)
 	})
 
@@ -127,14 +127,14 @@ nodes:
 		t.Fatal(err)
 	}
 	r := e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", "dns", "--", "nslookup", "kubernetes.default.svc.cluster.local")
-	if r.code != 0 || !strings.Contains(r.stdout, "10.150.0.1") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "10.150.0.1") {
 		t.Errorf("nslookup from a pod:\n%v", r)
 	}
 	// The host directory is in the worker, read-only.
-	if out := e.ok(ctx, "ssh", "--name", name, worker, "--", "cat", "/mnt/shared/hello").stdout; strings.TrimSpace(out) != "from-the-host" {
+	if out := e.ok(ctx, "ssh", "--name", name, worker, "--", "cat", "/mnt/shared/hello").Stdout; strings.TrimSpace(out) != "from-the-host" {
 		t.Errorf("mounted file in %s: %q", worker, out)
 	}
-	if r := e.run(ctx, nil, "ssh", "--name", name, worker, "--", "touch", "/mnt/shared/new"); r.code == 0 {
+	if r := e.run(ctx, nil, "ssh", "--name", name, worker, "--", "touch", "/mnt/shared/new"); r.Code == 0 {
 		t.Errorf("the read-only mount is writable in %s", worker)
 	}
 }

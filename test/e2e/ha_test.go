@@ -19,10 +19,10 @@ import (
 // etcdMembers runs `kubeforge-node etcd-member list` in a control-plane node.
 func etcdMembers(ctx context.Context, e *env, cluster, node string) string {
 	r := e.run(ctx, nil, "ssh", "--name", cluster, node, "--", "/usr/local/bin/kubeforge-node", "etcd-member", "list")
-	if r.code != 0 {
+	if r.Code != 0 {
 		e.t.Errorf("etcd-member list on %s: %v", node, r)
 	}
-	return strings.TrimSpace(r.stdout)
+	return strings.TrimSpace(r.Stdout)
 }
 
 func TestHA(t *testing.T) {
@@ -71,7 +71,7 @@ func TestHA(t *testing.T) {
 		e.ok(ctx, "node", "stop", cp1, "--name", name)
 		for i := 0; i < 5; i++ {
 			r := e.run(ctx, nil, "kubectl", "--name", name, "--", "get", "nodes", "--request-timeout=15s")
-			if r.code != 0 || !strings.Contains(r.stdout, cp2) {
+			if r.Code != 0 || !strings.Contains(r.Stdout, cp2) {
 				t.Errorf("kubectl get nodes with %s stopped: %v", cp1, r)
 			}
 		}
@@ -92,7 +92,7 @@ func TestHA(t *testing.T) {
 	t.Run("a control plane joins and leaves", func(t *testing.T) {
 		e := e.sub(t)
 		r := e.ok(ctx, "node", "add", "--control-plane", "--name", name)
-		if !strings.Contains(r.stdout, cp4) {
+		if !strings.Contains(r.Stdout, cp4) {
 			t.Errorf("node add --control-plane: %v", r)
 		}
 		n, err := cs.CoreV1().Nodes().Get(ctx, cp4, metav1.GetOptions{})
@@ -116,7 +116,7 @@ func TestHA(t *testing.T) {
 		if _, err := cs.CoreV1().Nodes().Get(ctx, cp4, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("Node %s still in the API: %v", cp4, err)
 		}
-		if r := e.run(ctx, nil, "kubectl", "--name", name, "--", "get", "nodes"); r.code != 0 {
+		if r := e.run(ctx, nil, "kubectl", "--name", name, "--", "get", "nodes"); r.Code != 0 {
 			t.Errorf("API after removing a control plane: %v", r)
 		}
 	})
@@ -128,7 +128,7 @@ func TestHA(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.ok(ctx, "stop", "--name", name)
-		if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.stdout, "running again") {
+		if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.Stdout, "running again") {
 			t.Errorf("start of the stopped HA cluster: %v", r)
 		}
 		if got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, cm.Name, metav1.GetOptions{}); err != nil || got.Data["k"] != "v" {

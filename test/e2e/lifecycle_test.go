@@ -45,19 +45,19 @@ func TestSideBySide(t *testing.T) {
 	}
 	wg.Wait()
 	for i, r := range results {
-		if r.code != 0 {
+		if r.Code != 0 {
 			t.Fatalf("start %s: %v", names[i], r)
 		}
 	}
 
-	kc, err := clientcmd.LoadFromFile(e.kubeconfig)
+	kc, err := clientcmd.LoadFromFile(e.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	servers, networks := map[string]bool{}, map[string]bool{}
 	for _, n := range names {
 		if kc.Contexts[n] == nil || kc.Clusters[n] == nil {
-			t.Fatalf("context %s missing from %s (a concurrent start lost it)", n, e.kubeconfig)
+			t.Fatalf("context %s missing from %s (a concurrent start lost it)", n, e.Kubeconfig)
 		}
 		servers[kc.Clusters[n].Server] = true
 		// Each cluster's API answers with its own node only.
@@ -83,7 +83,7 @@ func TestSideBySide(t *testing.T) {
 		Name  string `json:"name"`
 		State string `json:"state"`
 	}
-	if err := json.Unmarshal([]byte(e.ok(ctx, "list", "-o", "json").stdout), &list); err != nil {
+	if err := json.Unmarshal([]byte(e.ok(ctx, "list", "-o", "json").Stdout), &list); err != nil {
 		t.Fatal(err)
 	}
 	var listed []string
@@ -101,16 +101,16 @@ func TestSideBySide(t *testing.T) {
 			t.Errorf("delete --all left %v of %s", left, n)
 		}
 	}
-	if out := e.ok(ctx, "list", "-o", "json").stdout; strings.TrimSpace(out) != "[]" {
+	if out := e.ok(ctx, "list", "-o", "json").Stdout; strings.TrimSpace(out) != "[]" {
 		t.Errorf("list after delete --all: %s", out)
 	}
-	kc, err = clientcmd.LoadFromFile(e.kubeconfig)
+	kc, err = clientcmd.LoadFromFile(e.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {
 		if _, ok := kc.Contexts[n]; ok {
-			t.Errorf("context %s still in %s", n, e.kubeconfig)
+			t.Errorf("context %s still in %s", n, e.Kubeconfig)
 		}
 	}
 	e.ok(ctx, "delete", "--all") // nothing left: still fine
@@ -198,16 +198,16 @@ func TestDockerRestart(t *testing.T) {
 	var r result
 	_ = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		r = e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", "data", "--", "nslookup", "kubernetes.default.svc.cluster.local")
-		return r.code == 0 && strings.Contains(r.stdout, "10.96.0.1"), nil
+		return r.Code == 0 && strings.Contains(r.Stdout, "10.96.0.1"), nil
 	})
-	if r.code != 0 || !strings.Contains(r.stdout, "10.96.0.1") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "10.96.0.1") {
 		t.Errorf("DNS from a pod after the daemon restart: %v", r)
 	}
 	t.Logf("DNS answers %.1fs after dockerd", time.Since(since).Seconds())
-	if out := e.ok(ctx, "status", "--name", name, "-o", "json").stdout; !strings.Contains(out, `"state": "Running"`) {
+	if out := e.ok(ctx, "status", "--name", name, "-o", "json").Stdout; !strings.Contains(out, `"state": "Running"`) {
 		t.Errorf("status after the daemon restart:\n%s", out)
 	}
-	if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.stdout, "already running") {
+	if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.Stdout, "already running") {
 		t.Errorf("start after the daemon restart: %v", r)
 	}
 }

@@ -162,7 +162,7 @@ func TestMultiNode(t *testing.T) {
 			t.Errorf("nodes %v, want %v", names, want)
 		}
 		var list []struct{ Name, Machine, Status string }
-		if err := json.Unmarshal([]byte(e.ok(ctx, "node", "list", "--name", name, "-o", "json").stdout), &list); err != nil || len(list) != 3 {
+		if err := json.Unmarshal([]byte(e.ok(ctx, "node", "list", "--name", name, "-o", "json").Stdout), &list); err != nil || len(list) != 3 {
 			t.Errorf("node list -o json: %v %+v", err, list)
 		}
 		for _, n := range list {
@@ -221,11 +221,11 @@ func TestMultiNode(t *testing.T) {
 		for _, pair := range [][2]corev1.Pod{{a[0], b[0]}, {b[0], a[0]}} {
 			from, to := pair[0], pair[1]
 			r := e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", from.Name, "--", "sh", "-c", fmt.Sprintf(get, to.Status.PodIP))
-			if r.code != 0 || strings.TrimSpace(r.stdout) != to.Name {
+			if r.Code != 0 || strings.TrimSpace(r.Stdout) != to.Name {
 				t.Errorf("from %s (%s) to pod %s at %s: %v", from.Name, from.Spec.NodeName, to.Name, to.Status.PodIP, r)
 			}
 			r = e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", from.Name, "--", "sh", "-c", fmt.Sprintf(get, "web.default.svc.cluster.local"))
-			if r.code != 0 || !strings.HasPrefix(strings.TrimSpace(r.stdout), "web-") {
+			if r.Code != 0 || !strings.HasPrefix(strings.TrimSpace(r.Stdout), "web-") {
 				t.Errorf("from %s (%s) to service web by name: %v", from.Name, from.Spec.NodeName, r)
 			}
 		}
@@ -233,7 +233,7 @@ func TestMultiNode(t *testing.T) {
 
 	t.Run("NodePort from the host", func(t *testing.T) {
 		e := e.sub(t)
-		url := strings.TrimSpace(e.ok(ctx, "service", "web", "--name", name, "--url").stdout)
+		url := strings.TrimSpace(e.ok(ctx, "service", "web", "--name", name, "--url").Stdout)
 		if url != fmt.Sprintf("http://127.0.0.1:%d", hostPort) {
 			t.Errorf("service --url = %q, want the published port %d", url, hostPort)
 		}
@@ -256,7 +256,7 @@ func TestMultiNode(t *testing.T) {
 			}
 		}
 		r := e.run(ctx, nil, "service", "kubernetes", "--name", name, "--url")
-		if r.code != 2 || !strings.Contains(r.stderr, "NodePort") {
+		if r.Code != 2 || !strings.Contains(r.Stderr, "NodePort") {
 			t.Errorf("service --url of a ClusterIP service: %v", r)
 		}
 	})
@@ -264,7 +264,7 @@ func TestMultiNode(t *testing.T) {
 	t.Run("node add joins a Ready node that runs pods", func(t *testing.T) {
 		e := e.sub(t)
 		r := e.ok(ctx, "node", "add", "--name", name, "--cpus", "1", "--memory", "1Gi")
-		if !strings.Contains(r.stdout, w3) {
+		if !strings.Contains(r.Stdout, w3) {
 			t.Errorf("node add output: %v", r)
 		}
 		n, err := cs.CoreV1().Nodes().Get(ctx, w3, metav1.GetOptions{})
@@ -362,7 +362,7 @@ func TestMultiNode(t *testing.T) {
 		// A node cannot join while the control plane is stopped.
 		e.ok(ctx, "node", "stop", cp, "--name", name)
 		r := e.run(ctx, nil, "node", "add", "--name", name)
-		if r.code != 3 || !strings.Contains(r.stderr, "not running") {
+		if r.Code != 3 || !strings.Contains(r.Stderr, "not running") {
 			t.Errorf("node add with the control plane stopped: %v", r)
 		}
 		if nodes, _ := e.docker.ContainerList(ctx, containerListAll(name)); len(nodes) != 3 {
@@ -374,7 +374,7 @@ func TestMultiNode(t *testing.T) {
 		e := e.sub(t)
 		// The control plane was stopped above: start brings back a partly stopped cluster too.
 		r := e.ok(ctx, "start", "--name", name)
-		if !strings.Contains(r.stdout, "running again") {
+		if !strings.Contains(r.Stdout, "running again") {
 			t.Errorf("start of a partly stopped cluster: %v", r)
 		}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "survivor"}, Data: map[string]string{"k": "v"}}
@@ -386,11 +386,11 @@ func TestMultiNode(t *testing.T) {
 			t.Errorf("the volume's pod runs on %s, not on a worker", volNode)
 		}
 		r = e.ok(ctx, "stop", "--name", name)
-		if out := e.ok(ctx, "status", "--name", name, "-o", "json").stdout; !strings.Contains(out, `"state": "Stopped"`) {
+		if out := e.ok(ctx, "status", "--name", name, "-o", "json").Stdout; !strings.Contains(out, `"state": "Stopped"`) {
 			t.Errorf("status after stop:\n%s", out)
 		}
 		r = e.ok(ctx, "start", "--name", name)
-		if !strings.Contains(r.stdout, "running again") {
+		if !strings.Contains(r.Stdout, "running again") {
 			t.Errorf("start of a stopped cluster: %v", r)
 		}
 		got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, cm.Name, metav1.GetOptions{})
@@ -412,7 +412,7 @@ func TestMultiNode(t *testing.T) {
 		pods, _ := readyPods(ctx, cs)
 		for _, ps := range pods {
 			r := e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", ps[0].Name, "--", "nslookup", "kubernetes.default.svc.cluster.local")
-			if r.code != 0 || !strings.Contains(r.stdout, "10.96.0.1") {
+			if r.Code != 0 || !strings.Contains(r.Stdout, "10.96.0.1") {
 				t.Errorf("DNS from %s after stop/start: %v", ps[0].Name, r)
 			}
 			break

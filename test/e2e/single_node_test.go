@@ -33,13 +33,13 @@ func TestSingleNode(t *testing.T) {
 
 	r := e.ok(ctx, "start", "--name", name)
 	for _, step := range []string{"Node image", "Certificates", "Control plane", "Kubelet", "DNS", "Ready"} {
-		if !strings.Contains(r.stderr, "✓ "+step) {
-			t.Errorf("start showed no finished step %q:\n%s", step, r.stderr)
+		if !strings.Contains(r.Stderr, "✓ "+step) {
+			t.Errorf("start showed no finished step %q:\n%s", step, r.Stderr)
 		}
 	}
 
 	// The context is merged into $KUBECONFIG and current.
-	kc, err := clientcmd.LoadFromFile(e.kubeconfig)
+	kc, err := clientcmd.LoadFromFile(e.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestSingleNode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("not Running in kube-system: %v", missing)
 		}
-		out := e.ok(ctx, "kubectl", "--name", name, "--", "get", "pods", "-n", "kube-system").stdout
+		out := e.ok(ctx, "kubectl", "--name", name, "--", "get", "pods", "-n", "kube-system").Stdout
 		if !strings.Contains(out, "kube-apiserver-"+node) || !strings.Contains(out, "Running") {
 			t.Errorf("kubeforge kubectl get pods -n kube-system:\n%s", out)
 		}
@@ -107,22 +107,22 @@ func TestSingleNode(t *testing.T) {
 
 	t.Run("start again changes nothing", func(t *testing.T) {
 		r := e.ok(ctx, "start", "--name", name)
-		if !strings.Contains(r.stdout, "already running") {
+		if !strings.Contains(r.Stdout, "already running") {
 			t.Errorf("second start did not say the cluster is already running:\n%v", r)
 		}
 	})
 
 	t.Run("status and list", func(t *testing.T) {
-		out := e.ok(ctx, "status", "--name", name, "-o", "json").stdout
+		out := e.ok(ctx, "status", "--name", name, "-o", "json").Stdout
 		for _, s := range []string{`"state": "Running"`, `"apiServerReady": true`, `"name": "` + node + `"`} {
 			if !strings.Contains(out, s) {
 				t.Errorf("status -o json lacks %s:\n%s", s, out)
 			}
 		}
-		if out := e.ok(ctx, "list", "-o", "json").stdout; !strings.Contains(out, `"name": "`+name+`"`) {
+		if out := e.ok(ctx, "list", "-o", "json").Stdout; !strings.Contains(out, `"name": "`+name+`"`) {
 			t.Errorf("list -o json:\n%s", out)
 		}
-		kcfg := e.ok(ctx, "kubeconfig", "--name", name).stdout
+		kcfg := e.ok(ctx, "kubeconfig", "--name", name).Stdout
 		if _, err := clientcmd.Load([]byte(kcfg)); err != nil || !strings.Contains(kcfg, "127.0.0.1") {
 			t.Errorf("kubeconfig is not a usable kubeconfig (%v):\n%s", err, kcfg)
 		}
@@ -131,11 +131,11 @@ func TestSingleNode(t *testing.T) {
 	// A pod from a locally built image, loaded with `kubeforge image load`.
 	buildBusybox(ctx, t, e.docker)
 	r = e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
-	if !strings.Contains(r.stderr, "Loading image") {
+	if !strings.Contains(r.Stderr, "Loading image") {
 		t.Errorf("first image load did not load:\n%v", r)
 	}
 	r = e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
-	if !strings.Contains(r.stderr, "already on every node") {
+	if !strings.Contains(r.Stderr, "already on every node") {
 		t.Errorf("second image load did not skip the node that has the image:\n%v", r)
 	}
 
@@ -156,16 +156,16 @@ func TestSingleNode(t *testing.T) {
 
 	t.Run("DNS from a pod", func(t *testing.T) {
 		r := e.run(ctx, nil, "kubectl", "--name", name, "--", "exec", "bb", "--", "nslookup", "kubernetes.default.svc.cluster.local")
-		if r.code != 0 || !strings.Contains(r.stdout, "10.96.0.1") {
+		if r.Code != 0 || !strings.Contains(r.Stdout, "10.96.0.1") {
 			t.Errorf("nslookup kubernetes.default.svc.cluster.local from a pod:\n%v", r)
 		}
 	})
 
 	t.Run("logs and exec", func(t *testing.T) {
-		if out := e.ok(ctx, "kubectl", "--name", name, "--", "logs", "bb").stdout; !strings.Contains(out, "hello-from-kubeforge") {
+		if out := e.ok(ctx, "kubectl", "--name", name, "--", "logs", "bb").Stdout; !strings.Contains(out, "hello-from-kubeforge") {
 			t.Errorf("kubectl logs bb:\n%s", out)
 		}
-		if out := e.ok(ctx, "kubectl", "--name", name, "--", "exec", "bb", "--", "hostname").stdout; strings.TrimSpace(out) != "bb" {
+		if out := e.ok(ctx, "kubectl", "--name", name, "--", "exec", "bb", "--", "hostname").Stdout; strings.TrimSpace(out) != "bb" {
 			t.Errorf("kubectl exec bb -- hostname: %q", out)
 		}
 	})
@@ -182,7 +182,7 @@ func TestSingleNode(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("RESTARTS did not go to 1: %v", err)
 		}
-		out := e.ok(ctx, "kubectl", "--name", name, "--", "get", "pod", "bb").stdout
+		out := e.ok(ctx, "kubectl", "--name", name, "--", "get", "pod", "bb").Stdout
 		if f := strings.Fields(lastLine(out)); len(f) < 4 || f[3] != "1" {
 			t.Errorf("kubectl get pod bb shows no restart:\n%s", out)
 		}
@@ -194,7 +194,7 @@ func TestSingleNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := e.ok(ctx, "ssh", "--name", name, "--", "crictl", "ps", "-q", "--name", "kube-scheduler").stdout
+		id := e.ok(ctx, "ssh", "--name", name, "--", "crictl", "ps", "-q", "--name", "kube-scheduler").Stdout
 		e.ok(ctx, "ssh", "--name", name, "--", "crictl", "stop", "--timeout", "0", strings.TrimSpace(id))
 		n0 := before.Status.ContainerStatuses[0].RestartCount
 		if _, err := podRunning(ctx, cs, "kube-system", sched, func(p *corev1.Pod) bool {
@@ -208,11 +208,11 @@ func TestSingleNode(t *testing.T) {
 	t.Run("logs and export logs", func(t *testing.T) {
 		e := e.sub(t)
 		for _, c := range []string{"kubelet", "containerd", "kube-apiserver", "etcd", "coredns"} {
-			if out := e.ok(ctx, "logs", "--name", name, "--component", c, "--tail", "3").stdout; strings.TrimSpace(out) == "" {
+			if out := e.ok(ctx, "logs", "--name", name, "--component", c, "--tail", "3").Stdout; strings.TrimSpace(out) == "" {
 				t.Errorf("logs --component %s printed nothing", c)
 			}
 		}
-		if out := e.ok(ctx, "logs", "--name", name).stdout; !strings.Contains(out, "[kubelet]") {
+		if out := e.ok(ctx, "logs", "--name", name).Stdout; !strings.Contains(out, "[kubelet]") {
 			t.Errorf("the node console shows no kubelet lines")
 		}
 		e.usageErrors(ctx, []usageCase{
@@ -292,7 +292,7 @@ func TestSingleNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.ok(ctx, "stop", "--name", name)
-		if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.stdout, "running again") {
+		if r := e.ok(ctx, "start", "--name", name); !strings.Contains(r.Stdout, "running again") {
 			t.Errorf("start of a stopped cluster: %v", r)
 		}
 		if got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, cm.Name, metav1.GetOptions{}); err != nil || got.Data["k"] != "v" {
@@ -308,14 +308,14 @@ func TestSingleNode(t *testing.T) {
 		if left := e.owned(ctx, name); len(left) > 0 {
 			t.Errorf("left after delete: %v", left)
 		}
-		kc, err := clientcmd.LoadFromFile(e.kubeconfig)
+		kc, err := clientcmd.LoadFromFile(e.Kubeconfig)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := kc.Contexts[name]; ok {
-			t.Errorf("context %s still in %s", name, e.kubeconfig)
+			t.Errorf("context %s still in %s", name, e.Kubeconfig)
 		}
-		if _, err := os.Stat(fmt.Sprintf("%s/%s", e.home, name)); !os.IsNotExist(err) {
+		if _, err := os.Stat(fmt.Sprintf("%s/%s", e.Home, name)); !os.IsNotExist(err) {
 			t.Errorf("state directory of %s still there: %v", name, err)
 		}
 		e.ok(ctx, "delete", "--name", name) // idempotent

@@ -67,9 +67,9 @@ func (e *env) checkVolume(ctx context.Context, clusterName, name, text string) {
 	// After a restart the pod may still be starting again.
 	_ = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		r = e.run(ctx, nil, "kubectl", "--name", clusterName, "--", "exec", name, "--", "cat", volumeFile)
-		return r.code == 0, nil
+		return r.Code == 0, nil
 	})
-	if strings.TrimSpace(r.stdout) != text {
+	if strings.TrimSpace(r.Stdout) != text {
 		e.t.Errorf("%s in pod %s: want %q, got %v", volumeFile, name, text, r)
 	}
 }
@@ -88,7 +88,7 @@ func (e *env) releaseVolume(ctx context.Context, cs kubernetes.Interface, cluste
 		e.t.Fatal(err)
 	}
 	dir := pv.Spec.HostPath.Path
-	if out := e.ok(ctx, "ssh", "--name", clusterName, node, "--", "ls", dir).stdout; !strings.Contains(out, "f") {
+	if out := e.ok(ctx, "ssh", "--name", clusterName, node, "--", "ls", dir).Stdout; !strings.Contains(out, "f") {
 		e.t.Errorf("volume directory %s on %s: %q, want the file f", dir, node, out)
 	}
 	_ = cs.CoreV1().Pods("default").Delete(ctx, name, metav1.DeleteOptions{})
@@ -102,7 +102,7 @@ func (e *env) releaseVolume(ctx context.Context, cs kubernetes.Interface, cluste
 	if err != nil {
 		e.t.Fatalf("volume %s not deleted after its claim was: %v", pvName, err)
 	}
-	if r := e.run(ctx, nil, "ssh", "--name", clusterName, node, "--", "test", "-e", dir); r.code == 0 {
+	if r := e.run(ctx, nil, "ssh", "--name", clusterName, node, "--", "test", "-e", dir); r.Code == 0 {
 		e.t.Errorf("directory %s of deleted volume %s still on %s", dir, pvName, node)
 	}
 }

@@ -34,44 +34,32 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kubeforge.dev/kubeforge/test/kfcli"
 	"kubeforge.dev/kubeforge/test/testimage"
 )
 
 const cluster = "kfvm"
 
 type env struct {
-	t          *testing.T
-	bin        string
-	home       string
-	kubeconfig string
+	*kfcli.CLI
+	t *testing.T
 }
 
 func newEnv(t *testing.T) *env {
-	bin, err := filepath.Abs("../../bin/kubeforge")
+	c, err := kfcli.New(t.TempDir(), "make e2e-vm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: run `make` first (make e2e-vm does)", bin)
-	}
-	dir := t.TempDir()
-	return &env{t: t, bin: bin, home: filepath.Join(dir, "home"), kubeconfig: filepath.Join(dir, "kubeconfig")}
+	return &env{CLI: c, t: t}
 }
 
-type result struct {
-	out, err string
-	code     int
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
-}
+type result = kfcli.Result
 
 // run runs kubeforge without Docker: VM clusters need none, and a socket nobody listens on keeps
 // this machine's containers out of reach (list and delete --all see the test's cluster only).
 func (e *env) run(ctx context.Context, args ...string) result {
 	e.t.Helper()
-	return e.exec(ctx, []string{"DOCKER_HOST=unix://" + filepath.Join(filepath.Dir(e.home), "no-docker.sock")}, args...)
+	return e.exec(ctx, []string{"DOCKER_HOST=unix://" + filepath.Join(filepath.Dir(e.Home), "no-docker.sock")}, args...)
 }
 
 // runWithDocker runs kubeforge with this machine's Docker, for `image load` (images come from
@@ -83,16 +71,9 @@ func (e *env) runWithDocker(ctx context.Context, args ...string) result {
 
 func (e *env) exec(ctx context.Context, extraEnv []string, args ...string) result {
 	e.t.Helper()
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = append(append(os.Environ(), "KUBEFORGE_HOME="+e.home, "KUBECONFIG="+e.kubeconfig), extraEnv...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{out: out.String(), err: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("running kubeforge %v: %v", args, err)
+	r, err := e.Run(ctx, extraEnv, args...)
+	if err != nil {
+		e.t.Fatal(err)
 	}
 	return r
 }
@@ -100,7 +81,7 @@ func (e *env) exec(ctx context.Context, extraEnv []string, args ...string) resul
 func (e *env) ok(ctx context.Context, args ...string) result {
 	e.t.Helper()
 	r := e.run(ctx, args...)
-	if r.code != 0 {
+	if r.Code != 0 {
 		e.t.Fatalf("kubeforge %s failed: %s", strings.Join(args, " "), r)
 	}
 	return r
@@ -253,7 +234,7 @@ func TestVMCluster(t *testing.T) {
 		for _, c := range cases {
 			args := append([]string{"start", "--name", cluster, "--driver", "kvm"}, c.args...)
 			r := e.run(ctx, args...)
-			if r.code != c.code || !strings.Contains(r.err, c.want) || !strings.Contains(r.err, "Fix:") && c.code == 3 {
+			if r.Code != c.code || !strings.Contains(r.Stderr, c.want) || !strings.Contains(r.Stderr, "Fix:") && c.code == 3 {
 				t.Errorf("kubeforge %s: want exit %d and %q:\n%s", strings.Join(args, " "), c.code, c.want, r)
 			}
 		}
@@ -264,9 +245,9 @@ func TestVMCluster(t *testing.T) {
 
 	start := time.Now()
 	r := e.ok(ctx, "start", "--name", cluster, "--driver", "kvm", "--accel", "tcg", "--libvirt-uri", uri, "--wait", "25m")
-	t.Logf("start took %s:\n%s%s", time.Since(start).Round(time.Second), r.out, r.err)
-	if !strings.Contains(r.err, "software emulation") {
-		t.Errorf("start --accel tcg printed no warning that emulation is slow:\n%s", r.err)
+	t.Logf("start took %s:\n%s%s", time.Since(start).Round(time.Second), r.Stdout, r.Stderr)
+	if !strings.Contains(r.Stderr, "software emulation") {
+		t.Errorf("start --accel tcg printed no warning that emulation is slow:\n%s", r.Stderr)
 	}
 
 	var st struct {
@@ -280,7 +261,7 @@ func TestVMCluster(t *testing.T) {
 	// Emulated CPUs have busy moments in which /readyz answers late: status may read Degraded
 	// for a moment, never for long.
 	err := wait.PollUntilContextTimeout(ctx, 5*time.Second, 2*time.Minute, true, func(context.Context) (bool, error) {
-		if err := json.Unmarshal([]byte(e.ok(ctx, "status", "--name", cluster, "-o", "json").out), &st); err != nil {
+		if err := json.Unmarshal([]byte(e.ok(ctx, "status", "--name", cluster, "-o", "json").Stdout), &st); err != nil {
 			return false, err
 		}
 		return st.State == "Running", nil
@@ -293,7 +274,7 @@ func TestVMCluster(t *testing.T) {
 	}
 
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: e.kubeconfig}, &clientcmd.ConfigOverrides{CurrentContext: cluster}).ClientConfig()
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: e.Kubeconfig}, &clientcmd.ConfigOverrides{CurrentContext: cluster}).ClientConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +312,7 @@ func TestVMCluster(t *testing.T) {
 		info := struct {
 			Images map[string]string `json:"images"`
 		}{}
-		if err := json.Unmarshal([]byte(e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/etc/kubeforge/image-info.json").out), &info); err != nil {
+		if err := json.Unmarshal([]byte(e.ok(ctx, "ssh", "--name", cluster, "--", "cat", "/etc/kubeforge/image-info.json").Stdout), &info); err != nil {
 			t.Fatal(err)
 		}
 		// `image load` copies an image from the host's Docker into the VM over SSH.
@@ -344,11 +325,11 @@ func TestVMCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		begin := time.Now()
-		if r := e.runWithDocker(ctx, "image", "load", "--name", cluster, testimage.Busybox); r.code != 0 {
+		if r := e.runWithDocker(ctx, "image", "load", "--name", cluster, testimage.Busybox); r.Code != 0 {
 			t.Fatalf("image load: %s", r)
 		}
 		t.Logf("image load into the VM took %s", time.Since(begin).Round(100*time.Millisecond))
-		if r := e.runWithDocker(ctx, "image", "load", "--name", cluster, testimage.Busybox); r.code != 0 || !strings.Contains(r.err, "already on every node") {
+		if r := e.runWithDocker(ctx, "image", "load", "--name", cluster, testimage.Busybox); r.Code != 0 || !strings.Contains(r.Stderr, "already on every node") {
 			t.Errorf("a second image load of the same image: %s", r)
 		}
 		pod := &corev1.Pod{
@@ -372,7 +353,7 @@ func TestVMCluster(t *testing.T) {
 			p, _ := cs.CoreV1().Pods("default").Get(ctx, "vm-pod", metav1.GetOptions{})
 			t.Fatalf("pod not running: %v: %+v", err, p.Status)
 		}
-		out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "ps", "--name", "busybox", "-o", "json").out
+		out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "ps", "--name", "busybox", "-o", "json").Stdout
 		if !strings.Contains(out, "vm-pod") {
 			t.Errorf("crictl in the VM does not show the pod's busybox container:\n%s", out)
 		}
@@ -384,20 +365,20 @@ func TestVMCluster(t *testing.T) {
 		timed := func(args ...string) result {
 			begin := time.Now()
 			r := e.run(ctx, append([]string{"ssh", "--name", cluster, "--"}, args...)...)
-			t.Logf("kubeforge ssh -- %s: exit %d in %s", strings.Join(args, " "), r.code, time.Since(begin).Round(100*time.Millisecond))
+			t.Logf("kubeforge ssh -- %s: exit %d in %s", strings.Join(args, " "), r.Code, time.Since(begin).Round(100*time.Millisecond))
 			return r
 		}
 		r := timed("cat", "/proc/cmdline")
-		if r.code != 0 || !strings.Contains(r.out, "kubeforge.vm=1") {
+		if r.Code != 0 || !strings.Contains(r.Stdout, "kubeforge.vm=1") {
 			t.Errorf("/proc/cmdline in the node: %s", r)
 		}
 		// Its own kernel, with cgroup v2 whatever the host has.
 		r = timed("cat", "/sys/fs/cgroup/cgroup.controllers")
-		if r.code != 0 || !strings.Contains(r.out, "memory") {
+		if r.Code != 0 || !strings.Contains(r.Stdout, "memory") {
 			t.Errorf("the VM has no cgroup v2 memory controller: %s", r)
 		}
 		r = timed("sh", "-c", "exit 7")
-		if r.code != 7 {
+		if r.Code != 7 {
 			t.Errorf("ssh -- sh -c 'exit 7': %s", r)
 		}
 	})
@@ -407,7 +388,7 @@ func TestVMCluster(t *testing.T) {
 			Name, Driver, State string
 			Nodes               int
 		}
-		if err := json.Unmarshal([]byte(e.ok(ctx, "list", "-o", "json").out), &items); err != nil {
+		if err := json.Unmarshal([]byte(e.ok(ctx, "list", "-o", "json").Stdout), &items); err != nil {
 			t.Fatal(err)
 		}
 		if len(items) != 1 || items[0].Name != cluster || items[0].Driver != "kvm" || items[0].State != "Running" || items[0].Nodes != 1 {
@@ -427,7 +408,7 @@ func TestVMCluster(t *testing.T) {
 		begin := time.Now()
 		r := e.ok(ctx, "start", "--name", cluster)
 		t.Logf("start of the stopped cluster took %s", time.Since(begin).Round(time.Second))
-		if !strings.Contains(r.out, "running again") {
+		if !strings.Contains(r.Stdout, "running again") {
 			t.Errorf("start of the stopped cluster: %s", r)
 		}
 		if got, err := cs.CoreV1().ConfigMaps("default").Get(ctx, cm.Name, metav1.GetOptions{}); err != nil || got.Data["k"] != "v" {
@@ -438,7 +419,7 @@ func TestVMCluster(t *testing.T) {
 			t.Errorf("node %s after stop/start: %v", cluster, err)
 		}
 		// The node kept its own disk: the pod created before the stop is still known to crictl.
-		if out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "pods", "--name", "vm-pod", "-q").out; strings.TrimSpace(out) == "" {
+		if out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "pods", "--name", "vm-pod", "-q").Stdout; strings.TrimSpace(out) == "" {
 			t.Errorf("crictl pods --name vm-pod after stop/start: nothing")
 		}
 	})
@@ -446,14 +427,14 @@ func TestVMCluster(t *testing.T) {
 	t.Run("delete --all leaves nothing", func(t *testing.T) {
 		// Docker is unreachable for this test's kubeforge (DOCKER_HOST): --all deletes the VM
 		// cluster through its own driver, and only it.
-		if r := e.ok(ctx, "delete", "--all"); !strings.Contains(r.err, cluster) {
+		if r := e.ok(ctx, "delete", "--all"); !strings.Contains(r.Stderr, cluster) {
 			t.Errorf("delete --all did not name %s: %s", cluster, r)
 		}
 		if left := leftovers(t); len(left) > 0 {
 			t.Errorf("delete left %v behind", left)
 		}
-		if r := e.ok(ctx, "list", "-o", "json"); strings.TrimSpace(r.out) != "[]" {
-			t.Errorf("list after delete --all: %s", r.out)
+		if r := e.ok(ctx, "list", "-o", "json"); strings.TrimSpace(r.Stdout) != "[]" {
+			t.Errorf("list after delete --all: %s", r.Stdout)
 		}
 	})
 }
