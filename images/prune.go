@@ -2,7 +2,11 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/docker/docker/api/types/filters"
@@ -39,6 +43,36 @@ func Prune(ctx context.Context, cli *client.Client, keep []string, l *ui.Logger)
 			}
 			removed = append(removed, tag)
 		}
+	}
+	return removed, nil
+}
+
+// PruneVMImages removes the cached VM images (the directories next to keep, the one the current
+// binaries make) other than keep, and returns the directories removed. Builds in progress
+// (hidden work directories) are left alone. Clusters do not need these: their nodes' disks were
+// uploaded to libvirt's pool when they were made.
+func PruneVMImages(keep string) ([]string, error) {
+	parent := filepath.Dir(keep)
+	entries, err := os.ReadDir(parent)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing the VM image cache: %w", err)
+	}
+	var removed []string
+	for _, e := range entries {
+		dir := filepath.Join(parent, e.Name())
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || dir == filepath.Clean(keep) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, VMImageFile)); err != nil {
+			continue // not a VM image
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return removed, fmt.Errorf("removing the VM image %s: %w", dir, err)
+		}
+		removed = append(removed, dir)
 	}
 	return removed, nil
 }

@@ -52,3 +52,42 @@ func TestLoadVMImage(t *testing.T) {
 		t.Errorf("LoadVMImage = %+v, %v", im, err)
 	}
 }
+
+func TestPruneVMImages(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "vm")
+	mk := func(name string, image bool) string {
+		dir := filepath.Join(cache, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if image {
+			if err := os.WriteFile(filepath.Join(dir, VMImageFile), []byte("{}"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	keep := mk("v1.36.3-aaaaaaaaaaaa", true)
+	old := mk("v1.36.3-bbbbbbbbbbbb", true)
+	building := mk(".build-v1.36.3-cccccccccccc-123", true)
+	other := mk("not-an-image", false)
+	removed, err := PruneVMImages(keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != old {
+		t.Errorf("removed %v, want [%s]", removed, old)
+	}
+	for _, d := range []string{keep, building, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s is gone: %v", d, err)
+		}
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("%s is still there", old)
+	}
+	// No cache yet: nothing to do.
+	if removed, err := PruneVMImages(filepath.Join(t.TempDir(), "vm", "x")); err != nil || len(removed) != 0 {
+		t.Errorf("empty cache: %v, %v", removed, err)
+	}
+}

@@ -17,9 +17,9 @@ import (
 func newImage(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "image",
-		Short: "Build the node image, load images into a cluster's nodes",
+		Short: "Build the node image, load images into a cluster's nodes, prune old node images",
 	}
-	c.AddCommand(newImageBuild(g), newImageLoad(g), newImageList(g))
+	c.AddCommand(newImageBuild(g), newImageLoad(g), newImageList(g), newImagePrune(g))
 	for _, sc := range c.Commands() {
 		if sc.Args == nil {
 			sc.Args = noArgs
@@ -137,6 +137,73 @@ func newImageList(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	outputFlag(c, &output)
+	return c
+}
+
+func newImagePrune(g *globals) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove the node images (Docker's and the cached VM images) that this kubeforge no longer makes",
+		Long: `Remove the node images this kubeforge's binaries no longer make: Docker's
+kubeforge.local/node:* images other than the current one (an image a cluster's container still
+uses, even a stopped one, stays) and the cached VM images other than the current one. Clusters
+keep working: VM nodes' disks live in libvirt's pool. Docker not running is a warning: its images
+are then left as they are.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			dir, err := artifactsDir()
+			if err != nil {
+				return err
+			}
+			opts := images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: spec.KubernetesVersion, Log: g.log()}
+			var res struct {
+				DockerImages []string `json:"dockerImages"`
+				VMImages     []string `json:"vmImages"`
+			}
+			keepVM, err := images.VMImageDir(opts)
+			if err != nil {
+				return err
+			}
+			if res.VMImages, err = images.PruneVMImages(keepVM); err != nil {
+				return err
+			}
+			if e, err := g.pingedEnv(cmd.Context()); err != nil {
+				g.log().Warnf("Docker's node images were not pruned: %v", err)
+			} else {
+				defer e.close()
+				keep, err := images.Ref(opts)
+				if err != nil {
+					return err
+				}
+				if res.DockerImages, err = images.Prune(cmd.Context(), e.docker.Client(), []string{keep}, g.log()); err != nil {
+					return err
+				}
+			}
+			if res.DockerImages == nil {
+				res.DockerImages = []string{}
+			}
+			if res.VMImages == nil {
+				res.VMImages = []string{}
+			}
+			if output == "json" {
+				return printJSON(g, res)
+			}
+			for _, r := range res.DockerImages {
+				fmt.Fprintf(g.streams.Out, "Removed node image %s\n", r)
+			}
+			for _, d := range res.VMImages {
+				fmt.Fprintf(g.streams.Out, "Removed VM image %s\n", d)
+			}
+			if len(res.DockerImages)+len(res.VMImages) == 0 {
+				fmt.Fprintln(g.streams.Out, "Nothing to prune.")
+			}
+			return nil
+		},
+	}
 	outputFlag(c, &output)
 	return c
 }
