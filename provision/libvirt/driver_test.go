@@ -3,6 +3,7 @@ package libvirt
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -91,5 +92,30 @@ func TestDomainXMLSeedAndConsole(t *testing.T) {
 	}
 	if lab, ok := ParseLabels(d.Metadata.XML); !ok || lab.IP != "192.168.50.2" {
 		t.Errorf("labels: %+v", lab)
+	}
+}
+
+func TestStaleImageVolumes(t *testing.T) {
+	vol := func(name, backing string) poolVolume {
+		return poolVolume{name: name, path: "/pool/" + name, backing: backing}
+	}
+	image := func(key string) []poolVolume {
+		p := "kubeforge-node-" + key
+		return []poolVolume{vol(p+".qcow2", ""), vol(p+".vmlinuz", ""), vol(p+".initrd", ""), vol(p+".complete", "")}
+	}
+	var vols []poolVolume
+	for _, k := range []string{"v1.36.3-current00000", "v1.36.3-oldunused000", "v1.36.3-backing00000", "v1.36.3-booted000000"} {
+		vols = append(vols, image(k)...)
+	}
+	vols = append(vols,
+		vol("kf-a.qcow2", "/pool/kubeforge-node-v1.36.3-backing00000.qcow2"), // a node disk over an old image
+		vol("kf-a-seed.tar", ""), vol("kubeforge-node-.qcow2", ""), vol("other.img", ""))
+	used := map[string]bool{"/pool/kubeforge-node-v1.36.3-backing00000.qcow2": true, // backing file
+		"/pool/kubeforge-node-v1.36.3-booted000000.vmlinuz": true} // a domain's kernel
+	got := staleImageVolumes(vols, used, "v1.36.3-current00000")
+	want := []string{"kubeforge-node-v1.36.3-oldunused000.complete", "kubeforge-node-v1.36.3-oldunused000.initrd",
+		"kubeforge-node-v1.36.3-oldunused000.qcow2", "kubeforge-node-v1.36.3-oldunused000.vmlinuz"}
+	if !slices.Equal(got, want) {
+		t.Errorf("stale = %v, want %v", got, want)
 	}
 }

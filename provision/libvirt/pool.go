@@ -3,7 +3,10 @@ package libvirt
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -147,4 +150,132 @@ func uploadBytes(l *golibvirt.Libvirt, pool golibvirt.StoragePool, name string, 
 		return fmt.Errorf("uploading volume %s: %w", name, err)
 	}
 	return nil
+}
+
+// poolVolume is a volume of kubeforge's pool: its name, path and the path of its backing file.
+type poolVolume struct{ name, path, backing string }
+
+// imageKey returns the VM image key of an uploaded image's volume (imageVolumeNames).
+func imageKey(volume string) (string, bool) {
+	rest, ok := strings.CutPrefix(volume, "kubeforge-node-")
+	if !ok {
+		return "", false
+	}
+	for _, ext := range []string{".qcow2", ".vmlinuz", ".initrd", ".complete"} {
+		if key, ok := strings.CutSuffix(rest, ext); ok && key != "" {
+			return key, true
+		}
+	}
+	return "", false
+}
+
+// staleImageVolumes picks the uploaded images to remove: every image other than keep none of
+// whose files is in used (the paths domains boot or run from, and the backing files of volumes).
+// Each image's completion marker comes first, so an interrupted removal is uploaded again.
+func staleImageVolumes(vols []poolVolume, used map[string]bool, keep string) []string {
+	byKey := map[string][]poolVolume{}
+	for _, v := range vols {
+		if key, ok := imageKey(v.name); ok && key != keep {
+			byKey[key] = append(byKey[key], v)
+		}
+	}
+	var out []string
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
+		vs := byKey[key]
+		if slices.ContainsFunc(vs, func(v poolVolume) bool { return used[v.path] }) {
+			continue
+		}
+		slices.SortFunc(vs, func(a, b poolVolume) int {
+			ac, bc := strings.HasSuffix(a.name, ".complete"), strings.HasSuffix(b.name, ".complete")
+			if ac != bc {
+				if ac {
+					return -1
+				}
+				return 1
+			}
+			return strings.Compare(a.name, b.name)
+		})
+		for _, v := range vs {
+			out = append(out, v.name)
+		}
+	}
+	return out
+}
+
+// PruneImages removes from kubeforge's pool the uploaded VM images other than the one keyed keep
+// (images.VMImage.Key) that no domain on the hypervisor uses, and returns the volumes removed.
+// Node disks are copy-on-write over their image's disk, so an image stays while any node made
+// from it exists.
+func (d *Driver) PruneImages(ctx context.Context, keep string) ([]string, error) {
+	l, err := d.lv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := l.StoragePoolLookupByName(PoolName)
+	if notFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.imageMu.Lock()
+	defer d.imageMu.Unlock()
+	_ = l.StoragePoolRefresh(pool, 0)
+	vols, _, err := l.StoragePoolListAllVolumes(pool, 1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("listing the volumes of pool %s: %w", PoolName, err)
+	}
+	used := map[string]bool{}
+	var pvs []poolVolume
+	for _, v := range vols {
+		pv := poolVolume{name: v.Name}
+		if pv.path, err = l.StorageVolGetPath(v); err != nil {
+			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		x, err := l.StorageVolGetXMLDesc(v, 0)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		var vx libvirtxml.StorageVolume
+		if err := vx.Unmarshal(x); err == nil && vx.BackingStore != nil {
+			pv.backing = vx.BackingStore.Path
+			used[pv.backing] = true
+		}
+		pvs = append(pvs, pv)
+	}
+	doms, _, err := l.ConnectListAllDomains(1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("listing libvirt domains: %w", err)
+	}
+	for _, dom := range doms {
+		x, err := l.DomainGetXMLDesc(dom, 0)
+		if err != nil {
+			if notFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		var dx libvirtxml.Domain
+		if err := dx.Unmarshal(x); err != nil {
+			return nil, fmt.Errorf("domain %s: %w", dom.Name, err)
+		}
+		if dx.OS != nil {
+			used[dx.OS.Kernel], used[dx.OS.Initrd] = true, true
+		}
+		if dx.Devices != nil {
+			for _, disk := range dx.Devices.Disks {
+				if disk.Source != nil && disk.Source.File != nil {
+					used[disk.Source.File.File] = true
+				}
+			}
+		}
+	}
+	var removed []string
+	for _, name := range staleImageVolumes(pvs, used, keep) {
+		if err := deleteVolume(l, pool, name); err != nil {
+			return removed, err
+		}
+		removed = append(removed, name)
+	}
+	return removed, nil
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -435,6 +436,30 @@ func TestVMCluster(t *testing.T) {
 		}
 		if r := e.ok(ctx, "list", "-o", "json"); strings.TrimSpace(r.Stdout) != "[]" {
 			t.Errorf("list after delete --all: %s", r.Stdout)
+		}
+	})
+
+	t.Run("image prune removes old uploaded images, keeps the current one", func(t *testing.T) {
+		// An image of another build in the pool (what an older kubeforge uploaded).
+		const old = "kubeforge-node-v0.0.0-000000000000"
+		for _, ext := range []string{".qcow2", ".complete"} {
+			virsh(t, "vol-create-as", "kubeforge", old+ext, "1M")
+		}
+		r := e.ok(ctx, "image", "prune", "--libvirt-uri", uri, "-o", "json")
+		var res struct{ VMVolumes []string }
+		if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.VMVolumes, []string{old + ".complete", old + ".qcow2"}) {
+			t.Errorf("image prune removed %v from the pool, want the two volumes of %s", res.VMVolumes, old)
+		}
+		vols := virsh(t, "vol-list", "kubeforge")
+		if strings.Contains(vols, old) {
+			t.Errorf("%s is still in the pool:\n%s", old, vols)
+		}
+		// The current build's image (what this test's cluster was made from) stays.
+		if !strings.Contains(vols, ".vmlinuz") || !strings.Contains(vols, ".complete") {
+			t.Errorf("the current VM image left the pool:\n%s", vols)
 		}
 	})
 }

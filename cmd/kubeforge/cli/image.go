@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -142,15 +143,18 @@ func newImageList(g *globals) *cobra.Command {
 }
 
 func newImagePrune(g *globals) *cobra.Command {
-	var output string
+	var output, libvirtURI string
 	c := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove the node images (Docker's and the cached VM images) that this kubeforge no longer makes",
-		Long: `Remove the node images this kubeforge's binaries no longer make: Docker's
-kubeforge.local/node:* images other than the current one (an image a cluster's container still
-uses, even a stopped one, stays) and the cached VM images other than the current one. Clusters
-keep working: VM nodes' disks live in libvirt's pool. Docker not running is a warning: its images
-are then left as they are.`,
+		Short: "Remove the node images (Docker's, cached and uploaded VM images) that this kubeforge no longer makes",
+		Long: `Remove the node images this kubeforge's binaries no longer make:
+  - Docker's kubeforge.local/node:* images other than the current one (an image a cluster's
+    container still uses, even a stopped one, stays);
+  - the VM images cached on this machine other than the current one;
+  - the VM images uploaded to libvirt's pool "kubeforge" other than the current one, unless a VM
+    on that hypervisor still runs from them (node disks are copy-on-write over them).
+Docker not running is a warning (its images stay); so is libvirt not answering at an
+--libvirt-uri you gave (without it, a missing local libvirt is skipped quietly).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
@@ -163,6 +167,7 @@ are then left as they are.`,
 			var res struct {
 				DockerImages []string `json:"dockerImages"`
 				VMImages     []string `json:"vmImages"`
+				VMVolumes    []string `json:"vmVolumes"`
 			}
 			keepVM, err := images.VMImageDir(opts)
 			if err != nil {
@@ -170,6 +175,18 @@ are then left as they are.`,
 			}
 			if res.VMImages, err = images.PruneVMImages(keepVM); err != nil {
 				return err
+			}
+			if e, err := g.pingedEnvWith(cmd.Context(), driverSel{name: spec.DriverKVM, libvirtURI: libvirtURI}); err != nil {
+				if cmd.Flags().Changed("libvirt-uri") {
+					g.log().Warnf("libvirt's VM image volumes were not pruned: %v", err)
+				} else {
+					g.log().Debugf("libvirt's VM image volumes were not pruned: %v", err)
+				}
+			} else {
+				defer e.close()
+				if res.VMVolumes, err = e.vm.PruneImages(cmd.Context(), filepath.Base(keepVM)); err != nil {
+					return err
+				}
 			}
 			if e, err := g.pingedEnv(cmd.Context()); err != nil {
 				g.log().Warnf("Docker's node images were not pruned: %v", err)
@@ -189,6 +206,9 @@ are then left as they are.`,
 			if res.VMImages == nil {
 				res.VMImages = []string{}
 			}
+			if res.VMVolumes == nil {
+				res.VMVolumes = []string{}
+			}
 			if output == "json" {
 				return printJSON(g, res)
 			}
@@ -198,12 +218,16 @@ are then left as they are.`,
 			for _, d := range res.VMImages {
 				fmt.Fprintf(g.streams.Out, "Removed VM image %s\n", d)
 			}
-			if len(res.DockerImages)+len(res.VMImages) == 0 {
+			for _, v := range res.VMVolumes {
+				fmt.Fprintf(g.streams.Out, "Removed volume %s from libvirt's pool\n", v)
+			}
+			if len(res.DockerImages)+len(res.VMImages)+len(res.VMVolumes) == 0 {
 				fmt.Fprintln(g.streams.Out, "Nothing to prune.")
 			}
 			return nil
 		},
 	}
+	c.Flags().StringVar(&libvirtURI, "libvirt-uri", "", "libvirt daemon whose pool to prune: qemu:///system (default) or qemu+ssh://USER@HOST/system")
 	outputFlag(c, &output)
 	return c
 }
