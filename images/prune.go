@@ -47,12 +47,12 @@ func Prune(ctx context.Context, cli *client.Client, keep []string, l *ui.Logger)
 	return removed, nil
 }
 
-// PruneVMImages removes the cached VM images (the directories next to keep, the one the current
-// binaries make) other than keep, and returns the directories removed. Builds in progress
-// (hidden work directories) are left alone. Clusters do not need these: their nodes' disks were
-// uploaded to libvirt's pool when they were made.
-func PruneVMImages(keep string) ([]string, error) {
-	parent := filepath.Dir(keep)
+// PruneVMImages removes the cached VM images (the directories next to current, the one the
+// current binaries make) other than current and those in keep (the images recorded clusters were
+// made from: `node add` uses them), and returns the directories removed. Builds in progress
+// (hidden work directories) and directories that are not VM images are left alone.
+func PruneVMImages(current string, keep []string) ([]string, error) {
+	parent := filepath.Dir(current)
 	entries, err := os.ReadDir(parent)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -60,10 +60,14 @@ func PruneVMImages(keep string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the VM image cache: %w", err)
 	}
+	kept := map[string]bool{filepath.Clean(current): true}
+	for _, k := range keep {
+		kept[filepath.Clean(k)] = true
+	}
 	var removed []string
 	for _, e := range entries {
 		dir := filepath.Join(parent, e.Name())
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || dir == filepath.Clean(keep) {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || kept[dir] {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(dir, VMImageFile)); err != nil {

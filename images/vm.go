@@ -23,7 +23,7 @@ import (
 var VMPackages = []string{"linux-image-cloud-amd64", "initramfs-tools", "openssh-server"}
 
 // vmFormatVersion is bumped whenever the VM image's layout changes.
-const vmFormatVersion = "1"
+const vmFormatVersion = "2" // 2: sshd without PAM
 
 // VMDiskSize is the size of a VM node's root file system (the qcow2 file grows as it is used).
 const VMDiskSize = 8 << 30

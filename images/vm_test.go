@@ -69,16 +69,17 @@ func TestPruneVMImages(t *testing.T) {
 	}
 	keep := mk("v1.36.3-aaaaaaaaaaaa", true)
 	old := mk("v1.36.3-bbbbbbbbbbbb", true)
+	recorded := mk("v1.36.2-dddddddddddd", true) // a cluster was made from it
 	building := mk(".build-v1.36.3-cccccccccccc-123", true)
 	other := mk("not-an-image", false)
-	removed, err := PruneVMImages(keep)
+	removed, err := PruneVMImages(keep, []string{recorded + "/"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(removed) != 1 || removed[0] != old {
 		t.Errorf("removed %v, want [%s]", removed, old)
 	}
-	for _, d := range []string{keep, building, other} {
+	for _, d := range []string{keep, recorded, building, other} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s is gone: %v", d, err)
 		}
@@ -87,7 +88,7 @@ func TestPruneVMImages(t *testing.T) {
 		t.Errorf("%s is still there", old)
 	}
 	// No cache yet: nothing to do.
-	if removed, err := PruneVMImages(filepath.Join(t.TempDir(), "vm", "x")); err != nil || len(removed) != 0 {
+	if removed, err := PruneVMImages(filepath.Join(t.TempDir(), "vm", "x"), nil); err != nil || len(removed) != 0 {
 		t.Errorf("empty cache: %v, %v", removed, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -155,27 +156,31 @@ func uploadBytes(l *golibvirt.Libvirt, pool golibvirt.StoragePool, name string, 
 // poolVolume is a volume of kubeforge's pool: its name, path and the path of its backing file.
 type poolVolume struct{ name, path, backing string }
 
-// imageKey returns the VM image key of an uploaded image's volume (imageVolumeNames).
+// imageKeyPattern is a VM image key (images.VMImage.Key): "<Kubernetes version>-<12 hex>".
+var imageKeyPattern = regexp.MustCompile(`^v[0-9][0-9A-Za-z._+-]*-[0-9a-f]{12}$`)
+
+// imageKey returns the VM image key of an uploaded image's volume (imageVolumeNames); a node's
+// volume of a cluster named kubeforge-node-... is not one.
 func imageKey(volume string) (string, bool) {
 	rest, ok := strings.CutPrefix(volume, "kubeforge-node-")
 	if !ok {
 		return "", false
 	}
 	for _, ext := range []string{".qcow2", ".vmlinuz", ".initrd", ".complete"} {
-		if key, ok := strings.CutSuffix(rest, ext); ok && key != "" {
+		if key, ok := strings.CutSuffix(rest, ext); ok && imageKeyPattern.MatchString(key) {
 			return key, true
 		}
 	}
 	return "", false
 }
 
-// staleImageVolumes picks the uploaded images to remove: every image other than keep none of
-// whose files is in used (the paths domains boot or run from, and the backing files of volumes).
-// Each image's completion marker comes first, so an interrupted removal is uploaded again.
-func staleImageVolumes(vols []poolVolume, used map[string]bool, keep string) []string {
+// staleImageVolumes picks the uploaded images to remove: every image not in keep none of whose
+// files is in used (the paths domains boot or run from, and the backing files of volumes). Each
+// image's completion marker comes first, so an interrupted removal is uploaded again.
+func staleImageVolumes(vols []poolVolume, used map[string]bool, keep []string) []string {
 	byKey := map[string][]poolVolume{}
 	for _, v := range vols {
-		if key, ok := imageKey(v.name); ok && key != keep {
+		if key, ok := imageKey(v.name); ok && !slices.Contains(keep, key) {
 			byKey[key] = append(byKey[key], v)
 		}
 	}
@@ -202,11 +207,12 @@ func staleImageVolumes(vols []poolVolume, used map[string]bool, keep string) []s
 	return out
 }
 
-// PruneImages removes from kubeforge's pool the uploaded VM images other than the one keyed keep
+// PruneImages removes from kubeforge's pool the uploaded VM images other than those keyed in keep
 // (images.VMImage.Key) that no domain on the hypervisor uses, and returns the volumes removed.
 // Node disks are copy-on-write over their image's disk, so an image stays while any node made
-// from it exists.
-func (d *Driver) PruneImages(ctx context.Context, keep string) ([]string, error) {
+// from it exists. It must not run while a `start` from another build uses the same hypervisor:
+// a node made between the scan and the removal would lose its image.
+func (d *Driver) PruneImages(ctx context.Context, keep []string) ([]string, error) {
 	l, err := d.lv(ctx)
 	if err != nil {
 		return nil, err
@@ -230,10 +236,16 @@ func (d *Driver) PruneImages(ctx context.Context, keep string) ([]string, error)
 	for _, v := range vols {
 		pv := poolVolume{name: v.Name}
 		if pv.path, err = l.StorageVolGetPath(v); err != nil {
+			if notFound(err) {
+				continue // removed meanwhile
+			}
 			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 		x, err := l.StorageVolGetXMLDesc(v, 0)
 		if err != nil {
+			if notFound(err) {
+				continue
+			}
 			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 		var vx libvirtxml.StorageVolume

@@ -23,16 +23,20 @@ func TestImagePrune(t *testing.T) {
 	defer cancel()
 	e := newEnv(t)
 	current := strings.TrimSpace(e.ok(ctx, "image", "build").Stdout)
-	const old = "kubeforge.local/node:v0.0.0-000000000000"
-	if err := e.docker.ImageTag(ctx, current, old); err != nil {
-		t.Fatal(err)
+	// Two node images of older builds, one of them what a recorded cluster was made from.
+	const old, recorded = "kubeforge.local/node:v0.0.0-000000000000", "kubeforge.local/node:v0.0.0-111111111111"
+	for _, tag := range []string{old, recorded} {
+		if err := e.docker.ImageTag(ctx, current, tag); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.docker.ImageRemove(context.Background(), tag, image.RemoveOptions{}) })
 	}
-	t.Cleanup(func() { e.docker.ImageRemove(context.Background(), old, image.RemoveOptions{}) })
-	// The VM image cache of this run only: an old image, and a build in progress.
+	// The VM image cache of this run only: an old image, a recorded cluster's, a build in progress.
 	cache := t.TempDir()
 	oldVM := filepath.Join(cache, "vm", "v0.0.0-000000000000")
-	building := filepath.Join(cache, "vm", ".build-v0.0.0-111111111111-1")
-	for _, d := range []string{oldVM, building} {
+	recordedVM := filepath.Join(cache, "vm", "v0.0.0-222222222222")
+	building := filepath.Join(cache, "vm", ".build-v0.0.0-333333333333-1")
+	for _, d := range []string{oldVM, recordedVM, building} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +44,20 @@ func TestImagePrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r := e.run(ctx, []string{"KUBEFORGE_CACHE=" + cache}, "image", "prune", "-o", "json")
+	for name, rec := range map[string]string{
+		"recdock": `{"spec":{"name":"recdock","driver":"docker"},"image":"` + recorded + `"}`,
+		"recvm":   `{"spec":{"name":"recvm","driver":"kvm"},"image":"` + recordedVM + `"}`,
+	} {
+		if err := os.MkdirAll(filepath.Join(e.Home, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.Home, name, "cluster.json"), []byte(rec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// libvirt: a socket nobody serves (this tier leaves the machine's libvirt alone).
+	noLibvirt := "--libvirt-uri=qemu+unix:///system?socket=" + filepath.Join(cache, "no-libvirt.sock")
+	r := e.run(ctx, []string{"KUBEFORGE_CACHE=" + cache}, "image", "prune", noLibvirt, "-o", "json")
 	var res struct{ DockerImages, VMImages []string }
 	if err := json.Unmarshal([]byte(r.Stdout), &res); r.Code != 0 || err != nil {
 		t.Fatalf("image prune -o json: %v: %s", err, r)
@@ -51,8 +68,16 @@ func TestImagePrune(t *testing.T) {
 	if len(res.VMImages) != 1 || res.VMImages[0] != oldVM {
 		t.Errorf("removed VM images %v, want [%s]", res.VMImages, oldVM)
 	}
-	if _, err := e.docker.ImageInspect(ctx, current); err != nil {
-		t.Errorf("the current node image %s: %v", current, err)
+	for _, kept := range []string{current, recorded} {
+		if _, err := e.docker.ImageInspect(ctx, kept); err != nil {
+			t.Errorf("node image %s is gone: %v", kept, err)
+		}
+	}
+	if _, err := os.Stat(recordedVM); err != nil {
+		t.Errorf("the recorded cluster's VM image was removed: %v", err)
+	}
+	if !strings.Contains(r.Stderr, "libvirt's VM image volumes were not pruned") {
+		t.Errorf("no warning about the unreachable libvirt: %s", r)
 	}
 	if _, err := e.docker.ImageInspect(ctx, old); !client.IsErrNotFound(err) {
 		t.Errorf("%s is still in Docker: %v", old, err)
@@ -61,7 +86,7 @@ func TestImagePrune(t *testing.T) {
 		t.Errorf("a VM image build in progress was removed: %v", err)
 	}
 	// Nothing left to prune: said so.
-	if out := e.run(ctx, []string{"KUBEFORGE_CACHE=" + cache}, "image", "prune").Stdout; !strings.Contains(out, "Nothing to prune") {
+	if out := e.run(ctx, []string{"KUBEFORGE_CACHE=" + cache}, "image", "prune", noLibvirt).Stdout; !strings.Contains(out, "Nothing to prune") {
 		t.Errorf("second image prune: %q", out)
 	}
 }

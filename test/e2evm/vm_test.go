@@ -60,7 +60,12 @@ type result = kfcli.Result
 // this machine's containers out of reach (list and delete --all see the test's cluster only).
 func (e *env) run(ctx context.Context, args ...string) result {
 	e.t.Helper()
-	return e.exec(ctx, []string{"DOCKER_HOST=unix://" + filepath.Join(filepath.Dir(e.Home), "no-docker.sock")}, args...)
+	return e.exec(ctx, []string{e.noDocker()}, args...)
+}
+
+// noDocker is the DOCKER_HOST of run.
+func (e *env) noDocker() string {
+	return "DOCKER_HOST=unix://" + filepath.Join(filepath.Dir(e.Home), "no-docker.sock")
 }
 
 // runWithDocker runs kubeforge with this machine's Docker, for `image load` (images come from
@@ -444,8 +449,14 @@ func TestVMCluster(t *testing.T) {
 		const old = "kubeforge-node-v0.0.0-000000000000"
 		for _, ext := range []string{".qcow2", ".complete"} {
 			virsh(t, "vol-create-as", "kubeforge", old+ext, "1M")
+			t.Cleanup(func() { exec.Command("virsh", "-c", "qemu:///system", "vol-delete", "--pool", "kubeforge", old+ext).Run() })
 		}
-		r := e.ok(ctx, "image", "prune", "--libvirt-uri", uri, "-o", "json")
+		current := "kubeforge-node-" + filepath.Base(strings.TrimSpace(e.ok(ctx, "image", "build", "--kind", "vm").Stdout))
+		// A cache of this test's own: the machine's cached VM images are not the test's to remove.
+		r := e.exec(ctx, []string{e.noDocker(), "KUBEFORGE_CACHE=" + t.TempDir()}, "image", "prune", "--libvirt-uri", uri, "-o", "json")
+		if r.Code != 0 {
+			t.Fatalf("image prune: %s", r)
+		}
 		var res struct{ VMVolumes []string }
 		if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 			t.Fatal(err)
@@ -458,8 +469,10 @@ func TestVMCluster(t *testing.T) {
 			t.Errorf("%s is still in the pool:\n%s", old, vols)
 		}
 		// The current build's image (what this test's cluster was made from) stays.
-		if !strings.Contains(vols, ".vmlinuz") || !strings.Contains(vols, ".complete") {
-			t.Errorf("the current VM image left the pool:\n%s", vols)
+		for _, ext := range []string{".qcow2", ".vmlinuz", ".initrd", ".complete"} {
+			if !strings.Contains(vols, current+ext) {
+				t.Errorf("%s left the pool:\n%s", current+ext, vols)
+			}
 		}
 	})
 }

@@ -25,11 +25,3 @@ func TestRunKeepsExitCodeOutputAndEnvironment(t *testing.T) {
 		t.Error("a missing binary ran")
 	}
 }
-
-func TestNewNeedsTheBinary(t *testing.T) {
-	// From this package (test/kfcli), ../../bin/kubeforge is the repository's; when it is
-	// missing the error names what builds it.
-	if _, err := New(t.TempDir(), "make e2e"); err != nil && !strings.Contains(err.Error(), "make e2e") {
-		t.Errorf("error = %v", err)
-	}
-}

@@ -13,6 +13,8 @@ import (
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
+	"kubeforge.dev/kubeforge/provision/cluster"
+	"kubeforge.dev/kubeforge/provision/libvirt"
 )
 
 func newImage(g *globals) *cobra.Command {
@@ -153,6 +155,8 @@ func newImagePrune(g *globals) *cobra.Command {
   - the VM images cached on this machine other than the current one;
   - the VM images uploaded to libvirt's pool "kubeforge" other than the current one, unless a VM
     on that hypervisor still runs from them (node disks are copy-on-write over them).
+The images that clusters kubeforge knows of were made from stay (nodes added later use them).
+Do not run it while a start from another kubeforge build is making VMs on the same hypervisor.
 Docker not running is a warning (its images stay); so is libvirt not answering at an
 --libvirt-uri you gave (without it, a missing local libvirt is skipped quietly).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -173,10 +177,21 @@ Docker not running is a warning (its images stay); so is libvirt not answering a
 			if err != nil {
 				return err
 			}
-			if res.VMImages, err = images.PruneVMImages(keepVM); err != nil {
+			// The images recorded clusters were made from stay: `node add` uses them.
+			recordedDocker, recordedVM, err := recordedImages()
+			if err != nil {
 				return err
 			}
-			if e, err := g.pingedEnvWith(cmd.Context(), driverSel{name: spec.DriverKVM, libvirtURI: libvirtURI}); err != nil {
+			if res.VMImages, err = images.PruneVMImages(keepVM, recordedVM); err != nil {
+				return err
+			}
+			keepKeys := []string{filepath.Base(keepVM)}
+			for _, d := range recordedVM {
+				keepKeys = append(keepKeys, filepath.Base(filepath.Clean(d)))
+			}
+			// Pruning makes no VM: the driver is opened as for emulation, so a host without KVM
+			// is not refused.
+			if e, err := g.pingedEnvWith(cmd.Context(), driverSel{name: spec.DriverKVM, libvirtURI: libvirtURI, accel: libvirt.AccelTCG}); err != nil {
 				if cmd.Flags().Changed("libvirt-uri") {
 					g.log().Warnf("libvirt's VM image volumes were not pruned: %v", err)
 				} else {
@@ -184,7 +199,7 @@ Docker not running is a warning (its images stay); so is libvirt not answering a
 				}
 			} else {
 				defer e.close()
-				if res.VMVolumes, err = e.vm.PruneImages(cmd.Context(), filepath.Base(keepVM)); err != nil {
+				if res.VMVolumes, err = e.vm.PruneImages(cmd.Context(), keepKeys); err != nil {
 					return err
 				}
 			}
@@ -196,7 +211,7 @@ Docker not running is a warning (its images stay); so is libvirt not answering a
 				if err != nil {
 					return err
 				}
-				if res.DockerImages, err = images.Prune(cmd.Context(), e.docker.Client(), []string{keep}, g.log()); err != nil {
+				if res.DockerImages, err = images.Prune(cmd.Context(), e.docker.Client(), append(recordedDocker, keep), g.log()); err != nil {
 					return err
 				}
 			}
@@ -230,4 +245,28 @@ Docker not running is a warning (its images stay); so is libvirt not answering a
 	c.Flags().StringVar(&libvirtURI, "libvirt-uri", "", "libvirt daemon whose pool to prune: qemu:///system (default) or qemu+ssh://USER@HOST/system")
 	outputFlag(c, &output)
 	return c
+}
+
+// recordedImages returns the node images the recorded clusters were made from: Docker image
+// references, and VM image directories.
+func recordedImages() (docker, vm []string, err error) {
+	recorded, err := cluster.RecordedClusters("")
+	if err != nil {
+		return nil, nil, err
+	}
+	for name, driver := range recorded {
+		rec, ok, err := cluster.LoadRecord("", name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok || rec.Image == "" {
+			continue
+		}
+		if driver == spec.DriverKVM {
+			vm = append(vm, rec.Image)
+		} else {
+			docker = append(docker, rec.Image)
+		}
+	}
+	return docker, vm, nil
 }

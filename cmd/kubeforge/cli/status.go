@@ -100,8 +100,9 @@ func newList(g *globals) *cobra.Command {
 				Error  string `json:"error,omitempty"`
 			}
 			items := []item{}
-			// A cluster whose driver does not answer is listed as Unknown with the reason; the
-			// errors (with their hints, and the first's exit code) follow the list.
+			// A cluster whose driver does not answer (or whose status cannot be read) is listed
+			// as Unknown with the reason; the errors (with their hints, and the first's exit
+			// code) follow the list.
 			var unreachable []error
 			err := g.forEachCluster(cmd.Context(), func(c clusterRef) error {
 				if c.err != nil {
@@ -111,7 +112,9 @@ func newList(g *globals) *cobra.Command {
 				}
 				st, err := c.env.provider.Status(cmd.Context(), c.name)
 				if err != nil {
-					return err
+					items = append(items, item{Name: c.name, Driver: c.driver, State: "Unknown", Error: err.Error()})
+					unreachable = append(unreachable, fmt.Errorf("cluster %s: %w", c.name, err))
+					return nil
 				}
 				items = append(items, item{Name: c.name, Driver: st.Driver, State: st.State, Nodes: len(st.Nodes)})
 				return nil
