@@ -449,7 +449,9 @@ func TestVMCluster(t *testing.T) {
 		const old = "kubeforge-node-v0.0.0-000000000000"
 		for _, ext := range []string{".qcow2", ".complete"} {
 			virsh(t, "vol-create-as", "kubeforge", old+ext, "1M")
-			t.Cleanup(func() { exec.Command("virsh", "-c", "qemu:///system", "vol-delete", "--pool", "kubeforge", old+ext).Run() })
+			t.Cleanup(func() {
+				exec.Command("virsh", "-c", "qemu:///system", "vol-delete", "--pool", "kubeforge", old+ext).Run()
+			})
 		}
 		current := "kubeforge-node-" + filepath.Base(strings.TrimSpace(e.ok(ctx, "image", "build", "--kind", "vm").Stdout))
 		// A cache of this test's own: the machine's cached VM images are not the test's to remove.
