@@ -504,7 +504,7 @@ func TestE2EContainerd(t *testing.T) {
 	n := newNode(t, image, files)
 	t0 := time.Now()
 	docker(t, "start", n.name)
-	n.waitStatus("containerd ready, images imported", 90*time.Second, allReady(runtime.ServiceContainerd, runtime.ServiceImportImages))
+	n.waitStatus("containerd ready, images imported", 90*time.Second, allReady(runtime.ServiceContainerd, runtime.ServiceImportImages, runtime.ServiceImportAddonImages))
 	t.Logf("containerd ready and images imported %s after docker start", time.Since(t0).Round(time.Millisecond))
 
 	out := n.mustExec("ctr version")
