@@ -675,15 +675,7 @@ func (d *Driver) Volumes(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, err := l.StoragePoolLookupByName(PoolName)
-	if notFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	_ = l.StoragePoolRefresh(pool, 0)
-	vols, _, err := l.StoragePoolListAllVolumes(pool, 1, 0)
+	_, vols, err := poolVolumes(l)
 	if err != nil {
 		return nil, err
 	}

@@ -207,6 +207,24 @@ func staleImageVolumes(vols []poolVolume, used map[string]bool, keep []string) [
 	return out
 }
 
+// poolVolumes lists the volumes of kubeforge's storage pool after a refresh (files removed behind
+// libvirt's back drop out); no pool yet means no volumes.
+func poolVolumes(l *golibvirt.Libvirt) (golibvirt.StoragePool, []golibvirt.StorageVol, error) {
+	pool, err := l.StoragePoolLookupByName(PoolName)
+	if notFound(err) {
+		return pool, nil, nil
+	}
+	if err != nil {
+		return pool, nil, fmt.Errorf("looking up storage pool %s: %w", PoolName, err)
+	}
+	_ = l.StoragePoolRefresh(pool, 0)
+	vols, _, err := l.StoragePoolListAllVolumes(pool, 1, 0)
+	if err != nil {
+		return pool, nil, fmt.Errorf("listing the volumes of pool %s: %w", PoolName, err)
+	}
+	return pool, vols, nil
+}
+
 // PruneImages removes from kubeforge's pool the uploaded VM images other than those keyed in keep
 // (images.VMImage.Key) that no domain on the hypervisor uses, and returns the volumes removed.
 // Node disks are copy-on-write over their image's disk, so an image stays while any node made
@@ -217,19 +235,11 @@ func (d *Driver) PruneImages(ctx context.Context, keep []string) ([]string, erro
 	if err != nil {
 		return nil, err
 	}
-	pool, err := l.StoragePoolLookupByName(PoolName)
-	if notFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	d.imageMu.Lock()
 	defer d.imageMu.Unlock()
-	_ = l.StoragePoolRefresh(pool, 0)
-	vols, _, err := l.StoragePoolListAllVolumes(pool, 1, 0)
+	pool, vols, err := poolVolumes(l)
 	if err != nil {
-		return nil, fmt.Errorf("listing the volumes of pool %s: %w", PoolName, err)
+		return nil, err
 	}
 	used := map[string]bool{}
 	var pvs []poolVolume
