@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"kubeforge.dev/kubeforge/cmd/kubeforge-node/components"
 	"kubeforge.dev/kubeforge/controlplane"
+	"kubeforge.dev/kubeforge/controlplane/startorder"
 )
 
 func main() {
@@ -32,6 +34,7 @@ func main() {
 		os.Exit(2)
 	}
 	steadyGC(os.Getenv(controlplane.SteadyGCEnv))
+	startorder.Wait(context.Background(), name, args, os.Stderr)
 	os.Exit(run(args))
 }
 
