@@ -259,7 +259,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(specs)) {
 		s := specs[name]
-		key, err := specKey(s)
+		key, err := specKey(p.cacheDir(), s)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +285,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "kubeforge node image format %s\nrootfs %s\nkubernetes %s\n", formatVersion, p.rootfsKey, o.KubernetesVersion)
 	for _, f := range p.files {
-		d, err := f.digest()
+		d, err := f.digest(p.cacheDir())
 		if err != nil {
 			return nil, err
 		}
@@ -310,14 +310,19 @@ func (p *plan) preloadSpecs() map[string]oci.Spec {
 	}
 }
 
+// cacheDir is kubeforge's cache directory ($KUBEFORGE_CACHE, ~/.cache/kubeforge).
+func (p *plan) cacheDir() string {
+	if p.opts.Rootfs.CacheDir != "" {
+		return p.opts.Rootfs.CacheDir
+	}
+	return rootfs.CacheDir()
+}
+
 // generate fills in the content of the generated files. They are cached by their key under
 // $KUBEFORGE_CACHE/preload, so that a rebuild after a change of the node binary alone does not
 // compress CoreDNS again.
 func (p *plan) generate() error {
-	cacheDir := filepath.Join(p.opts.Rootfs.CacheDir, "preload")
-	if p.opts.Rootfs.CacheDir == "" {
-		cacheDir = filepath.Join(rootfs.CacheDir(), "preload")
-	}
+	cacheDir := filepath.Join(p.cacheDir(), "preload")
 	for i := range p.files {
 		f := &p.files[i]
 		if f.gen == nil || f.data != nil {
@@ -479,10 +484,10 @@ func writeOverlayFile(tw *tar.Writer, f overlayFile) error {
 }
 
 // digest identifies the file's content.
-func (f overlayFile) digest() (string, error) {
+func (f overlayFile) digest(cacheDir string) (string, error) {
 	switch {
 	case f.src != "":
-		return fileDigest(f.src)
+		return fileDigest(cacheDir, f.src)
 	case f.gen != nil:
 		return "gen:" + f.key, nil
 	default:
@@ -492,11 +497,11 @@ func (f overlayFile) digest() (string, error) {
 }
 
 // specKey is a digest of everything an oci.Spec's image is made of.
-func specKey(s oci.Spec) (string, error) {
+func specKey(cacheDir string, s oci.Spec) (string, error) {
 	s.Entries = append([]oci.Entry(nil), s.Entries...)
 	for i, e := range s.Entries {
 		if e.Source != "" {
-			d, err := fileDigest(e.Source)
+			d, err := fileDigest(cacheDir, e.Source)
 			if err != nil {
 				return "", err
 			}
@@ -514,15 +519,22 @@ func specKey(s oci.Spec) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// fileDigest hashes a file, remembering the result for the same path, size and modification time
-// (the node binary is 150 MB and Ref may be asked more than once).
-func fileDigest(file string) (string, error) {
+// fileDigest hashes a file. The result is remembered for the same path, size and modification
+// time, in memory and, when cacheDir is set, in cacheDir/digests.json: every `start` asks for the
+// node image's reference, and hashing the ~350 MB of binaries it is made of took 0.4-1 s of it.
+func fileDigest(cacheDir, file string) (string, error) {
 	st, err := os.Stat(file)
 	if err != nil {
 		return "", err
 	}
 	memoKey := fmt.Sprintf("%s\x00%d\x00%d", file, st.Size(), st.ModTime().UnixNano())
 	digestMemo.Lock()
+	if cacheDir != "" && !digestMemo.loaded[cacheDir] {
+		digestMemo.loaded[cacheDir] = true
+		for k, v := range readDigestCache(cacheDir) {
+			digestMemo.m[k] = v
+		}
+	}
 	d, ok := digestMemo.m[memoKey]
 	digestMemo.Unlock()
 	if ok {
@@ -541,13 +553,60 @@ func fileDigest(file string) (string, error) {
 	digestMemo.Lock()
 	digestMemo.m[memoKey] = d
 	digestMemo.Unlock()
+	if cacheDir != "" {
+		saveDigest(cacheDir, file, memoKey, d)
+	}
 	return d, nil
 }
 
 var digestMemo = struct {
 	sync.Mutex
-	m map[string]string
-}{m: map[string]string{}}
+	m      map[string]string
+	loaded map[string]bool
+}{m: map[string]string{}, loaded: map[string]bool{}}
+
+const digestCacheFile = "digests.json"
+
+func readDigestCache(cacheDir string) map[string]string {
+	m := map[string]string{}
+	b, err := os.ReadFile(filepath.Join(cacheDir, digestCacheFile))
+	if err == nil {
+		_ = json.Unmarshal(b, &m) // a damaged cache is only a slower start
+	}
+	return m
+}
+
+// saveDigest adds a digest to the on-disk cache, dropping the entries of earlier versions of the
+// same file; written by rename, so a concurrent reader sees the old or the new cache, and a
+// concurrent writer's entry lost is only hashed again. Failures are ignored: it is only a cache.
+func saveDigest(cacheDir, file, memoKey, digest string) {
+	m := readDigestCache(cacheDir)
+	for k := range m {
+		if strings.HasPrefix(k, file+"\x00") {
+			delete(m, k)
+		}
+	}
+	m[memoKey] = digest
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(cacheDir, digestCacheFile+".*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr != nil || cerr != nil {
+		_ = os.Remove(tmp.Name())
+		return
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(cacheDir, digestCacheFile)); err != nil {
+		_ = os.Remove(tmp.Name())
+	}
+}
 
 func cleanName(name string) string {
 	n := strings.TrimPrefix(path.Clean("/"+name), "/")

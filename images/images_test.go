@@ -351,3 +351,55 @@ func TestGeneratedFilesAreCached(t *testing.T) {
 		}
 	}
 }
+
+// TestFileDigestCache: a digest is kept on disk for the next process, keyed by path, size and
+// modification time; a changed file is hashed again and its old entry dropped.
+func TestFileDigestCache(t *testing.T) {
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "cache")
+	file := filepath.Join(dir, "bin")
+	if err := os.WriteFile(file, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d1, err := fileDigest(cache, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed"; d1 != want {
+		t.Fatalf("digest of %q = %s, want %s", "one", d1, want)
+	}
+	onDisk := readDigestCache(cache)
+	if len(onDisk) != 1 {
+		t.Fatalf("cache holds %v, want one entry", onDisk)
+	}
+	// A new process (empty memory) takes the digest from the disk: plant a marker to see it.
+	for k := range onDisk {
+		onDisk[k] = "from-disk"
+	}
+	b, _ := json.Marshal(onDisk)
+	if err := os.WriteFile(filepath.Join(cache, digestCacheFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	forgetDigests()
+	if d, err := fileDigest(cache, file); err != nil || d != "from-disk" {
+		t.Fatalf("after a restart: %q, %v; want the cached entry", d, err)
+	}
+	// The file changes: hashed again, the old entry replaced.
+	if err := os.WriteFile(file, []byte("two!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := fileDigest(cache, file)
+	if err != nil || d2 == "from-disk" || d2 == d1 {
+		t.Fatalf("changed file: %q, %v", d2, err)
+	}
+	if onDisk := readDigestCache(cache); len(onDisk) != 1 {
+		t.Fatalf("cache holds %v, want only the new entry", onDisk)
+	}
+	forgetDigests()
+}
+
+func forgetDigests() {
+	digestMemo.Lock()
+	defer digestMemo.Unlock()
+	digestMemo.m, digestMemo.loaded = map[string]string{}, map[string]bool{}
+}
