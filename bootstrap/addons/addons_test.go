@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -392,6 +393,9 @@ func TestKubeProxy(t *testing.T) {
 	}
 	if kc.MetricsBindAddress != "127.0.0.1:10249" {
 		t.Errorf("metricsBindAddress = %q", kc.MetricsBindAddress)
+	}
+	if kc.IPTables.MinSyncPeriod.Duration != 100*time.Millisecond {
+		t.Errorf("iptables.minSyncPeriod = %v, want 100ms", kc.IPTables.MinSyncPeriod.Duration)
 	}
 
 	// The kubeconfig kube-proxy is pointed at exists in the ConfigMap and reaches the API server.
