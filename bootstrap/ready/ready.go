@@ -50,8 +50,8 @@ func APIServer(ctx context.Context, cs kubernetes.Interface) error {
 			return fmt.Errorf("the API server did not become ready: %w (%w)", last, ctx.Err())
 		case <-t.C:
 		}
-		if delay = delay * 3 / 2; delay > 500*time.Millisecond {
-			delay = 500 * time.Millisecond
+		if delay = delay * 3 / 2; delay > 100*time.Millisecond {
+			delay = 100 * time.Millisecond // what follows (add-ons, leases) waits for this answer
 		}
 	}
 }

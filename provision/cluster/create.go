@@ -296,9 +296,6 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if cs, err = kubernetes.NewForConfig(restCfg); err != nil {
 				return err
 			}
-			if err := ready.APIServer(ctx, cs); err != nil {
-				return p.waitError(ctx, err, node, "the API server")
-			}
 			dyn, err := dynamic.NewForConfig(restCfg)
 			if err != nil {
 				return err
@@ -307,7 +304,28 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err != nil {
 				return err
 			}
-			return addons.Apply(ctx, dyn, objs)
+			// The add-ons go in as soon as the API server serves, while it still makes its RBAC
+			// roles (the super-admin needs none): when the controller-manager starts, at /readyz,
+			// its ServiceAccounts and CoreDNS's Deployment are there already.
+			objs = append(addons.ControllerServiceAccounts(), objs...)
+			g, gctx := errgroup.WithContext(ctx)
+			applyCtx, stopApplying := context.WithCancel(gctx)
+			defer stopApplying()
+			g.Go(func() error {
+				if err := addons.ApplyUntil(applyCtx, dyn, objs, 100*time.Millisecond); err != nil {
+					return fmt.Errorf("applying the add-ons: %w", err)
+				}
+				return nil
+			})
+			g.Go(func() error {
+				if err := ready.APIServer(gctx, cs); err != nil {
+					return p.waitError(gctx, err, node, "the API server")
+				}
+				// A ready API server that still refuses an add-on will not take it later.
+				time.AfterFunc(addonGrace, stopApplying)
+				return nil
+			})
+			return g.Wait()
 		}},
 		{name: "Kubelet", run: func(ctx context.Context) error {
 			g, gctx := errgroup.WithContext(ctx)
@@ -370,6 +388,10 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	res.APIServer = apiServerURL(apiHost, port)
 	return res, nil
 }
+
+// addonGrace bounds the add-ons' apply once the API server is ready (under emulation a request
+// can take seconds).
+const addonGrace = 2 * time.Minute
 
 // nodePlan is a node to create.
 type nodePlan struct {
