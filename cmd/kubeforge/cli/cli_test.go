@@ -22,6 +22,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"start", "--name", "Bad_Name"}, 2, "--name"},
 		{[]string{"start", "--name", ""}, 2, "--name"},
 		{[]string{"start", "--wait", "0s"}, 2, "--wait"},
+		{[]string{"start", "--timeout", "-1m"}, 2, "--wait must be a positive duration"},
 		{[]string{"start", "--api-port", "70000"}, 2, "--api-port"},
 		{[]string{"start", "extra"}, 2, "takes no arguments"},
 		{[]string{"delete", "--all", "--name", "x"}, 2, "either --name or --all"},

@@ -113,7 +113,14 @@ command line override the file.`,
 func (o *startFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.config, "config", "", "cluster `FILE` to start from ('kubeforge config example' prints one; - reads stdin); the flags given override it")
 	f.StringVar(&o.name, "name", spec.DefaultName, "cluster name (a DNS label); nodes are named after it")
-	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for the cluster to become usable before failing (30m by default with --accel tcg)")
+	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for the cluster to become usable; past it the start fails and removes what it made (unless --keep-on-failure). --timeout is the same flag. 30m by default with --accel tcg")
+	// --timeout, as CI scripts often spell it, is --wait under another name.
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "timeout" {
+			name = "wait"
+		}
+		return pflag.NormalizedName(name)
+	})
 	f.StringVar(&o.image, "image", "", "node image to use (default: built from this kubeforge's binaries)")
 	f.BoolVar(&o.keep, "keep-on-failure", false, "keep what a failed start created, for debugging")
 	f.IntVar(&o.apiPort, "api-port", 0, "host port for the API server on 127.0.0.1 (default: a free port)")
