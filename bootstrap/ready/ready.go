@@ -25,9 +25,19 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 )
 
+// APIServerPoll is how often APIServer asks at most: what follows /readyz (add-ons, leases)
+// waits for the answer.
+const APIServerPoll = 100 * time.Millisecond
+
 // APIServer waits until GET /readyz answers ok, returning the last failure seen (its failing
-// checks only) when ctx ends. It polls every 50 ms at first, backing off to 500 ms.
+// checks only) when ctx ends. It polls every 50 ms at first, backing off to APIServerPoll.
 func APIServer(ctx context.Context, cs kubernetes.Interface) error {
+	return APIServerEvery(ctx, cs, APIServerPoll)
+}
+
+// APIServerEvery is APIServer asking every maxDelay at most: on an emulated machine each answer
+// costs the API server CPU it is short of.
+func APIServerEvery(ctx context.Context, cs kubernetes.Interface, maxDelay time.Duration) error {
 	var last error
 	delay := 50 * time.Millisecond
 	for {
@@ -50,8 +60,8 @@ func APIServer(ctx context.Context, cs kubernetes.Interface) error {
 			return fmt.Errorf("the API server did not become ready: %w (%w)", last, ctx.Err())
 		case <-t.C:
 		}
-		if delay = delay * 3 / 2; delay > 100*time.Millisecond {
-			delay = 100 * time.Millisecond // what follows (add-ons, leases) waits for this answer
+		if delay = delay * 3 / 2; delay > maxDelay {
+			delay = maxDelay
 		}
 	}
 }

@@ -10,10 +10,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"kubeforge.dev/kubeforge/bootstrap/ready"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -219,5 +221,15 @@ func TestMachineMounts(t *testing.T) {
 	}
 	if got := machineMounts(nil); got != nil {
 		t.Errorf("machineMounts(nil) = %+v", got)
+	}
+}
+
+// TestPollInterval: an emulated cluster's API server is asked once a second while it starts.
+func TestPollInterval(t *testing.T) {
+	if got := pollInterval(spec.Cluster{Driver: spec.DriverDocker}); got != ready.APIServerPoll {
+		t.Errorf("docker: %v", got)
+	}
+	if got := pollInterval(spec.Cluster{Driver: spec.DriverKVM, Accel: spec.AccelTCG}); got != time.Second {
+		t.Errorf("kvm+tcg: %v", got)
 	}
 }

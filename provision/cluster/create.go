@@ -312,13 +312,13 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			applyCtx, stopApplying := context.WithCancel(gctx)
 			defer stopApplying()
 			g.Go(func() error {
-				if err := addons.ApplyUntil(applyCtx, dyn, objs, 100*time.Millisecond); err != nil {
+				if err := addons.ApplyUntil(applyCtx, dyn, objs, pollInterval(c)); err != nil {
 					return fmt.Errorf("applying the add-ons: %w", err)
 				}
 				return nil
 			})
 			g.Go(func() error {
-				if err := ready.APIServer(gctx, cs); err != nil {
+				if err := ready.APIServerEvery(gctx, cs, pollInterval(c)); err != nil {
 					return p.waitError(gctx, err, node, "the API server")
 				}
 				// A ready API server that still refuses an add-on will not take it later.
@@ -387,6 +387,15 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	}
 	res.APIServer = apiServerURL(apiHost, port)
 	return res, nil
+}
+
+// pollInterval is how often start asks the API server while it starts: on an emulated machine
+// every request costs the API server CPU it is short of (and its start takes minutes anyway).
+func pollInterval(c spec.Cluster) time.Duration {
+	if c.Emulated() {
+		return time.Second
+	}
+	return ready.APIServerPoll
 }
 
 // addonGrace bounds the add-ons' apply once the API server is ready (under emulation a request

@@ -114,7 +114,7 @@ func (p *Provider) resume(ctx context.Context, name string, wait time.Duration, 
 			return g.Wait()
 		}},
 		{name: "Control plane", run: func(ctx context.Context) error {
-			if err := ready.APIServer(ctx, cs); err != nil {
+			if err := ready.APIServerEvery(ctx, cs, pollInterval(l.rec.Spec)); err != nil {
 				return p.waitError(ctx, err, first, "the API server")
 			}
 			if !allRestarted(l.controlPlanes(), restarted) {
