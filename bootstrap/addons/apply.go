@@ -39,9 +39,9 @@ var workloads = map[string]bool{"DaemonSet": true, "Deployment": true}
 // applyConcurrency bounds the requests in flight.
 const applyConcurrency = 8
 
-// Apply applies objects with server-side apply, so re-running it converges: first every object
-// that is not a workload, concurrently, then the workloads.
-func Apply(ctx context.Context, dyn dynamic.Interface, objs []runtime.Object) error {
+// apply runs one for each object: first every object that is not a workload, concurrently, then
+// the workloads.
+func apply(ctx context.Context, objs []runtime.Object, one func(context.Context, runtime.Object) error) error {
 	var first, then []runtime.Object
 	for _, o := range objs {
 		if workloads[o.GetObjectKind().GroupVersionKind().Kind] {
@@ -54,7 +54,7 @@ func Apply(ctx context.Context, dyn dynamic.Interface, objs []runtime.Object) er
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(applyConcurrency)
 		for _, o := range wave {
-			g.Go(func() error { return applyOne(gctx, dyn, o) })
+			g.Go(func() error { return one(gctx, o) })
 		}
 		if err := g.Wait(); err != nil {
 			return err

@@ -2,14 +2,14 @@ package addons
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+
+	"kubeforge.dev/kubeforge/internal/apiretry"
 )
 
 // controllerServiceAccounts are the ServiceAccounts in kube-system that the controller-manager
@@ -49,28 +49,12 @@ func ControllerServiceAccounts() []runtime.Object {
 	return out
 }
 
-// ApplyUntil applies objs (Apply) again every interval until it succeeds or ctx ends: for objects
-// applied while the API server is still starting (kube-system not made yet, 503s). It returns
-// the last failure (not the one ctx's end caused) when ctx ends first.
+// ApplyUntil applies objs with server-side apply (so applying again converges; workloads after
+// everything else), each retried every interval while the API server is starting
+// (not serving yet, 5xx, kube-system not made yet) until it is applied, the server refuses it for
+// good (an invalid object) or ctx ends.
 func ApplyUntil(ctx context.Context, dyn dynamic.Interface, objs []runtime.Object, interval time.Duration) error {
-	var last error
-	for {
-		err := Apply(ctx, dyn, objs)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() == nil || last == nil {
-			last = err
-		}
-		t := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if errors.Is(last, ctx.Err()) {
-				return last
-			}
-			return fmt.Errorf("%w (%w)", last, ctx.Err())
-		case <-t.C:
-		}
-	}
+	return apply(ctx, objs, func(ctx context.Context, o runtime.Object) error {
+		return apiretry.Until(ctx, interval, func(ctx context.Context) error { return applyOne(ctx, dyn, o) })
+	})
 }

@@ -2,14 +2,16 @@
 // upstream command runs. The kubelet starts the four static pods at once; without this:
 //   - the API server dials etcd before etcd listens, and gRPC then backs off for a second after
 //     etcd is up;
-//   - the scheduler lists its ~20 resources before the API server has created the RBAC roles
-//     that allow it, and each informer backs off for seconds, so it takes its lease and schedules
-//     the first pod (CoreDNS) a second or two after it could;
+//   - the scheduler lists its ~20 resources before the RBAC bootstrap policy allows it, and each
+//     informer backs off for seconds, so it takes its lease and schedules the first pod (CoreDNS)
+//     a second or two after it could;
 //   - the controller-manager retries its lease on a timer while the roles are made.
 //
-// Each wait checks the real thing (a TCP connect to etcd, the API server's /readyz with the
-// component's own credentials), gives up after its bound and then runs the component anyway: the
-// upstream component copes with its dependencies being late, only more slowly.
+// Each wait checks the real thing (a TCP connect to etcd; for the scheduler and the
+// controller-manager, that their own credentials may read their authentication ConfigMap, which
+// the RBAC bootstrap policy allows with the namespaced bindings it makes last), gives up after
+// its bound and then runs the component anyway: the upstream component copes with its
+// dependencies being late, only more slowly.
 package startorder
 
 import (
@@ -21,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -51,8 +55,8 @@ func Wait(ctx context.Context, component string, args []string, log io.Writer) {
 		if kc == "" {
 			return
 		}
-		what = "the API server's /readyz"
-		err = APIServerReady(ctx, kc)
+		what = "its RBAC roles (kube-system/" + AuthConfigMap + " readable)"
+		err = Authorized(ctx, kc)
 	default:
 		return
 	}
@@ -79,30 +83,31 @@ func EtcdListening(ctx context.Context, servers []string) error {
 		return fmt.Errorf("no etcd server URL in %q", servers)
 	}
 	var d net.Dialer
-	var last error
-	for {
+	return poll(ctx, dialEvery, func(ctx context.Context) (err error) {
 		for _, a := range addrs {
 			dctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := d.DialContext(dctx, "tcp", a)
+			c, derr := d.DialContext(dctx, "tcp", a)
 			cancel()
-			if err == nil {
-				_ = c.Close()
-				return nil
+			if derr == nil {
+				return c.Close()
 			}
-			last = err
+			err = derr
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(dialEvery):
-		}
-	}
+		return err
+	})
 }
 
-// APIServerReady waits until the API server named by kubeconfig answers /readyz with ok to the
-// kubeconfig's identity. /readyz includes the API server's bootstrap of its RBAC roles, so from
-// then on the component's requests are authorized.
-func APIServerReady(ctx context.Context, kubeconfig string) error {
+// AuthConfigMap is the kube-system ConfigMap the scheduler and the controller-manager read at
+// their start for their delegated authentication. The API server writes it as it starts; the
+// RBAC bootstrap policy lets them read it with a kube-system RoleBinding, made after every
+// ClusterRole and ClusterRoleBinding (by the API server's hook and by bootstrap/rbacseed alike).
+const AuthConfigMap = "extension-apiserver-authentication"
+
+// Authorized waits until the identity of kubeconfig may read AuthConfigMap: the API server
+// serves, its authorizer knows the bootstrap roles and bindings, and the ConfigMap is written.
+// (It need not wait for the whole of /readyz: the controller-manager waits for /healthz itself
+// before its controllers start.)
+func Authorized(ctx context.Context, kubeconfig string) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -112,19 +117,24 @@ func APIServerReady(ctx context.Context, kubeconfig string) error {
 	if err != nil {
 		return err
 	}
+	return poll(ctx, readyEvery, func(ctx context.Context) error {
+		_, err := cs.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, AuthConfigMap, metav1.GetOptions{})
+		return err
+	})
+}
+
+// poll runs try at once and then every interval until it returns nil or ctx ends; then it returns
+// ctx's error with try's last one.
+func poll(ctx context.Context, interval time.Duration, try func(context.Context) error) error {
 	var last error
-	for {
-		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err == nil {
-			return nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(readyEvery):
-		}
+	err := wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
+		last = try(ctx)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last: %v)", err, last)
 	}
+	return nil
 }
 
 // flagValue returns the value of --name=value or --name value in args ("" if absent); the last

@@ -24,6 +24,7 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap"
 	"kubeforge.dev/kubeforge/bootstrap/addons"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
+	"kubeforge.dev/kubeforge/bootstrap/rbacseed"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
 	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/images"
@@ -317,10 +318,31 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 				}
 				return nil
 			})
+			// The RBAC bootstrap policy too, many at once: the scheduler and the
+			// controller-manager start once it is there (controlplane/startorder), before the
+			// API server's own hook has gone through it. Best effort: the hook makes whatever
+			// this does not, by /readyz at the latest, when this stops. Feature gates change the
+			// policy, so a cluster that sets them is left to the hook alone.
+			seedCtx, stopSeeding := context.WithCancel(gctx)
+			defer stopSeeding()
+			if len(c.FeatureGates) == 0 {
+				g.Go(func() error {
+					start := time.Now()
+					err := rbacseed.Create(seedCtx, cs, rbacseed.Bootstrap(), pollInterval(c))
+					switch {
+					case err == nil:
+						p.log().Debugf("RBAC bootstrap policy made in %s", time.Since(start).Round(time.Millisecond))
+					case seedCtx.Err() == nil:
+						p.log().Warnf("the API server will make its RBAC roles itself: %v", err)
+					}
+					return nil
+				})
+			}
 			g.Go(func() error {
 				if err := ready.APIServerEvery(gctx, cs, pollInterval(c)); err != nil {
 					return p.waitError(gctx, err, node, "the API server")
 				}
+				stopSeeding()
 				// A ready API server that still refuses an add-on will not take it later.
 				time.AfterFunc(addonGrace, stopApplying)
 				return nil

@@ -1,0 +1,41 @@
+// Package apiretry retries a request to an API server that is still starting: one that does not
+// serve yet, answers 5xx or 429, or has not made the namespace the request is for.
+package apiretry
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Final reports whether err is one a starting API server will keep giving: the request itself is
+// wrong (invalid, malformed, a method or a media type the server has not).
+func Final(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsMethodNotSupported(err) ||
+		apierrors.IsNotAcceptable(err) || apierrors.IsUnsupportedMediaType(err) || apierrors.IsRequestEntityTooLargeError(err)
+}
+
+// Until runs do at once and then every interval until it returns nil, a Final error (returned
+// as is) or ctx ends; then it returns ctx's error with do's last one.
+func Until(ctx context.Context, interval time.Duration, do func(context.Context) error) error {
+	var last error
+	err := wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
+		last = do(ctx)
+		if last != nil && Final(last) {
+			return false, last
+		}
+		return last == nil, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case last != nil && Final(last):
+		return last
+	case last == nil:
+		return err
+	}
+	return fmt.Errorf("%w (last: %w)", err, last)
+}
