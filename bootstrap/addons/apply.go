@@ -30,6 +30,7 @@ var resources = map[string]string{
 	"Role":               "roles",
 	"RoleBinding":        "rolebindings",
 	"StorageClass":       "storageclasses",
+	"PriorityClass":      "priorityclasses",
 }
 
 // workloads are the kinds applied after everything else: their pods need the ServiceAccounts,

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+	schedulingapiv1 "k8s.io/kubernetes/pkg/apis/scheduling/v1"
 
 	"kubeforge.dev/kubeforge/internal/apiretry"
 )
@@ -45,6 +46,21 @@ func ControllerServiceAccounts() []runtime.Object {
 			TypeMeta:   tm("v1", "ServiceAccount"),
 			ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: metav1.NamespaceSystem},
 		})
+	}
+	return out
+}
+
+// SystemPriorityClasses returns the API server's system PriorityClasses (system-node-critical,
+// system-cluster-critical), exactly as its scheduling/bootstrap-system-priority-classes hook makes
+// them, to apply as soon as the API server serves. The hook waits a second before it makes them,
+// and until then the API server refuses the kubelet's mirror pods of the static pods (they ask
+// for system-node-critical); the kubelet retries at its next sync of each pod, sometimes seconds
+// later, and start waits for those mirror pods. The hook finds them made and leaves them.
+func SystemPriorityClasses() []runtime.Object {
+	var out []runtime.Object
+	for _, pc := range schedulingapiv1.SystemPriorityClasses() {
+		pc.TypeMeta = tm("scheduling.k8s.io/v1", "PriorityClass")
+		out = append(out, pc)
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package addons
 import (
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
@@ -89,5 +91,22 @@ func TestApplyUntil(t *testing.T) {
 	defer cancel()
 	if err := ApplyUntil(ctx, dyn, ControllerServiceAccounts(), 10*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("ApplyUntil against a failing server: %v", err)
+	}
+}
+
+// TestSystemPriorityClasses: the API server's two system PriorityClasses, as objects Apply knows.
+func TestSystemPriorityClasses(t *testing.T) {
+	got := map[string]int32{}
+	for _, o := range SystemPriorityClasses() {
+		gvk := o.GetObjectKind().GroupVersionKind()
+		if gvk.Group != "scheduling.k8s.io" || gvk.Version != "v1" || resources[gvk.Kind] != "priorityclasses" {
+			t.Fatalf("object kind %v", gvk)
+		}
+		pc := o.(*schedulingv1.PriorityClass)
+		got[pc.Name] = pc.Value
+	}
+	want := map[string]int32{"system-node-critical": 2000001000, "system-cluster-critical": 2000000000}
+	if !maps.Equal(got, want) {
+		t.Fatalf("priority classes %v, want %v", got, want)
 	}
 }

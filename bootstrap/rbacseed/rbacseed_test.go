@@ -17,42 +17,34 @@ import (
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
 )
 
-// TestBootstrapHasTheGate: the policy grants the scheduler and the controller-manager their
-// authentication ConfigMap with GateRoleBinding, the binding controlplane/startorder waits for.
-func TestBootstrapHasTheGate(t *testing.T) {
+// TestBootstrap: the policy is the hook's: the same lists (counts), with the bindings the
+// scheduler and the controller-manager need.
+func TestBootstrap(t *testing.T) {
 	p := Bootstrap()
-	if len(p.ClusterRoles) < 50 || len(p.ClusterRoleBindings) < 40 || len(p.Roles) == 0 || len(p.RoleBindings) == 0 {
-		t.Fatalf("policy looks empty: %d cluster roles, %d cluster role bindings, %d roles, %d role bindings",
-			len(p.ClusterRoles), len(p.ClusterRoleBindings), len(p.Roles), len(p.RoleBindings))
-	}
-	var found bool
-	for _, b := range p.RoleBindings {
-		if b.Name != GateRoleBinding || b.Namespace != metav1.NamespaceSystem {
-			continue
-		}
-		found = true
-		users := map[string]bool{}
-		for _, s := range b.Subjects {
-			users[s.Name] = true
-		}
-		if !users[user.KubeScheduler] || !users[user.KubeControllerManager] {
-			t.Errorf("%s binds %v, want the scheduler and the controller-manager", GateRoleBinding, b.Subjects)
-		}
-		if b.RoleRef.Name != "extension-apiserver-authentication-reader" {
-			t.Errorf("%s binds role %s", GateRoleBinding, b.RoleRef.Name)
-		}
-	}
-	if !found {
-		t.Fatalf("no RoleBinding kube-system/%s in the bootstrap policy", GateRoleBinding)
-	}
-	// The hook's own lists: the same counts.
-	if n := len(bootstrappolicy.ClusterRoles()) + len(bootstrappolicy.ControllerRoles()); n != len(p.ClusterRoles) {
+	if n := len(bootstrappolicy.ClusterRoles()) + len(bootstrappolicy.ControllerRoles()); n != len(p.ClusterRoles) || n < 50 {
 		t.Errorf("%d cluster roles, the hook makes %d", len(p.ClusterRoles), n)
+	}
+	if n := len(bootstrappolicy.ClusterRoleBindings()) + len(bootstrappolicy.ControllerRoleBindings()); n != len(p.ClusterRoleBindings) || n < 40 {
+		t.Errorf("%d cluster role bindings, the hook makes %d", len(p.ClusterRoleBindings), n)
+	}
+	if len(p.Roles) == 0 || len(p.RoleBindings) == 0 {
+		t.Fatalf("%d roles, %d role bindings", len(p.Roles), len(p.RoleBindings))
+	}
+	bound := map[string]bool{}
+	for _, b := range p.ClusterRoleBindings {
+		for _, s := range b.Subjects {
+			bound[b.RoleRef.Name+" "+s.Name] = true
+		}
+	}
+	for _, want := range []string{"system:kube-scheduler " + user.KubeScheduler, "system:kube-controller-manager " + user.KubeControllerManager} {
+		if !bound[want] {
+			t.Errorf("no cluster role binding %s", want)
+		}
 	}
 }
 
-// TestCreate: every object is created once, the gate binding after all others; a server still
-// starting (503, kube-system missing) is waited out and existing objects are left alone.
+// TestCreate: every object is created once; a server still starting (503, kube-system missing)
+// is waited out and existing objects are left alone.
 func TestCreate(t *testing.T) {
 	cs := fake.NewClientset()
 	p := Bootstrap()
@@ -85,9 +77,6 @@ func TestCreate(t *testing.T) {
 	}
 	if len(order) != total-1 {
 		t.Fatalf("%d objects created, want %d (all but cluster-admin)", len(order), total-1)
-	}
-	if last := order[len(order)-1]; last != metav1.NamespaceSystem+"/"+GateRoleBinding {
-		t.Fatalf("last created %s, want the gate binding", last)
 	}
 	crs, err := cs.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
 	if err != nil || len(crs.Items) != len(p.ClusterRoles)-1 {

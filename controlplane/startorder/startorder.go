@@ -2,16 +2,14 @@
 // upstream command runs. The kubelet starts the four static pods at once; without this:
 //   - the API server dials etcd before etcd listens, and gRPC then backs off for a second after
 //     etcd is up;
-//   - the scheduler lists its ~20 resources before the RBAC bootstrap policy allows it, and each
-//     informer backs off for seconds, so it takes its lease and schedules the first pod (CoreDNS)
-//     a second or two after it could;
+//   - the scheduler lists its ~20 resources before the API server has created the RBAC roles
+//     that allow it, and each informer backs off for seconds, so it takes its lease and schedules
+//     the first pod (CoreDNS) a second or two after it could;
 //   - the controller-manager retries its lease on a timer while the roles are made.
 //
-// Each wait checks the real thing (a TCP connect to etcd; for the scheduler and the
-// controller-manager, that their own credentials may read their authentication ConfigMap, which
-// the RBAC bootstrap policy allows with the namespaced bindings it makes last), gives up after
-// its bound and then runs the component anyway: the upstream component copes with its
-// dependencies being late, only more slowly.
+// Each wait checks the real thing (a TCP connect to etcd, the API server's /readyz with the
+// component's own credentials), gives up after its bound and then runs the component anyway: the
+// upstream component copes with its dependencies being late, only more slowly.
 package startorder
 
 import (
@@ -23,7 +21,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -55,8 +52,8 @@ func Wait(ctx context.Context, component string, args []string, log io.Writer) {
 		if kc == "" {
 			return
 		}
-		what = "its RBAC roles (kube-system/" + AuthConfigMap + " readable)"
-		err = Authorized(ctx, kc)
+		what = "the API server's /readyz"
+		err = APIServerReady(ctx, kc)
 	default:
 		return
 	}
@@ -97,17 +94,10 @@ func EtcdListening(ctx context.Context, servers []string) error {
 	})
 }
 
-// AuthConfigMap is the kube-system ConfigMap the scheduler and the controller-manager read at
-// their start for their delegated authentication. The API server writes it as it starts; the
-// RBAC bootstrap policy lets them read it with a kube-system RoleBinding, made after every
-// ClusterRole and ClusterRoleBinding (by the API server's hook and by bootstrap/rbacseed alike).
-const AuthConfigMap = "extension-apiserver-authentication"
-
-// Authorized waits until the identity of kubeconfig may read AuthConfigMap: the API server
-// serves, its authorizer knows the bootstrap roles and bindings, and the ConfigMap is written.
-// (It need not wait for the whole of /readyz: the controller-manager waits for /healthz itself
-// before its controllers start.)
-func Authorized(ctx context.Context, kubeconfig string) error {
+// APIServerReady waits until the API server named by kubeconfig answers /readyz with ok to the
+// kubeconfig's identity. /readyz includes the API server's bootstrap of its RBAC roles, so from
+// then on the component's requests are authorized.
+func APIServerReady(ctx context.Context, kubeconfig string) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -118,7 +108,7 @@ func Authorized(ctx context.Context, kubeconfig string) error {
 		return err
 	}
 	return poll(ctx, readyEvery, func(ctx context.Context) error {
-		_, err := cs.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, AuthConfigMap, metav1.GetOptions{})
+		_, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err
 	})
 }

@@ -63,28 +63,21 @@ func TestEtcdListening(t *testing.T) {
 	}
 }
 
-// TestAuthorized: 403s (roles not made yet), 404s (ConfigMap not written yet) and 503s are waited
-// out; reading the ConfigMap ends it.
-func TestAuthorized(t *testing.T) {
+// TestAPIServerReady: 403s (roles not made yet) and 500s (not ready) are waited out; ok ends it.
+func TestAPIServerReady(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/v1/namespaces/kube-system/configmaps/"+AuthConfigMap {
+		if r.URL.Path != "/readyz" {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
 		switch n := calls.Add(1); {
 		case n <= 2:
-			w.WriteHeader(http.StatusForbidden)
-			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}`))
+			http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}`, http.StatusForbidden)
 		case n <= 4:
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`))
-		case n == 5:
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"ServiceUnavailable","code":503}`))
+			http.Error(w, "[-]poststarthook/rbac/bootstrap-roles failed: not finished", http.StatusInternalServerError)
 		default:
-			_, _ = w.Write([]byte(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"` + AuthConfigMap + `","namespace":"kube-system"}}`))
+			_, _ = w.Write([]byte("ok"))
 		}
 	}))
 	defer srv.Close()
@@ -99,11 +92,11 @@ func TestAuthorized(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := Authorized(ctx, kc); err != nil {
-		t.Fatalf("Authorized: %v", err)
+	if err := APIServerReady(ctx, kc); err != nil {
+		t.Fatalf("APIServerReady: %v", err)
 	}
-	if n := calls.Load(); n != 6 {
-		t.Fatalf("ConfigMap asked for %d times, want 6", n)
+	if n := calls.Load(); n != 5 {
+		t.Fatalf("/readyz asked %d times, want 5", n)
 	}
 
 	var log bytes.Buffer

@@ -307,8 +307,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			}
 			// The add-ons go in as soon as the API server serves, while it still makes its RBAC
 			// roles (the super-admin needs none): when the controller-manager starts, at /readyz,
-			// its ServiceAccounts and CoreDNS's Deployment are there already.
-			objs = append(addons.ControllerServiceAccounts(), objs...)
+			// its ServiceAccounts and CoreDNS's Deployment are there already. First the system
+			// PriorityClasses, which the kubelet's mirror pods of the static pods need.
+			objs = append(append(addons.SystemPriorityClasses(), addons.ControllerServiceAccounts()...), objs...)
 			g, gctx := errgroup.WithContext(ctx)
 			applyCtx, stopApplying := context.WithCancel(gctx)
 			defer stopApplying()
@@ -318,11 +319,13 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 				}
 				return nil
 			})
-			// The RBAC bootstrap policy too, many at once: the scheduler and the
-			// controller-manager start once it is there (controlplane/startorder), before the
-			// API server's own hook has gone through it. Best effort: the hook makes whatever
-			// this does not, by /readyz at the latest, when this stops. Feature gates change the
-			// policy, so a cluster that sets them is left to the hook alone.
+			// The RBAC bootstrap policy too, many at once: the API server's own hook waits a
+			// second before its first pass, then makes the ~150 objects one by one; made before
+			// then, its pass only reads them, and /readyz, which the scheduler and the
+			// controller-manager wait for (controlplane/startorder), comes ~0.5 s sooner. Best
+			// effort: the hook makes whatever this does not, by /readyz at the latest, when this
+			// stops. Feature gates change the policy, so a cluster that sets them is left to the
+			// hook alone.
 			seedCtx, stopSeeding := context.WithCancel(gctx)
 			defer stopSeeding()
 			if len(c.FeatureGates) == 0 {
