@@ -14,14 +14,14 @@ import (
 	"strings"
 	"time"
 
+	"kubeforge.dev/kubeforge/bootstrap/containerd"
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
+	"kubeforge.dev/kubeforge/bootstrap/kubeletconfig"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
-	"kubeforge.dev/kubeforge/controlplane"
-	"kubeforge.dev/kubeforge/controlplane/lb"
 	"kubeforge.dev/kubeforge/internal/spec"
-	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
-	"kubeforge.dev/kubeforge/kubelet/netctl/cniconf"
-	"kubeforge.dev/kubeforge/kubelet/runtime"
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/lb"
+	"kubeforge.dev/kubeforge/node/netctl/cniconf"
+	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 // APIServerPort is the API server's port inside the cluster network.
@@ -234,15 +234,15 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		return f, err
 	}
 	f.add(kubeletconfig.ConfigPath, kc, 0o644)
-	rt := runtime.Options{}
+	rt := containerd.Options{}
 	if c.Proxy.HTTPProxy != "" || c.Proxy.HTTPSProxy != "" {
 		rt.HTTPProxy, rt.HTTPSProxy, rt.NoProxy = c.Proxy.HTTPProxy, c.Proxy.HTTPSProxy, NoProxy(c, n)
 	}
-	ctd, err := runtime.ContainerdConfig(rt)
+	ctd, err := containerd.ContainerdConfig(rt)
 	if err != nil {
 		return f, err
 	}
-	f.add(runtime.ConfigPath, ctd, 0o644)
+	f.add(containerd.ConfigPath, ctd, 0o644)
 	if n.PodCIDR.IsValid() {
 		cni, err := cniconf.Render(n.PodCIDR, 0)
 		if err != nil {
@@ -252,7 +252,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	}
 
 	// Supervisor services: containerd, preloaded images, kubelet, network controller.
-	svcs := runtime.Services(rt)
+	svcs := containerd.Services(rt)
 	svcs = append(svcs,
 		supervisor.Service{
 			Name:    ServiceNodeNet,
@@ -265,7 +265,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			Path:  controlplane.NodeBinary,
 			Args:  kubeletconfig.Args(n.Name, n.IP, nil, n.Taints, c.ExtraArgs[spec.ComponentKubelet]),
 			Env:   gcEnv,
-			After: []string{runtime.ServiceContainerd, runtime.ServiceImportImages, ServiceNodeNet},
+			After: []string{containerd.ServiceContainerd, containerd.ServiceImportImages, ServiceNodeNet},
 		},
 		supervisor.Service{
 			Name: "netctl",

@@ -27,14 +27,14 @@ import (
 
 	"kubeforge.dev/kubeforge/bootstrap"
 	"kubeforge.dev/kubeforge/bootstrap/addons"
+	"kubeforge.dev/kubeforge/bootstrap/containerd"
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
+	"kubeforge.dev/kubeforge/bootstrap/kubeletconfig"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
-	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
-	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
-	"kubeforge.dev/kubeforge/kubelet/netctl/cniconf"
-	"kubeforge.dev/kubeforge/kubelet/runtime"
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/netctl/cniconf"
+	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 var cpIP = netip.MustParseAddr("192.168.49.2")
@@ -364,8 +364,8 @@ func TestKubeletAndContainerdConfig(t *testing.T) {
 	}
 
 	var ctd map[string]any
-	if err := toml.Unmarshal(file(t, f, runtime.ConfigPath), &ctd); err != nil {
-		t.Errorf("%s is not TOML: %v", runtime.ConfigPath, err)
+	if err := toml.Unmarshal(file(t, f, containerd.ConfigPath), &ctd); err != nil {
+		t.Errorf("%s is not TOML: %v", containerd.ConfigPath, err)
 	}
 	if ctd["version"] == nil {
 		t.Errorf("containerd config has no version: %v", ctd)
@@ -390,13 +390,13 @@ func services(t *testing.T, f bootstrap.Files) map[string]supervisor.Service {
 func TestServices(t *testing.T) {
 	c, f := controlPlane(t)
 	svcs := services(t, f)
-	for _, name := range []string{runtime.ServiceContainerd, runtime.ServiceImportImages, bootstrap.ServiceNodeNet, "kubelet", "netctl"} {
+	for _, name := range []string{containerd.ServiceContainerd, containerd.ServiceImportImages, bootstrap.ServiceNodeNet, "kubelet", "netctl"} {
 		if _, ok := svcs[name]; !ok {
 			t.Errorf("no %s service", name)
 		}
 	}
 	kubelet := svcs["kubelet"]
-	for _, dep := range []string{runtime.ServiceContainerd, runtime.ServiceImportImages, bootstrap.ServiceNodeNet} {
+	for _, dep := range []string{containerd.ServiceContainerd, containerd.ServiceImportImages, bootstrap.ServiceNodeNet} {
 		if !slices.Contains(kubelet.After, dep) {
 			t.Errorf("kubelet does not come after %s: after=%q", dep, kubelet.After)
 		}
@@ -442,7 +442,7 @@ func TestWorkerFiles(t *testing.T) {
 		"/etc/kubernetes/pki/ca.crt",
 		"/etc/kubernetes/kubelet.conf",
 		kubeletconfig.ConfigPath,
-		runtime.ConfigPath,
+		containerd.ConfigPath,
 		supervisor.ConfigPath,
 	} {
 		if _, ok := f.Data[p]; !ok {

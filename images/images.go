@@ -28,12 +28,12 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"kubeforge.dev/kubeforge/bootstrap/containerd"
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/internal/ui"
-	"kubeforge.dev/kubeforge/kubelet/runtime"
 )
 
 // NodeRepo is the node image's repository; its tag is "<kubernetes version>-<inputs hash>".
@@ -53,7 +53,7 @@ const formatVersion = "1"
 // Paths inside the node.
 const (
 	NodeBinDir     = "/usr/local/bin"
-	PreloadDir     = runtime.ImagesDir
+	PreloadDir     = containerd.ImagesDir
 	ImageInfoPath  = "/etc/kubeforge/image-info.json"
 	CrictlConfig   = "/etc/crictl.yaml"
 	Entrypoint     = NodeBinDir + "/kubeforge-init"
@@ -265,7 +265,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 		}
 		dir := PreloadDir[1:]
 		if bootImages[name] {
-			dir = path.Join(dir, runtime.BootImagesSubdir)
+			dir = path.Join(dir, containerd.BootImagesSubdir)
 		}
 		file := path.Join(dir, name+".tar")
 		p.info.Preload = append(p.info.Preload, "/"+file)
@@ -297,7 +297,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 }
 
 // bootImages are the preloaded images the kubelet needs before it can start the control plane;
-// the node imports them first (kubelet/runtime).
+// the node imports them first (bootstrap/containerd).
 var bootImages = map[string]bool{"pause": true, "kube-components": true}
 
 // preloadSpecs are the pod images preloaded into every node, by file name.

@@ -56,5 +56,5 @@ $(BIN_DIR)/coredns: $(BIN_DIR)/.coredns.version $(GOBUILD_TOOL)
 	$(GOBUILD_TOOL) $(COREDNS_MODULE) $(COREDNS_VERSION) $(COREDNS_MODULE) $@ '' ''
 
 # The pause program is ours: built from this module's source.
-$(BIN_DIR)/kubeforge-pause: $(wildcard $(IMAGES_DIR)/pause/*.go)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./$(IMAGES_DIR)/pause
+$(BIN_DIR)/kubeforge-pause: $(wildcard cmd/kubeforge-pause/*.go)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kubeforge-pause

@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
-	"kubeforge.dev/kubeforge/controlplane"
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 )
 
 // Config is what the addons depend on.

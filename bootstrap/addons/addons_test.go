@@ -20,7 +20,7 @@ import (
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
 
-	"kubeforge.dev/kubeforge/controlplane"
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
 )
 

@@ -9,14 +9,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
-	"kubeforge.dev/kubeforge/controlplane"
-	"kubeforge.dev/kubeforge/kubelet/localpv"
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
+	"kubeforge.dev/kubeforge/node/localpv"
 )
 
 // StorageClassName is the default StorageClass, named as minikube and kind name theirs.
 const StorageClassName = "standard"
 
-// Storage is the default StorageClass and its provisioner (kubelet/localpv): a Deployment in
+// Storage is the default StorageClass and its provisioner (node/localpv): a Deployment in
 // kube-system on a control-plane node, as minikube's storage-provisioner pod, with the RBAC to
 // manage PersistentVolumes and the cleanup pods that remove released volumes' directories.
 func Storage(c Config) []runtime.Object {

@@ -1,7 +1,7 @@
 // Package rbacseed makes the API server's RBAC bootstrap policy early. kube-apiserver's
 // rbac/bootstrap-roles post-start hook makes ~150 ClusterRoles, bindings and kube-system Roles
 // one request after the other, starting a second after the server serves (its first poll waits),
-// and /readyz, which the scheduler and the controller-manager wait for (controlplane/startorder),
+// and /readyz, which the scheduler and the controller-manager wait for (node/startorder),
 // waits for it. Made by kubeforge, many at once, from the moment the server serves, the same
 // objects (the linked Kubernetes' policy, bootstrappolicy) are there before the hook's first
 // pass, which then only reads them: serving to /readyz took 2.0 s instead of 2.55 s here (mean

@@ -16,8 +16,8 @@ import (
 	"fmt"
 	"os"
 
-	"kubeforge.dev/kubeforge/controlplane/lb"
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/lb"
+	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 func main() {

@@ -12,9 +12,9 @@ import (
 	"strconv"
 	"time"
 
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/cmd/kubeforge-node/components"
-	"kubeforge.dev/kubeforge/controlplane"
-	"kubeforge.dev/kubeforge/controlplane/startorder"
+	"kubeforge.dev/kubeforge/node/startorder"
 )
 
 func main() {

@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/supervisor"
 	"kubeforge.dev/kubeforge/provision"
 )
 

@@ -17,9 +17,9 @@ import (
 	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
-	"kubeforge.dev/kubeforge/controlplane/etcdmember"
-	"kubeforge.dev/kubeforge/controlplane/etcdsnapshot"
-	"kubeforge.dev/kubeforge/kubelet/localpv"
+	"kubeforge.dev/kubeforge/node/etcdmember"
+	"kubeforge.dev/kubeforge/node/etcdsnapshot"
+	"kubeforge.dev/kubeforge/node/localpv"
 	_ "time/tzdata" // CronJob time zones, as upstream's apiserver and controller-manager do
 )
 
@@ -45,11 +45,11 @@ var table = map[string]Runner{
 	"kubelet":                 cobraRunner(func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) }),
 	"kube-proxy":              cobraRunner(proxy.NewProxyCommand),
 	"netctl":                  netctlRunner,
-	// storage-provisioner serves the default StorageClass "standard": see kubelet/localpv.
+	// storage-provisioner serves the default StorageClass "standard": see node/localpv.
 	"storage-provisioner": cobraRunner(localpv.NewCommand),
-	// etcd-member adds or removes a stacked etcd member (HA control planes): see controlplane/etcdmember.
+	// etcd-member adds or removes a stacked etcd member (HA control planes): see node/etcdmember.
 	"etcd-member": func(args []string) int { return etcdmember.Main(args, os.Stdout, os.Stderr) },
-	// etcd-snapshot saves or restores the local etcd (kubeforge etcd snapshot): see controlplane/etcdsnapshot.
+	// etcd-snapshot saves or restores the local etcd (kubeforge etcd snapshot): see node/etcdsnapshot.
 	"etcd-snapshot": func(args []string) int { return etcdsnapshot.Main(args, os.Stdout, os.Stderr) },
 }
 

@@ -1,8 +1,8 @@
 package components
 
-import "kubeforge.dev/kubeforge/kubelet/netctl"
+import "kubeforge.dev/kubeforge/node/netctl"
 
-// netctlRunner runs the node's network controller (kubelet/netctl): CNI config for this node's
+// netctlRunner runs the node's network controller (node/netctl): CNI config for this node's
 // pod CIDR, routes to the other nodes' pod CIDRs, masquerade of pod traffic leaving the cluster.
 //
 //	kubeforge-node netctl --kubeconfig /etc/kubernetes/kubelet.conf --node-name NAME \

@@ -9,11 +9,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
-	"kubeforge.dev/kubeforge/provision/cluster"
 	"kubeforge.dev/kubeforge/provision/libvirt"
 )
 

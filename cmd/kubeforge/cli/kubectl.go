@@ -10,8 +10,8 @@ import (
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
+	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/internal/spec"
-	"kubeforge.dev/kubeforge/provision/cluster"
 )
 
 func newKubeconfig(g *globals) *cobra.Command {

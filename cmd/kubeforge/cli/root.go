@@ -1,4 +1,4 @@
-// Package cli holds kubeforge's cobra commands: thin wrappers over provision/cluster and images
+// Package cli holds kubeforge's cobra commands: thin wrappers over cluster and images
 // that parse flags, call the library and print. Errors carry exit codes (internal/kferr): 1
 // internal, 2 usage, 3 environment (Docker missing, port taken...), 4 timeout.
 package cli

@@ -11,10 +11,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/internal/config"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
-	"kubeforge.dev/kubeforge/provision/cluster"
 )
 
 // startFlags are the flags of `kubeforge start`.

@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
-	"kubeforge.dev/kubeforge/provision/cluster"
 )
 
 func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }

@@ -23,10 +23,10 @@ import (
 
 	"kubeforge.dev/kubeforge/bootstrap"
 	"kubeforge.dev/kubeforge/bootstrap/addons"
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/bootstrap/rbacseed"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
-	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
@@ -322,7 +322,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			// The RBAC bootstrap policy too, many at once: the API server's own hook waits a
 			// second before its first pass, then makes the ~150 objects one by one; made before
 			// then, its pass only reads them, and /readyz, which the scheduler and the
-			// controller-manager wait for (controlplane/startorder), comes ~0.5 s sooner. Best
+			// controller-manager wait for (node/startorder), comes ~0.5 s sooner. Best
 			// effort: the hook makes whatever this does not, by /readyz at the latest, when this
 			// stops. Feature gates change the policy, so a cluster that sets them is left to the
 			// hook alone.

@@ -1,6 +1,6 @@
 // Package etcdsnapshot saves and restores a control plane's etcd from inside the node
 // (`kubeforge-node etcd-snapshot save|status|restore`), with upstream's snapshot code (etcd's
-// client and etcdutl). The host drives it through the driver's exec: see provision/cluster.
+// client and etcdutl). The host drives it through the driver's exec: see cluster/.
 package etcdsnapshot
 
 import (
@@ -18,7 +18,7 @@ import (
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
-	"kubeforge.dev/kubeforge/controlplane/etcdmember"
+	"kubeforge.dev/kubeforge/node/etcdmember"
 )
 
 // RevisionBump is how far a restore moves etcd's revision past the snapshot's, and the restored

@@ -1,6 +1,6 @@
-// Package config renders the kubelet's configuration file (/var/lib/kubelet/config.yaml) and the
+// Package kubeletconfig renders the kubelet's configuration file (/var/lib/kubelet/config.yaml) and the
 // command line the node's supervisor starts it with.
-package config
+package kubeletconfig
 
 import (
 	"fmt"

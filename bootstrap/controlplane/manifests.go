@@ -161,7 +161,7 @@ func apiserver(c Config) *corev1.Pod {
 }
 
 // NodeCIDRMaskSize is the size of each node's pod CIDR, as the controller-manager allocates them
-// (and as kubeforge assigns them up front, see provision/cluster).
+// (and as kubeforge assigns them up front, see cluster/).
 const NodeCIDRMaskSize = 24
 
 // LeaderElectRetryPeriod is how often the controller-manager and scheduler retry to take their

@@ -14,10 +14,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
-	"kubeforge.dev/kubeforge/controlplane"
-	"kubeforge.dev/kubeforge/controlplane/etcdsnapshot"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/node/etcdsnapshot"
 	"kubeforge.dev/kubeforge/provision"
 )
 

@@ -6,7 +6,7 @@
 // `unshare --net --mount` with a tmpfs over /run, so nothing here can touch the host's routes,
 // iptables or /run/netns, and everything goes away with the process.
 //
-//	go test -tags e2e -count=1 ./kubelet/netctl/
+//	go test -tags e2e -count=1 ./node/netctl/
 package netctl
 
 import (

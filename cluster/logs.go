@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/supervisor"
 	"kubeforge.dev/kubeforge/provision"
 )
 

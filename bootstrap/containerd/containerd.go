@@ -3,7 +3,7 @@
 //
 // It is imported by the host side (which combines these services with the kubelet's and copies
 // the files into the node), so it stays light: stdlib and the supervisor's types only.
-package runtime
+package containerd
 
 import (
 	"fmt"
@@ -12,7 +12,7 @@ import (
 	"sort"
 	"strings"
 
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 // Paths and names inside a node.

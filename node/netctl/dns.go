@@ -3,7 +3,7 @@ package netctl
 import (
 	"bufio"
 	"fmt"
-	kubeletconfig "kubeforge.dev/kubeforge/kubelet/config"
+	"kubeforge.dev/kubeforge/bootstrap/kubeletconfig"
 	"net/netip"
 	"regexp"
 	"strconv"

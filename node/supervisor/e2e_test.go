@@ -4,7 +4,7 @@
 // that work on this kind of machine (see shared/docs/node-runtime-facts.md), from the Debian
 // Debian rootfs the images build uses (images/rootfs, made once and cached).
 //
-//	go test -tags e2e ./kubelet/supervisor/...
+//	go test -tags e2e ./node/supervisor/...
 //
 // The containers have no network (--network none) and are removed at the end.
 package supervisor_test
@@ -25,9 +25,9 @@ import (
 	"testing"
 	"time"
 
+	"kubeforge.dev/kubeforge/bootstrap/containerd"
 	"kubeforge.dev/kubeforge/images/rootfs"
-	"kubeforge.dev/kubeforge/kubelet/runtime"
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 // nodeFlags are the docker run flags of a node (minus the network, which these tests do not
@@ -462,7 +462,7 @@ func zombies(t *testing.T, n *node) []string {
 	return z
 }
 
-// TestE2EContainerd runs containerd under the supervisor with the config kubelet/runtime
+// TestE2EContainerd runs containerd under the supervisor with the config bootstrap/containerd
 // renders, imports a preloaded image archive, runs a container from it, and checks that a
 // docker stop takes the container's processes down too.
 func TestE2EContainerd(t *testing.T) {
@@ -479,23 +479,23 @@ func TestE2EContainerd(t *testing.T) {
 	bins = bins[:len(bins)-1]
 	image := baseImage(t)
 	initBin := buildInit(t)
-	conf, err := runtime.ContainerdConfig(runtime.Options{})
+	conf, err := containerd.ContainerdConfig(containerd.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &supervisor.Config{Services: runtime.Services(runtime.Options{})}
+	cfg := &supervisor.Config{Services: containerd.Services(containerd.Options{})}
 	files := append(bins,
 		file{"/usr/local/bin/kubeforge-init", 0o755, initBin},
 		file{supervisor.ConfigPath, 0o644, servicesJSON(t, cfg)},
-		file{runtime.ConfigPath, 0o644, conf},
-		file{runtime.ImagesDir + "/e2e.tar", 0o644, testImageArchive(t, "kubeforge.local/e2e:1")},
-		file{runtime.ImagesDir + "/pause.tar", 0o644, imageArchive(t, runtime.DefaultSandboxImage, []file{{"/pause", 0o755, pause}}, []string{"/pause"})},
+		file{containerd.ConfigPath, 0o644, conf},
+		file{containerd.ImagesDir + "/e2e.tar", 0o644, testImageArchive(t, "kubeforge.local/e2e:1")},
+		file{containerd.ImagesDir + "/pause.tar", 0o644, imageArchive(t, containerd.DefaultSandboxImage, []file{{"/pause", 0o755, pause}}, []string{"/pause"})},
 		// A node-local bridge network (the node container itself has no network).
 		file{"/etc/cni/net.d/10-e2e.conflist", 0o644, []byte(`{"cniVersion": "1.0.0", "name": "e2e", "plugins": [
   {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.7.0/24"}]]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}`)},
-		file{"/etc/crictl.yaml", 0o644, []byte("runtime-endpoint: unix://" + runtime.SocketPath + "\nimage-endpoint: unix://" + runtime.SocketPath + "\ntimeout: 30\n")},
+		file{"/etc/crictl.yaml", 0o644, []byte("runtime-endpoint: unix://" + containerd.SocketPath + "\nimage-endpoint: unix://" + containerd.SocketPath + "\ntimeout: 30\n")},
 		file{"/etc/kubeforge-e2e/pod.json", 0o644, []byte(`{"metadata": {"name": "e2e", "namespace": "default", "uid": "e2e-pod", "attempt": 0},
  "log_directory": "/var/log/pods/e2e", "linux": {}}`)},
 		file{"/etc/kubeforge-e2e/ctr.json", 0o644, []byte(`{"metadata": {"name": "sleeper"}, "image": {"image": "kubeforge.local/e2e:1"},
@@ -504,7 +504,7 @@ func TestE2EContainerd(t *testing.T) {
 	n := newNode(t, image, files)
 	t0 := time.Now()
 	docker(t, "start", n.name)
-	n.waitStatus("containerd ready, images imported", 90*time.Second, allReady(runtime.ServiceContainerd, runtime.ServiceImportImages, runtime.ServiceImportAddonImages))
+	n.waitStatus("containerd ready, images imported", 90*time.Second, allReady(containerd.ServiceContainerd, containerd.ServiceImportImages, containerd.ServiceImportAddonImages))
 	t.Logf("containerd ready and images imported %s after docker start", time.Since(t0).Round(time.Millisecond))
 
 	out := n.mustExec("ctr version")
@@ -513,7 +513,7 @@ func TestE2EContainerd(t *testing.T) {
 	}
 	// The running containerd's view of our config: the values must have reached the plugins
 	// (a misspelled key would leave containerd's default).
-	dump := n.mustExec("containerd --config " + runtime.ConfigPath + " config dump")
+	dump := n.mustExec("containerd --config " + containerd.ConfigPath + " config dump")
 	for _, want := range []string{
 		"restrict_oom_score_adj = true",
 		"SystemdCgroup = false",
@@ -545,7 +545,7 @@ func TestE2EContainerd(t *testing.T) {
 	// Through CRI, as the kubelet does: a pod sandbox (the pinned, preloaded pause image: the node
 	// has no network to pull from; restrict_oom_score_adj lets runc start it; CNI from
 	// /usr/lib/cni) and a container in it.
-	if out := n.mustExec("crictl inspecti " + runtime.DefaultSandboxImage); !strings.Contains(out, `"pinned": true`) {
+	if out := n.mustExec("crictl inspecti " + containerd.DefaultSandboxImage); !strings.Contains(out, `"pinned": true`) {
 		t.Errorf("sandbox image not pinned:\n%s", out)
 	}
 	podID := strings.TrimSpace(n.mustExec("crictl runp /etc/kubeforge-e2e/pod.json 2>/dev/null"))
@@ -577,7 +577,7 @@ func TestE2EContainerd(t *testing.T) {
 	}
 	t.Logf("docker stop with a running container took %s", took.Round(time.Millisecond))
 	docker(t, "start", n.name)
-	n.waitStatus("containerd ready after restart", 90*time.Second, allReady(runtime.ServiceContainerd, runtime.ServiceImportImages))
+	n.waitStatus("containerd ready after restart", 90*time.Second, allReady(containerd.ServiceContainerd, containerd.ServiceImportImages))
 	if c := strings.Count(n.logs(), "service import-images: already done"); c != 1 {
 		t.Errorf("import skipped %d times after a restart", c)
 	}

@@ -20,9 +20,9 @@ import (
 	"k8s.io/kubectl/pkg/drain"
 
 	"kubeforge.dev/kubeforge/bootstrap"
+	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
-	"kubeforge.dev/kubeforge/controlplane"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"

@@ -1,4 +1,4 @@
-package runtime
+package containerd
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
-	"kubeforge.dev/kubeforge/kubelet/supervisor"
+	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 // get walks a decoded TOML document along keys.
