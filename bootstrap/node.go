@@ -18,10 +18,10 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/bootstrap/kubeletconfig"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/cniconf"
+	"kubeforge.dev/kubeforge/contract/services"
 	"kubeforge.dev/kubeforge/internal/spec"
-	"kubeforge.dev/kubeforge/node/lb"
-	"kubeforge.dev/kubeforge/node/netctl/cniconf"
-	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 // APIServerPort is the API server's port inside the cluster network.
@@ -161,7 +161,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	// An emulated CPU (VMs under qemu's TCG) is what is short there: no GC traded for memory,
 	// gentler probes.
 	slow := c.Emulated()
-	gcEnv := map[string]string{controlplane.SteadyGCEnv: controlplane.SteadyGCPercent}
+	gcEnv := map[string]string{contract.SteadyGCEnv: controlplane.SteadyGCPercent}
 	if slow {
 		gcEnv = nil
 	}
@@ -223,12 +223,12 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			return f, err
 		}
 		for name, b := range ms {
-			f.add(path.Join(controlplane.ManifestsDir, name), b, 0o644)
+			f.add(path.Join(contract.ManifestsDir, name), b, 0o644)
 		}
 	}
 
 	// Kubelet and container runtime.
-	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: kubeletconfig.PodResolvConf, Emulated: slow,
+	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: contract.PodResolvConf, Emulated: slow,
 		SystemReserved: n.SystemReserved, FeatureGates: c.FeatureGates})
 	if err != nil {
 		return f, err
@@ -242,7 +242,7 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	if err != nil {
 		return f, err
 	}
-	f.add(containerd.ConfigPath, ctd, 0o644)
+	f.add(contract.ContainerdConfigPath, ctd, 0o644)
 	if n.PodCIDR.IsValid() {
 		cni, err := cniconf.Render(n.PodCIDR, 0)
 		if err != nil {
@@ -254,33 +254,33 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	// Supervisor services: containerd, preloaded images, kubelet, network controller.
 	svcs := containerd.Services(rt)
 	svcs = append(svcs,
-		supervisor.Service{
+		services.Service{
 			Name:    ServiceNodeNet,
-			Path:    controlplane.NodeBinary,
+			Path:    contract.NodeBinary,
 			Args:    []string{"netctl", "boot", "--node-ip=" + n.IP.String(), "--service-cidr=" + c.ServiceSubnet},
 			Oneshot: true,
 		},
-		supervisor.Service{
+		services.Service{
 			Name:  "kubelet",
-			Path:  controlplane.NodeBinary,
+			Path:  contract.NodeBinary,
 			Args:  kubeletconfig.Args(n.Name, n.IP, nil, n.Taints, c.ExtraArgs[spec.ComponentKubelet]),
 			Env:   gcEnv,
 			After: []string{containerd.ServiceContainerd, containerd.ServiceImportImages, ServiceNodeNet},
 		},
-		supervisor.Service{
+		services.Service{
 			Name: "netctl",
-			Path: controlplane.NodeBinary,
+			Path: contract.NodeBinary,
 			Args: []string{"netctl", "--kubeconfig=" + kubeletconfig.KubeconfigPath, "--node-name=" + n.Name,
 				"--cluster-cidr=" + c.PodSubnet},
 			Env:   gcEnv,
 			After: []string{"kubelet"},
 		},
 	)
-	sb, err := json.MarshalIndent(supervisor.Config{Services: svcs}, "", "  ")
+	sb, err := json.MarshalIndent(services.Config{Services: svcs}, "", "  ")
 	if err != nil {
 		return f, fmt.Errorf("rendering the node's services: %w", err)
 	}
-	f.add(supervisor.ConfigPath, sb, 0o644)
+	f.add(contract.ServicesPath, sb, 0o644)
 	return f, nil
 }
 
@@ -315,22 +315,22 @@ func ControlPlaneArgs(c spec.Cluster) map[string]map[string]string {
 // only `kubeforge-init lb` over the control planes' API servers.
 func LoadBalancerFiles(controlPlanes []netip.Addr) (Files, error) {
 	var f Files
-	c := lb.Config{Listen: fmt.Sprintf(":%d", APIServerPort), HealthPath: "/readyz"}
+	c := contract.LBConfig{Listen: fmt.Sprintf(":%d", APIServerPort), HealthPath: "/readyz"}
 	for _, ip := range controlPlanes {
 		c.Backends = append(c.Backends, netip.AddrPortFrom(ip, APIServerPort).String())
 	}
-	b, err := c.Marshal()
+	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return f, err
 	}
-	f.add(lb.ConfigPath, b, 0o644)
-	svcs := supervisor.Config{Services: []supervisor.Service{{
-		Name: "lb", Path: supervisor.InitPath, Args: []string{"lb", "-config", lb.ConfigPath},
+	f.add(contract.LBConfigPath, b, 0o644)
+	svcs := services.Config{Services: []services.Service{{
+		Name: "lb", Path: contract.InitPath, Args: []string{"lb", "-config", contract.LBConfigPath},
 	}}}
 	sb, err := json.MarshalIndent(svcs, "", "  ")
 	if err != nil {
 		return f, err
 	}
-	f.add(supervisor.ConfigPath, sb, 0o644)
+	f.add(contract.ServicesPath, sb, 0o644)
 	return f, nil
 }

@@ -28,13 +28,13 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap"
 	"kubeforge.dev/kubeforge/bootstrap/addons"
 	"kubeforge.dev/kubeforge/bootstrap/containerd"
-	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/bootstrap/kubeletconfig"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/cniconf"
+	"kubeforge.dev/kubeforge/contract/services"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
-	"kubeforge.dev/kubeforge/node/netctl/cniconf"
-	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
 var cpIP = netip.MustParseAddr("192.168.49.2")
@@ -263,7 +263,7 @@ func TestSecondControlPlane(t *testing.T) {
 func pod(t *testing.T, f bootstrap.Files, component string) *corev1.Pod {
 	t.Helper()
 	var p corev1.Pod
-	b := file(t, f, path.Join(controlplane.ManifestsDir, component+".yaml"))
+	b := file(t, f, path.Join(contract.ManifestsDir, component+".yaml"))
 	if err := strictyaml.Unmarshal(b, &p); err != nil {
 		t.Fatalf("%s: %v", component, err)
 	}
@@ -334,14 +334,14 @@ func TestKubeletAndContainerdConfig(t *testing.T) {
 	if kc.ClusterDomain != c.DNSDomain {
 		t.Errorf("clusterDomain = %q, want %q", kc.ClusterDomain, c.DNSDomain)
 	}
-	if kc.ResolverConfig == nil || *kc.ResolverConfig != kubeletconfig.PodResolvConf {
-		t.Errorf("resolvConf = %v, want %s", kc.ResolverConfig, kubeletconfig.PodResolvConf)
+	if kc.ResolverConfig == nil || *kc.ResolverConfig != contract.PodResolvConf {
+		t.Errorf("resolvConf = %v, want %s", kc.ResolverConfig, contract.PodResolvConf)
 	}
 	if _, ok := f.Data[kc.Authentication.X509.ClientCAFile]; !ok {
 		t.Errorf("the kubelet's client CA %s is not written", kc.Authentication.X509.ClientCAFile)
 	}
-	if kc.StaticPodPath != controlplane.ManifestsDir {
-		t.Errorf("staticPodPath = %q, want %q", kc.StaticPodPath, controlplane.ManifestsDir)
+	if kc.StaticPodPath != contract.ManifestsDir {
+		t.Errorf("staticPodPath = %q, want %q", kc.StaticPodPath, contract.ManifestsDir)
 	}
 
 	// The kube-dns Service the addons create must have the address the kubelet tells pods about.
@@ -364,23 +364,23 @@ func TestKubeletAndContainerdConfig(t *testing.T) {
 	}
 
 	var ctd map[string]any
-	if err := toml.Unmarshal(file(t, f, containerd.ConfigPath), &ctd); err != nil {
-		t.Errorf("%s is not TOML: %v", containerd.ConfigPath, err)
+	if err := toml.Unmarshal(file(t, f, contract.ContainerdConfigPath), &ctd); err != nil {
+		t.Errorf("%s is not TOML: %v", contract.ContainerdConfigPath, err)
 	}
 	if ctd["version"] == nil {
 		t.Errorf("containerd config has no version: %v", ctd)
 	}
 }
 
-func services(t *testing.T, f bootstrap.Files) map[string]supervisor.Service {
+func nodeServices(t *testing.T, f bootstrap.Files) map[string]services.Service {
 	t.Helper()
 	// ParseConfig is what the node's supervisor runs on the file: strict decoding, validation
 	// (absolute paths, known After names, no cycles).
-	cfg, err := supervisor.ParseConfig(file(t, f, supervisor.ConfigPath))
+	cfg, err := services.ParseConfig(file(t, f, contract.ServicesPath))
 	if err != nil {
 		t.Fatalf("services.json: %v", err)
 	}
-	out := map[string]supervisor.Service{}
+	out := map[string]services.Service{}
 	for _, s := range cfg.Services {
 		out[s.Name] = s
 	}
@@ -389,7 +389,7 @@ func services(t *testing.T, f bootstrap.Files) map[string]supervisor.Service {
 
 func TestServices(t *testing.T) {
 	c, f := controlPlane(t)
-	svcs := services(t, f)
+	svcs := nodeServices(t, f)
 	for _, name := range []string{containerd.ServiceContainerd, containerd.ServiceImportImages, bootstrap.ServiceNodeNet, "kubelet", "netctl"} {
 		if _, ok := svcs[name]; !ok {
 			t.Errorf("no %s service", name)
@@ -401,7 +401,7 @@ func TestServices(t *testing.T) {
 			t.Errorf("kubelet does not come after %s: after=%q", dep, kubelet.After)
 		}
 	}
-	if kubelet.Path != controlplane.NodeBinary || len(kubelet.Args) == 0 || kubelet.Args[0] != "kubelet" {
+	if kubelet.Path != contract.NodeBinary || len(kubelet.Args) == 0 || kubelet.Args[0] != "kubelet" {
 		t.Errorf("kubelet runs %s %q", kubelet.Path, kubelet.Args)
 	}
 	for _, want := range []string{"--node-ip=192.168.49.2", "--hostname-override=test",
@@ -442,8 +442,8 @@ func TestWorkerFiles(t *testing.T) {
 		"/etc/kubernetes/pki/ca.crt",
 		"/etc/kubernetes/kubelet.conf",
 		kubeletconfig.ConfigPath,
-		containerd.ConfigPath,
-		supervisor.ConfigPath,
+		contract.ContainerdConfigPath,
+		contract.ServicesPath,
 	} {
 		if _, ok := f.Data[p]; !ok {
 			t.Errorf("missing %s", p)
@@ -451,7 +451,7 @@ func TestWorkerFiles(t *testing.T) {
 	}
 	for p := range f.Data {
 		switch {
-		case strings.HasPrefix(p, controlplane.ManifestsDir+"/"):
+		case strings.HasPrefix(p, contract.ManifestsDir+"/"):
 			t.Errorf("worker gets static pod %s", p)
 		case path.Ext(p) == ".key":
 			t.Errorf("worker gets the private key %s", p)
@@ -464,7 +464,7 @@ func TestWorkerFiles(t *testing.T) {
 	checkPathsAndModes(t, f)
 	checkKubeconfig(t, f, "kubelet.conf", identity{"https://192.168.49.2:6443", "system:node:test-m02", []string{"system:nodes"}})
 
-	svcs := services(t, f)
+	svcs := nodeServices(t, f)
 	if k := svcs["kubelet"]; !slices.Contains(k.Args, "--node-ip="+n.IP.String()) || !slices.Contains(k.Args, "--hostname-override=test-m02") {
 		t.Errorf("worker kubelet args = %q", k.Args)
 	}
@@ -772,7 +772,7 @@ func TestSpecSettingsReachComponents(t *testing.T) {
 		if !slices.Equal(kc.ClusterDNS, []string{"10.100.0.10"}) {
 			t.Errorf("%s kubelet clusterDNS = %v, want the service subnet's 10th address", name, kc.ClusterDNS)
 		}
-		svcs := services(t, f)
+		svcs := nodeServices(t, f)
 		if !slices.Contains(svcs["kubelet"].Args, "--max-pods=50") {
 			t.Errorf("%s kubelet args %q lack --max-pods=50", name, svcs["kubelet"].Args)
 		}
@@ -788,12 +788,12 @@ func TestSpecSettingsReachComponents(t *testing.T) {
 func TestProxy(t *testing.T) {
 	c := spec.Default("test")
 	// Without a proxy, containerd gets no proxy environment.
-	if env := services(t, nodeFiles(t, c, bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP}))["containerd"].Env; len(env) != 0 {
+	if env := nodeServices(t, nodeFiles(t, c, bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP}))["containerd"].Env; len(env) != 0 {
 		t.Errorf("containerd env without a proxy: %v", env)
 	}
 	c.Proxy = spec.Proxy{HTTPProxy: "http://proxy:3128", HTTPSProxy: "http://proxy:3128", NoProxy: "corp.example,localhost"}
 	n := bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP, Network: netip.MustParsePrefix("192.168.49.0/24")}
-	env := services(t, nodeFiles(t, c, n))["containerd"].Env
+	env := nodeServices(t, nodeFiles(t, c, n))["containerd"].Env
 	if env["HTTPS_PROXY"] != "http://proxy:3128" || env["http_proxy"] != "http://proxy:3128" {
 		t.Errorf("containerd proxy env: %v", env)
 	}

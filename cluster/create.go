@@ -27,7 +27,7 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/bootstrap/rbacseed"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
-	"kubeforge.dev/kubeforge/images"
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
@@ -149,7 +149,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		node     provision.Node // the control plane
 		port     = c.APIServerPort
 		apiHost  string // empty: 127.0.0.1 (published port)
-		nodeInfo images.ImageInfo
+		nodeInfo contract.ImageInfo
 		cs       *kubernetes.Clientset
 		restCfg  *rest.Config
 		plans    []nodePlan
@@ -273,12 +273,12 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 				return err
 			}
 			node, nodes = created[0], created
-			info, err := node.ReadFile(ctx, images.ImageInfoPath)
+			info, err := node.ReadFile(ctx, contract.ImageInfoPath)
 			if err != nil {
-				return fmt.Errorf("reading the node image's %s: %w", images.ImageInfoPath, err)
+				return fmt.Errorf("reading the node image's %s: %w", contract.ImageInfoPath, err)
 			}
 			if err := json.Unmarshal(info, &nodeInfo); err != nil {
-				return fmt.Errorf("parsing %s: %w", images.ImageInfoPath, err)
+				return fmt.Errorf("parsing %s: %w", contract.ImageInfoPath, err)
 			}
 			return p.writeClientConfigs(c, dirs, auth, apiHost, port, image)
 		}, undo: func(ctx context.Context) error {
@@ -586,14 +586,14 @@ func (p *Provider) writeClientConfigs(c spec.Cluster, dirs Dirs, auth *pki.Autho
 	return dirs.save(Record{Spec: c, Image: image, APIServerHost: host, APIServerPort: port, Created: time.Now().UTC()})
 }
 
-func (p *Provider) addonObjects(c spec.Cluster, info images.ImageInfo, endpoint netip.Addr) ([]runtime.Object, error) {
+func (p *Provider) addonObjects(c spec.Cluster, info contract.ImageInfo, endpoint netip.Addr) ([]runtime.Object, error) {
 	dnsIP, err := c.ServiceIP(10)
 	if err != nil {
 		return nil, err
 	}
 	corednsImage := info.Images["coredns"]
 	if corednsImage == "" {
-		return nil, fmt.Errorf("the node image's %s names no coredns image", images.ImageInfoPath)
+		return nil, fmt.Errorf("the node image's %s names no coredns image", contract.ImageInfoPath)
 	}
 	return addons.Objects(addons.Config{
 		KubernetesVersion:    c.KubernetesVersion,

@@ -14,10 +14,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
-	"kubeforge.dev/kubeforge/node/etcdsnapshot"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -29,7 +28,7 @@ const (
 )
 
 // SnapshotStatus is what a saved or restored snapshot holds.
-type SnapshotStatus = etcdsnapshot.Status
+type SnapshotStatus = contract.SnapshotStatus
 
 // SnapshotSave writes a snapshot of the cluster's etcd to file (on the host).
 func (p *Provider) SnapshotSave(ctx context.Context, name, file string) (SnapshotStatus, error) {
@@ -42,7 +41,7 @@ func (p *Provider) SnapshotSave(ctx context.Context, name, file string) (Snapsho
 		return SnapshotStatus{}, err
 	}
 	var out bytes.Buffer
-	if err := n.Run(ctx, provision.Cmd{Args: []string{controlplane.NodeBinary, "etcd-snapshot", "save", nodeSnapshotPath}, Stdout: &out}); err != nil {
+	if err := n.Run(ctx, provision.Cmd{Args: []string{contract.NodeBinary, "etcd-snapshot", "save", nodeSnapshotPath}, Stdout: &out}); err != nil {
 		return SnapshotStatus{}, fmt.Errorf("snapshot of etcd on %s: %w", n.Name(), err)
 	}
 	defer n.Run(context.WithoutCancel(ctx), provision.Cmd{Args: []string{"rm", "-f", nodeSnapshotPath}})
@@ -99,7 +98,7 @@ func (p *Provider) SnapshotRestore(ctx context.Context, name, file string, wait 
 				return err
 			}
 			var out bytes.Buffer
-			if err := n.Run(ctx, provision.Cmd{Args: []string{controlplane.NodeBinary, "etcd-snapshot", "status", nodeSnapshotPath}, Stdout: &out}); err != nil {
+			if err := n.Run(ctx, provision.Cmd{Args: []string{contract.NodeBinary, "etcd-snapshot", "status", nodeSnapshotPath}, Stdout: &out}); err != nil {
 				return kferr.Usage("%s is not an etcd snapshot (make one with `kubeforge etcd snapshot save FILE`): %v", file, err)
 			}
 			return json.Unmarshal(out.Bytes(), &st)
@@ -110,7 +109,7 @@ func (p *Provider) SnapshotRestore(ctx context.Context, name, file string, wait 
 			return resumeControlPlane(ctx, n)
 		}},
 		{name: "Restoring etcd", run: func(ctx context.Context) error {
-			return n.Run(ctx, provision.Cmd{Args: []string{controlplane.NodeBinary, "etcd-snapshot", "restore", nodeSnapshotPath,
+			return n.Run(ctx, provision.Cmd{Args: []string{contract.NodeBinary, "etcd-snapshot", "restore", nodeSnapshotPath,
 				"--name", n.Name(), "--peer-url", etcdPeerURL(n.IP())}})
 		}},
 		{name: "Starting the control plane", run: func(ctx context.Context) error {
@@ -136,7 +135,7 @@ func (p *Provider) SnapshotRestore(ctx context.Context, name, file string, wait 
 // pauseControlPlane moves the control plane's static pod manifests aside and waits until the
 // kubelet has stopped etcd and the API server.
 func pauseControlPlane(ctx context.Context, n provision.Node) error {
-	script := fmt.Sprintf("mkdir -p %[2]s && for f in %[1]s/*.yaml; do [ -e \"$f\" ] && mv \"$f\" %[2]s/; done; true", controlplane.ManifestsDir, pausedManifests)
+	script := fmt.Sprintf("mkdir -p %[2]s && for f in %[1]s/*.yaml; do [ -e \"$f\" ] && mv \"$f\" %[2]s/; done; true", contract.ManifestsDir, pausedManifests)
 	if err := n.Run(ctx, provision.Cmd{Args: []string{"sh", "-c", script}}); err != nil {
 		return err
 	}
@@ -149,7 +148,7 @@ func pauseControlPlane(ctx context.Context, n provision.Node) error {
 
 // resumeControlPlane moves the manifests back; the kubelet starts the pods again.
 func resumeControlPlane(ctx context.Context, n provision.Node) error {
-	script := fmt.Sprintf("[ -d %[2]s ] || exit 0; for f in %[2]s/*.yaml; do [ -e \"$f\" ] && mv \"$f\" %[1]s/; done; rmdir %[2]s", controlplane.ManifestsDir, pausedManifests)
+	script := fmt.Sprintf("[ -d %[2]s ] || exit 0; for f in %[2]s/*.yaml; do [ -e \"$f\" ] && mv \"$f\" %[1]s/; done; rmdir %[2]s", contract.ManifestsDir, pausedManifests)
 	return n.Run(ctx, provision.Cmd{Args: []string{"sh", "-c", script}})
 }
 

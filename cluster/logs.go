@@ -23,14 +23,14 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
-	"kubeforge.dev/kubeforge/node/supervisor"
 	"kubeforge.dev/kubeforge/provision"
 )
 
 // PodComponents are the components that run as pods (static or not) in kube-system, whose logs
 // are read from the container runtime; every other component is a node service of the
-// supervisor, with a log file in supervisor.LogDir.
+// supervisor, with a log file in contract.LogDir.
 var PodComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "storage-provisioner"}
 
 // controlPlaneComponents run on control-plane nodes only.
@@ -109,7 +109,7 @@ func (p *Provider) Logs(ctx context.Context, name string, o LogOptions, w io.Wri
 		if o.Follow {
 			args = append(args, "-F")
 		}
-		return n.Run(ctx, provision.Cmd{Args: append(args, path.Join(supervisor.LogDir, o.Component+".log")), Stdout: w})
+		return n.Run(ctx, provision.Cmd{Args: append(args, path.Join(contract.LogDir, o.Component+".log")), Stdout: w})
 	}
 }
 
@@ -154,7 +154,7 @@ func latestContainer(ctx context.Context, n provision.Node, name string) (string
 // serviceLogs lists the node services that have a log file.
 func serviceLogs(ctx context.Context, n provision.Node) ([]string, error) {
 	var out bytes.Buffer
-	if err := n.Run(ctx, provision.Cmd{Args: []string{"ls", supervisor.LogDir}, Stdout: &out}); err != nil {
+	if err := n.Run(ctx, provision.Cmd{Args: []string{"ls", contract.LogDir}, Stdout: &out}); err != nil {
 		return nil, fmt.Errorf("listing the service logs of %s: %w", n.Name(), err)
 	}
 	var names []string
@@ -176,7 +176,7 @@ var nodeDiagnostics = map[string][]string{
 	"iptables-save.txt": {"iptables-save"},
 	"df.txt":            {"df", "-h"},
 	"ps.txt":            {"ps", "auxww"},
-	"supervisor.json":   {"cat", supervisor.StatusPath},
+	"supervisor.json":   {"cat", contract.StatusPath},
 }
 
 // ExportLogs writes what a bug report needs into dir: per node, its console, the services' and

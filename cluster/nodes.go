@@ -20,9 +20,9 @@ import (
 	"k8s.io/kubectl/pkg/drain"
 
 	"kubeforge.dev/kubeforge/bootstrap"
-	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/bootstrap/pki"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
@@ -274,7 +274,7 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 					return err
 				}
 				peer = etcdPeerURL(np.ip)
-				out, err := provision.Output(ctx, member, controlplane.NodeBinary, "etcd-member", "add", "--name", ns.Name, "--peer-url", peer)
+				out, err := provision.Output(ctx, member, contract.NodeBinary, "etcd-member", "add", "--name", ns.Name, "--peer-url", peer)
 				if err != nil {
 					return fmt.Errorf("adding %s to etcd: %w", ns.Name, err)
 				}
@@ -285,7 +285,7 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 		}, undo: func(ctx context.Context) error {
 			var errs []error
 			if member != nil {
-				_, err := provision.Output(ctx, member, controlplane.NodeBinary, "etcd-member", "remove", "--name", ns.Name, "--peer-url", peer)
+				_, err := provision.Output(ctx, member, contract.NodeBinary, "etcd-member", "remove", "--name", ns.Name, "--peer-url", peer)
 				errs = append(errs, err)
 			}
 			return errors.Join(append(errs, p.Driver.DeleteNode(ctx, ns.Name), deleteNodeObject(ctx, cs, ns.Name))...)
@@ -382,7 +382,7 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 			if err != nil {
 				return err
 			}
-			if _, err := provision.Output(ctx, other, controlplane.NodeBinary, "etcd-member", "remove", "--name", node, "--peer-url", etcdPeerURL(n.IP())); err != nil {
+			if _, err := provision.Output(ctx, other, contract.NodeBinary, "etcd-member", "remove", "--name", node, "--peer-url", etcdPeerURL(n.IP())); err != nil {
 				return fmt.Errorf("removing %s from etcd: %w", node, err)
 			}
 			var ips []netip.Addr
@@ -586,7 +586,7 @@ func (p *Provider) updateLoadBalancer(ctx context.Context, l *live, ips []netip.
 // answers the member list, and it is named in it (a member is named once it started).
 func waitEtcdMember(ctx context.Context, n provision.Node, cluster string) error {
 	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		out, err := provision.Output(ctx, n, controlplane.NodeBinary, "etcd-member", "list")
+		out, err := provision.Output(ctx, n, contract.NodeBinary, "etcd-member", "list")
 		return err == nil && strings.Contains(","+strings.TrimSpace(out), ","+n.Name()+"="), nil
 	})
 	if err != nil {

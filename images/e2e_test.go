@@ -20,6 +20,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/internal/ui"
 	"kubeforge.dev/kubeforge/provision"
@@ -253,13 +254,13 @@ func TestE2EPreloadedImagesImport(t *testing.T) {
 	ref, _ := e2eImage(t)
 	n := startContainerdNode(t, ref)
 	ctx := t.Context()
-	raw, err := provision.Output(ctx, n, "cat", ImageInfoPath)
+	raw, err := provision.Output(ctx, n, "cat", contract.ImageInfoPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info ImageInfo
+	var info contract.ImageInfo
 	if err := json.Unmarshal([]byte(raw), &info); err != nil || len(info.Preload) != 3 {
-		t.Fatalf("%s: %v %+v", ImageInfoPath, err, info)
+		t.Fatalf("%s: %v %+v", contract.ImageInfoPath, err, info)
 	}
 	for _, f := range info.Preload {
 		if out, err := provision.Output(ctx, n, "ctr", "-n", "k8s.io", "images", "import", "--all-platforms", f); err != nil {

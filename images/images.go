@@ -28,7 +28,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
-	"kubeforge.dev/kubeforge/bootstrap/containerd"
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/internal/kferr"
@@ -53,11 +53,10 @@ const formatVersion = "1"
 // Paths inside the node.
 const (
 	NodeBinDir     = "/usr/local/bin"
-	PreloadDir     = containerd.ImagesDir
-	ImageInfoPath  = "/etc/kubeforge/image-info.json"
+	PreloadDir     = contract.ImagesDir
 	CrictlConfig   = "/etc/crictl.yaml"
-	Entrypoint     = NodeBinDir + "/kubeforge-init"
-	containerdSock = "unix:///run/containerd/containerd.sock"
+	Entrypoint     = contract.InitPath
+	containerdSock = "unix://" + contract.ContainerdSocket
 )
 
 // Labels on the node image.
@@ -95,17 +94,6 @@ type BuildOptions struct {
 	Log *ui.Logger
 }
 
-// ImageInfo is /etc/kubeforge/image-info.json in the node.
-type ImageInfo struct {
-	KubernetesVersion string            `json:"kubernetesVersion"`
-	ContainerdVersion string            `json:"containerdVersion"`
-	CrictlVersion     string            `json:"crictlVersion"`
-	CoreDNSVersion    string            `json:"coreDNSVersion"`
-	Rootfs            string            `json:"rootfs"`
-	Images            map[string]string `json:"images"` // role -> image reference, all preloaded
-	Preload           []string          `json:"preload"`
-}
-
 // overlayFile is one file the node image gets on top of the rootfs.
 type overlayFile struct {
 	path string // relative to /, no leading slash
@@ -120,7 +108,7 @@ type overlayFile struct {
 type plan struct {
 	opts      BuildOptions
 	rootfsKey string
-	info      ImageInfo
+	info      contract.ImageInfo
 	files     []overlayFile
 	hash      string
 	ref       string
@@ -242,7 +230,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 
 	p := &plan{opts: o, rootfsKey: rootfs.Key(o.Rootfs)}
 	specs := p.preloadSpecs()
-	p.info = ImageInfo{
+	p.info = contract.ImageInfo{
 		KubernetesVersion: o.KubernetesVersion,
 		ContainerdVersion: o.ContainerdVersion,
 		CrictlVersion:     o.CrictlVersion,
@@ -265,7 +253,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 		}
 		dir := PreloadDir[1:]
 		if bootImages[name] {
-			dir = path.Join(dir, containerd.BootImagesSubdir)
+			dir = path.Join(dir, contract.BootImagesSubdir)
 		}
 		file := path.Join(dir, name+".tar")
 		p.info.Preload = append(p.info.Preload, "/"+file)
@@ -278,7 +266,7 @@ func makePlan(opts BuildOptions) (*plan, error) {
 	crictl := fmt.Sprintf("runtime-endpoint: %s\nimage-endpoint: %s\ntimeout: 10\n", containerdSock, containerdSock)
 	p.files = append(p.files,
 		overlayFile{path: CrictlConfig[1:], mode: 0o644, data: []byte(crictl)},
-		overlayFile{path: ImageInfoPath[1:], mode: 0o644, data: append(infoJSON, '\n')},
+		overlayFile{path: contract.ImageInfoPath[1:], mode: 0o644, data: append(infoJSON, '\n')},
 	)
 	sort.Slice(p.files, func(i, j int) bool { return p.files[i].path < p.files[j].path })
 

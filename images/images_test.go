@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/images/rootfs"
 )
@@ -297,7 +298,7 @@ func TestNodeTarAssembly(t *testing.T) {
 		}
 	}
 	// image-info.json tells the versions and images.
-	var info ImageInfo
+	var info contract.ImageInfo
 	if err := json.Unmarshal(files["etc/kubeforge/image-info.json"].data, &info); err != nil {
 		t.Fatal(err)
 	}

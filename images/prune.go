@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"kubeforge.dev/kubeforge/contract/vmimage"
 	"kubeforge.dev/kubeforge/internal/ui"
 )
 
@@ -70,7 +71,7 @@ func PruneVMImages(current string, keep []string) ([]string, error) {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || kept[dir] {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(dir, VMImageFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, vmimage.File)); err != nil {
 			continue // not a VM image
 		}
 		if err := os.RemoveAll(dir); err != nil {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"kubeforge.dev/kubeforge/contract/vmimage"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/internal/kferr"
 )
@@ -24,28 +25,6 @@ var VMPackages = []string{"linux-image-cloud-amd64", "initramfs-tools", "openssh
 
 // vmFormatVersion is bumped whenever the VM image's layout changes.
 const vmFormatVersion = "2" // 2: sshd without PAM
-
-// VMDiskSize is the size of a VM node's root file system (the qcow2 file grows as it is used).
-const VMDiskSize = 8 << 30
-
-// VMImage is a built VM node image: a bootable root disk and the kernel and initramfs that boot it
-// directly (no bootloader in the disk), in one cache directory.
-type VMImage struct {
-	// Key names the image: the same inputs, the same key.
-	Key string `json:"key"`
-	// Dir holds the files below.
-	Dir    string `json:"dir"`
-	Disk   string `json:"disk"`   // qcow2, an ext4 file system without partitions (root=/dev/vda)
-	Kernel string `json:"kernel"` // vmlinuz
-	Initrd string `json:"initrd"` // initrd.img
-	// KernelVersion is the release of Kernel (uname -r in the node).
-	KernelVersion string `json:"kernelVersion"`
-	// Info is the node image's image-info.json.
-	Info ImageInfo `json:"info"`
-}
-
-// VMImageFile is the description of a built VM image inside its directory.
-const VMImageFile = "vm-image.json"
 
 // VMRootfsOptions is the rootfs of VM nodes: the container node's packages and VMPackages.
 func VMRootfsOptions(o rootfs.Options) rootfs.Options {
@@ -87,68 +66,53 @@ func cacheRoot(o BuildOptions) string {
 	return rootfs.CacheDir()
 }
 
-// LoadVMImage reads the description of a built VM image directory.
-func LoadVMImage(dir string) (VMImage, error) {
-	b, err := os.ReadFile(filepath.Join(dir, VMImageFile))
-	if err != nil {
-		return VMImage{}, kferr.Usage("%s is not a kubeforge VM image (build one with `kubeforge image build --kind vm`): %v", dir, err)
-	}
-	var im VMImage
-	if err := json.Unmarshal(b, &im); err != nil {
-		return VMImage{}, fmt.Errorf("parsing %s: %w", filepath.Join(dir, VMImageFile), err)
-	}
-	im.Dir = dir
-	im.Disk, im.Kernel, im.Initrd = filepath.Join(dir, "disk.qcow2"), filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")
-	return im, nil
-}
-
 // BuildVM makes the VM node image unless it is cached, and returns it. The disk holds the same
 // files as the Docker node image (rootfs, binaries, preloaded images) on the VM rootfs; it needs
 // root (the rootfs keeps owners and device files), mkfs.ext4 and qemu-img.
-func BuildVM(ctx context.Context, opts BuildOptions) (VMImage, error) {
+func BuildVM(ctx context.Context, opts BuildOptions) (vmimage.Image, error) {
 	p, key, err := vmPlan(opts)
 	if err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	o := p.opts
 	dir := filepath.Join(cacheRoot(o), "vm", key)
-	if im, err := LoadVMImage(dir); err == nil {
+	if im, err := vmimage.Load(dir); err == nil {
 		o.Log.Debugf("VM image %s is up to date", dir)
 		return im, nil
 	}
 	for _, tool := range []struct{ cmd, pkg string }{{"mkfs.ext4", "e2fsprogs"}, {"qemu-img", "qemu-utils"}, {"tar", "tar"}} {
 		if _, err := exec.LookPath(tool.cmd); err != nil {
-			return VMImage{}, kferr.Environment("install it: apt-get install -y "+tool.pkg, "building the VM image needs %s, which is not installed", tool.cmd)
+			return vmimage.Image{}, kferr.Environment("install it: apt-get install -y "+tool.pkg, "building the VM image needs %s, which is not installed", tool.cmd)
 		}
 	}
 	if os.Geteuid() != 0 {
-		return VMImage{}, kferr.Environment("run the first VM image build as root (sudo)", "building the VM image needs root: its file system keeps the rootfs's owners and device files")
+		return vmimage.Image{}, kferr.Environment("run the first VM image build as root (sudo)", "building the VM image needs root: its file system keeps the rootfs's owners and device files")
 	}
 	rootfsTar, err := rootfs.Ensure(ctx, o.Rootfs)
 	if err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	step := o.Log.Step("Making the preloaded pod images")
 	if err := step.Done(p.generate()); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	step = o.Log.Step("Making the VM disk " + key)
 	im, err := assembleVM(ctx, p, rootfsTar, dir, key)
 	return im, step.Done(err)
 }
 
-func assembleVM(ctx context.Context, p *plan, rootfsTar, dir, key string) (VMImage, error) {
+func assembleVM(ctx context.Context, p *plan, rootfsTar, dir, key string) (vmimage.Image, error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	work, err := os.MkdirTemp(filepath.Dir(dir), ".build-"+key+"-")
 	if err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	defer os.RemoveAll(work)
 	root := filepath.Join(work, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	// The node tar (rootfs + overlay, as the Docker image gets it) unpacked by GNU tar, which keeps
 	// owners, device files and file capabilities.
@@ -157,58 +121,58 @@ func assembleVM(ctx context.Context, p *plan, rootfsTar, dir, key string) (VMIma
 	untar.Stdin = pr
 	if out, err := untar.CombinedOutput(); err != nil {
 		pr.CloseWithError(err)
-		return VMImage{}, fmt.Errorf("unpacking the node files: %v: %s", err, strings.TrimSpace(string(out)))
+		return vmimage.Image{}, fmt.Errorf("unpacking the node files: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	if err := vmTweaks(root); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	// Mount points the initramfs moves its /dev, /proc, /sys and /run to.
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "root/.ssh"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return VMImage{}, err
+			return vmimage.Image{}, err
 		}
 	}
 	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
 	if len(kernels) != 1 {
-		return VMImage{}, fmt.Errorf("the VM rootfs has %d kernels in /boot (want one): %v", len(kernels), kernels)
+		return vmimage.Image{}, fmt.Errorf("the VM rootfs has %d kernels in /boot (want one): %v", len(kernels), kernels)
 	}
 	release := strings.TrimPrefix(filepath.Base(kernels[0]), "vmlinuz-")
 	initrd := filepath.Join(root, "boot", "initrd.img-"+release)
 	if _, err := os.Stat(initrd); err != nil {
-		return VMImage{}, fmt.Errorf("the VM rootfs has no initramfs for kernel %s: %w", release, err)
+		return vmimage.Image{}, fmt.Errorf("the VM rootfs has no initramfs for kernel %s: %w", release, err)
 	}
 	out := filepath.Join(work, "out")
 	if err := os.Mkdir(out, 0o755); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	if err := copyFile(kernels[0], filepath.Join(out, "vmlinuz")); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	if err := copyFile(initrd, filepath.Join(out, "initrd.img")); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
 	raw := filepath.Join(work, "disk.raw")
-	if err := run(ctx, "mkfs.ext4", "-q", "-F", "-L", "kubeforge-root", "-E", "root_owner=0:0", "-d", root, raw, fmt.Sprintf("%dM", VMDiskSize>>20)); err != nil {
-		return VMImage{}, err
+	if err := run(ctx, "mkfs.ext4", "-q", "-F", "-L", "kubeforge-root", "-E", "root_owner=0:0", "-d", root, raw, fmt.Sprintf("%dM", vmimage.DiskSize>>20)); err != nil {
+		return vmimage.Image{}, err
 	}
 	if err := run(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(out, "disk.qcow2")); err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
-	im := VMImage{Key: key, KernelVersion: release, Info: p.info}
+	im := vmimage.Image{Key: key, KernelVersion: release, Info: p.info}
 	b, err := json.MarshalIndent(im, "", "  ")
 	if err != nil {
-		return VMImage{}, err
+		return vmimage.Image{}, err
 	}
-	if err := os.WriteFile(filepath.Join(out, VMImageFile), append(b, '\n'), 0o644); err != nil {
-		return VMImage{}, err
+	if err := os.WriteFile(filepath.Join(out, vmimage.File), append(b, '\n'), 0o644); err != nil {
+		return vmimage.Image{}, err
 	}
 	if err := os.Rename(out, dir); err != nil {
-		return VMImage{}, fmt.Errorf("caching the VM image: %w", err)
+		return vmimage.Image{}, fmt.Errorf("caching the VM image: %w", err)
 	}
-	return LoadVMImage(dir)
+	return vmimage.Load(dir)
 }
 
 // sshdConfig is the VM node's SSH server: keys only, the host key given to the node at its first

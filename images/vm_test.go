@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"kubeforge.dev/kubeforge/contract/vmimage"
 	"kubeforge.dev/kubeforge/images/rootfs"
 )
 
@@ -41,18 +42,6 @@ func TestVMImageDirFollowsInputs(t *testing.T) {
 	}
 }
 
-func TestLoadVMImage(t *testing.T) {
-	if _, err := LoadVMImage(t.TempDir()); err == nil || !strings.Contains(err.Error(), "image build --kind vm") {
-		t.Errorf("an empty directory: %v", err)
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, VMImageFile), []byte(`{"key":"k","kernelVersion":"6.1.0"}`), 0o644)
-	im, err := LoadVMImage(dir)
-	if err != nil || im.Disk != filepath.Join(dir, "disk.qcow2") || im.KernelVersion != "6.1.0" {
-		t.Errorf("LoadVMImage = %+v, %v", im, err)
-	}
-}
-
 func TestPruneVMImages(t *testing.T) {
 	cache := filepath.Join(t.TempDir(), "vm")
 	mk := func(name string, image bool) string {
@@ -61,7 +50,7 @@ func TestPruneVMImages(t *testing.T) {
 			t.Fatal(err)
 		}
 		if image {
-			if err := os.WriteFile(filepath.Join(dir, VMImageFile), []byte("{}"), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, vmimage.File), []byte("{}"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

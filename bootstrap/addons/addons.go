@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // Config is what the addons depend on.
@@ -187,11 +188,11 @@ users:
 						Name:            "kube-proxy",
 						Image:           controlplane.ComponentsImage(c.KubernetesVersion),
 						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command: []string{controlplane.NodeBinary, "kube-proxy",
+						Command: []string{contract.NodeBinary, "kube-proxy",
 							"--config=/var/lib/kube-proxy/config.conf", "--hostname-override=$(NODE_NAME)"},
 						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
 							FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
-							{Name: controlplane.SteadyGCEnv, Value: controlplane.SteadyGCPercent}},
+							{Name: contract.SteadyGCEnv, Value: controlplane.SteadyGCPercent}},
 						SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "node-usr", MountPath: "/usr", ReadOnly: true},

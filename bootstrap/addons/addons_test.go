@@ -21,6 +21,7 @@ import (
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
 
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
 )
 
@@ -438,7 +439,7 @@ func TestKubeProxy(t *testing.T) {
 	if ctr.Image != controlplane.ComponentsImage(c.KubernetesVersion) {
 		t.Errorf("image = %q, want %q", ctr.Image, controlplane.ComponentsImage(c.KubernetesVersion))
 	}
-	if len(ctr.Command) < 2 || ctr.Command[0] != controlplane.NodeBinary || ctr.Command[1] != "kube-proxy" {
+	if len(ctr.Command) < 2 || ctr.Command[0] != contract.NodeBinary || ctr.Command[1] != "kube-proxy" {
 		t.Fatalf("command = %q", ctr.Command)
 	}
 	var confFlag string
@@ -587,7 +588,7 @@ func TestStorage(t *testing.T) {
 	if c.Image != want || !slices.Contains(c.Command, "--helper-image="+want) {
 		t.Errorf("provisioner image %s, command %v: want image and --helper-image %s", c.Image, c.Command, want)
 	}
-	if c.Command[0] != controlplane.NodeBinary || c.Command[1] != "storage-provisioner" {
+	if c.Command[0] != contract.NodeBinary || c.Command[1] != "storage-provisioner" {
 		t.Errorf("provisioner command %v does not run the node binary's storage-provisioner", c.Command)
 	}
 }

@@ -4,13 +4,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
-	"kubeforge.dev/kubeforge/node/localpv"
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // StorageClassName is the default StorageClass, named as minikube and kind name theirs.
@@ -66,9 +67,9 @@ func Storage(c Config) []runtime.Object {
 						Name:            name,
 						Image:           image,
 						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command: []string{controlplane.NodeBinary, name,
-							"--namespace=" + ns, "--helper-image=" + image, "--root=" + localpv.DefaultRoot},
-						Env: append(apiServerEnv(c), corev1.EnvVar{Name: controlplane.SteadyGCEnv, Value: controlplane.SteadyGCPercent}),
+						Command: []string{contract.NodeBinary, name,
+							"--namespace=" + ns, "--helper-image=" + image, "--root=" + contract.LocalVolumesRoot},
+						Env: append(apiServerEnv(c), corev1.EnvVar{Name: contract.SteadyGCEnv, Value: controlplane.SteadyGCPercent}),
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("20Mi")},
 						},
@@ -87,12 +88,28 @@ func Storage(c Config) []runtime.Object {
 		},
 	}
 	return []runtime.Object{
-		localpv.StorageClass(StorageClassName),
+		storageClass(StorageClassName),
 		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}},
 		role,
 		crb("kubeforge:"+name, role.Name, serviceAccount(ns, name)),
 		podsRole,
 		podsBinding,
 		dep,
+	}
+}
+
+// storageClass is the default class, served by the storage provisioner (node/localpv).
+func storageClass(name string) *storagev1.StorageClass {
+	mode := storagev1.VolumeBindingWaitForFirstConsumer
+	reclaim := corev1.PersistentVolumeReclaimDelete
+	return &storagev1.StorageClass{
+		TypeMeta: metav1.TypeMeta{APIVersion: "storage.k8s.io/v1", Kind: "StorageClass"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"},
+		},
+		Provisioner:       contract.LocalVolumeProvisioner,
+		ReclaimPolicy:     &reclaim,
+		VolumeBindingMode: &mode,
 	}
 }

@@ -12,31 +12,21 @@ import (
 	"sort"
 	"strings"
 
-	"kubeforge.dev/kubeforge/node/supervisor"
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/services"
 )
 
 // Paths and names inside a node.
 const (
-	// ConfigPath is where containerd's config lives in the node.
-	ConfigPath = "/etc/containerd/config.toml"
-	// SocketPath is containerd's gRPC socket (containerd's default), also the kubelet's
-	// container runtime endpoint ("unix://" + SocketPath).
-	SocketPath = "/run/containerd/containerd.sock"
 	// ContainerdPath and CtrPath are where the node image installs containerd and ctr.
 	ContainerdPath = "/usr/local/bin/containerd"
 	CtrPath        = "/usr/local/bin/ctr"
-	// ImagesDir holds the node image's preloaded image archives (*.tar): those the kubelet needs
-	// before it can start the control plane (pause, the components image) in BootImagesSubdir,
-	// the others (addons: CoreDNS) directly in it.
-	ImagesDir = "/kubeforge/images"
-	// BootImagesSubdir is the subdirectory of ImagesDir with the archives the kubelet waits for.
-	BootImagesSubdir = "boot"
 	// ImagesNamespace is the containerd namespace the CRI plugin (and so the kubelet) uses.
 	ImagesNamespace = "k8s.io"
 	// ImportDoneMarker and ImportAddonsDoneMarker record which image archives were imported
 	// into this node's /var volume.
-	ImportDoneMarker       = supervisor.StateDir + "/images-imported"
-	ImportAddonsDoneMarker = supervisor.StateDir + "/addon-images-imported"
+	ImportDoneMarker       = contract.StateDir + "/images-imported"
+	ImportAddonsDoneMarker = contract.StateDir + "/addon-images-imported"
 
 	// Service names, for the host's After lists: the kubelet comes after containerd and the
 	// boot images; the addon images are imported meanwhile (their pods come seconds later, once
@@ -90,7 +80,7 @@ func (o Options) withDefaults() Options {
 	def(&o.Root, DefaultRoot)
 	def(&o.State, DefaultState)
 	def(&o.LogLevel, "info")
-	def(&o.ImagesDir, ImagesDir)
+	def(&o.ImagesDir, contract.ImagesDir)
 	return o
 }
 
@@ -179,15 +169,15 @@ func ContainerdConfig(o Options) ([]byte, error) {
 
 // ContainerdService is the supervisor service that runs containerd; it is ready when its socket
 // exists.
-func ContainerdService(o Options) supervisor.Service {
+func ContainerdService(o Options) services.Service {
 	o = o.withDefaults()
-	return supervisor.Service{
+	return services.Service{
 		Name:      ServiceContainerd,
 		Path:      ContainerdPath,
-		Args:      []string{"--config", ConfigPath},
+		Args:      []string{"--config", contract.ContainerdConfigPath},
 		Env:       proxyEnv(o),
-		ReadyPath: SocketPath,
-		Restart:   supervisor.RestartAlways,
+		ReadyPath: contract.ContainerdSocket,
+		Restart:   services.RestartAlways,
 	}
 }
 
@@ -215,7 +205,7 @@ n=0 pids=
 for f in "$1"/*.tar; do
 	[ -e "$f" ] || continue
 	echo "importing $f"
-	` + CtrPath + ` --address ` + SocketPath + ` --namespace ` + ImagesNamespace + ` images import --all-platforms "$f" &
+	` + CtrPath + ` --address ` + contract.ContainerdSocket + ` --namespace ` + ImagesNamespace + ` images import --all-platforms "$f" &
 	pids="$pids $!"
 	n=$((n+1))
 done
@@ -229,21 +219,21 @@ echo "imported $n image archive(s) from $1"
 // pause and the control-plane components) into containerd's k8s.io namespace once per node
 // volume: its done marker is keyed by the archives' names and sizes, so a node started from a
 // new node image (other archives) imports again. The kubelet comes after it.
-func ImportImagesService(o Options) supervisor.Service {
+func ImportImagesService(o Options) services.Service {
 	o = o.withDefaults()
-	dir := path.Join(o.ImagesDir, BootImagesSubdir)
+	dir := path.Join(o.ImagesDir, contract.BootImagesSubdir)
 	return importService(ServiceImportImages, dir, ImportDoneMarker)
 }
 
 // ImportAddonImagesService imports the other preloaded archives (ImagesDir/*.tar) the same way,
 // alongside the kubelet's start.
-func ImportAddonImagesService(o Options) supervisor.Service {
+func ImportAddonImagesService(o Options) services.Service {
 	o = o.withDefaults()
 	return importService(ServiceImportAddonImages, o.ImagesDir, ImportAddonsDoneMarker)
 }
 
-func importService(name, dir, marker string) supervisor.Service {
-	return supervisor.Service{
+func importService(name, dir, marker string) services.Service {
+	return services.Service{
 		Name:       name,
 		Path:       "/bin/sh",
 		Args:       []string{"-c", importScript, "kubeforge-" + name, dir},
@@ -251,14 +241,14 @@ func importService(name, dir, marker string) supervisor.Service {
 		Oneshot:    true,
 		DoneMarker: marker,
 		DoneKey:    path.Join(dir, "*.tar"),
-		Restart:    supervisor.RestartOnFailure,
+		Restart:    services.RestartOnFailure,
 	}
 }
 
 // Services returns the runtime's services (containerd, then the image imports), for the host to
 // combine with the kubelet's (which should come After ServiceContainerd and ServiceImportImages).
-func Services(o Options) []supervisor.Service {
-	return []supervisor.Service{ContainerdService(o), ImportImagesService(o), ImportAddonImagesService(o)}
+func Services(o Options) []services.Service {
+	return []services.Service{ContainerdService(o), ImportImagesService(o), ImportAddonImagesService(o)}
 }
 
 // tomlWriter emits the small subset of TOML the config needs, in a fixed order.

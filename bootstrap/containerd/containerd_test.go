@@ -11,7 +11,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
-	"kubeforge.dev/kubeforge/node/supervisor"
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/services"
 )
 
 // get walks a decoded TOML document along keys.
@@ -132,7 +133,7 @@ func TestTOMLStringControlCharacters(t *testing.T) {
 
 func TestServices(t *testing.T) {
 	svcs := Services(Options{HTTPProxy: "http://proxy:3128", NoProxy: "10.0.0.0/8"})
-	cfg := &supervisor.Config{Services: append(svcs, supervisor.Service{
+	cfg := &services.Config{Services: append(svcs, services.Service{
 		Name: "kubelet", Path: "/usr/local/bin/kubeforge-node", After: []string{ServiceContainerd, ServiceImportImages},
 	})}
 	// What the host writes must pass the supervisor's own strict parsing.
@@ -140,7 +141,7 @@ func TestServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed, err := supervisor.ParseConfig(b)
+	parsed, err := services.ParseConfig(b)
 	if err != nil {
 		t.Fatalf("supervisor rejects the runtime services: %v\n%s", err, b)
 	}
@@ -153,7 +154,7 @@ func TestServices(t *testing.T) {
 		t.Errorf("levels = %s, want %s", gotJSON, wantJSON)
 	}
 	c := parsed.Service(ServiceContainerd)
-	if c.Path != ContainerdPath || c.ReadyPath != SocketPath || c.Restart != supervisor.RestartAlways {
+	if c.Path != ContainerdPath || c.ReadyPath != contract.ContainerdSocket || c.Restart != services.RestartAlways {
 		t.Errorf("containerd service = %+v", c)
 	}
 	if strings.Join(c.Args, " ") != "--config /etc/containerd/config.toml" {

@@ -17,13 +17,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"kubeforge.dev/kubeforge/contract"
 )
-
-// NodeBinary is where the multi-call node binary lives inside nodes and component pods.
-const NodeBinary = "/usr/local/bin/kubeforge-node"
-
-// ManifestsDir is the kubelet's static pod directory.
-const ManifestsDir = "/etc/kubernetes/manifests"
 
 // ComponentsImage is the skeleton image the component pods run in.
 func ComponentsImage(kubeVersion string) string {
@@ -65,7 +61,7 @@ func Manifests(c Config) (map[string][]byte, error) {
 	return out, nil
 }
 
-const pki = "/etc/kubernetes/pki"
+const pki = contract.PKIDir
 
 func etcd(c Config) *corev1.Pod {
 	ip := c.NodeIP.String()
@@ -274,7 +270,7 @@ func pod(c Config, component string, args map[string]string, mounts []mount, pr 
 	for k, v := range c.ExtraArgs[component] {
 		args[k] = v
 	}
-	cmd := []string{NodeBinary, component}
+	cmd := []string{contract.NodeBinary, component}
 	keys := make([]string, 0, len(args))
 	for k := range args {
 		keys = append(keys, k)
@@ -301,7 +297,7 @@ func pod(c Config, component string, args map[string]string, mounts []mount, pr 
 	ready := pr.probe(pr.ready, 3)
 	startup := pr.probe(pr.startup, 240)
 	// Memory is traded for CPU once started (SteadyGCEnv), except where CPU is what is short.
-	gcEnv := []corev1.EnvVar{{Name: SteadyGCEnv, Value: SteadyGCPercent}}
+	gcEnv := []corev1.EnvVar{{Name: contract.SteadyGCEnv, Value: SteadyGCPercent}}
 	if c.SlowMachine {
 		gcEnv = nil
 		for _, p := range []*corev1.Probe{ready, startup} {
@@ -356,8 +352,6 @@ func hostPort(host string, port int) string {
 	return fmt.Sprintf("%s:%d", host, port)
 }
 
-// SteadyGCEnv tells a component of the node binary the GC percentage (GOGC) to switch to once it
-// has started: upstream's 100 suits the allocation burst of starting; a cluster on a laptop then
-// idles, where a smaller heap headroom saves memory for little CPU. Set on every component the
-// node binary runs (static pods, kube-proxy, the kubelet...).
-const SteadyGCEnv, SteadyGCPercent = "KUBEFORGE_STEADY_GOGC", "50"
+// SteadyGCPercent is the GC percentage (contract.SteadyGCEnv) the components switch to once
+// started.
+const SteadyGCPercent = "50"

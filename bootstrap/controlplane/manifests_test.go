@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
 )
 
@@ -109,8 +110,8 @@ func TestManifestsCommon(t *testing.T) {
 			if ctr.ImagePullPolicy != corev1.PullIfNotPresent {
 				t.Errorf("imagePullPolicy = %q: the components image only exists locally", ctr.ImagePullPolicy)
 			}
-			if len(ctr.Command) < 3 || ctr.Command[0] != NodeBinary || ctr.Command[1] != name {
-				t.Fatalf("command = %q, want %s %s --flags...", ctr.Command, NodeBinary, name)
+			if len(ctr.Command) < 3 || ctr.Command[0] != contract.NodeBinary || ctr.Command[1] != name {
+				t.Fatalf("command = %q, want %s %s --flags...", ctr.Command, contract.NodeBinary, name)
 			}
 			var keys []string
 			for _, a := range ctr.Command[2:] {
@@ -149,10 +150,10 @@ func TestManifestsCommon(t *testing.T) {
 				}
 			}
 			if !usr {
-				t.Errorf("the node's /usr (where %s lives) is not mounted", NodeBinary)
+				t.Errorf("the node's /usr (where %s lives) is not mounted", contract.NodeBinary)
 			}
-			if !strings.HasPrefix(NodeBinary, "/usr/") {
-				t.Errorf("NodeBinary %s is outside /usr", NodeBinary)
+			if !strings.HasPrefix(contract.NodeBinary, "/usr/") {
+				t.Errorf("NodeBinary %s is outside /usr", contract.NodeBinary)
 			}
 			if p.Annotations["kubeforge.dev/kubernetes-version"] != c.KubernetesVersion {
 				t.Errorf("annotations = %v", p.Annotations)
@@ -400,11 +401,11 @@ func TestManifestsDeterministic(t *testing.T) {
 }
 
 func TestConstants(t *testing.T) {
-	if ManifestsDir != "/etc/kubernetes/manifests" {
-		t.Errorf("ManifestsDir = %q", ManifestsDir)
+	if contract.ManifestsDir != "/etc/kubernetes/manifests" {
+		t.Errorf("ManifestsDir = %q", contract.ManifestsDir)
 	}
-	if !path.IsAbs(NodeBinary) {
-		t.Errorf("NodeBinary = %q is not absolute", NodeBinary)
+	if !path.IsAbs(contract.NodeBinary) {
+		t.Errorf("NodeBinary = %q is not absolute", contract.NodeBinary)
 	}
 	if got := ComponentsImage("v1.2.3"); !strings.HasSuffix(got, ":v1.2.3") {
 		t.Errorf("ComponentsImage(v1.2.3) = %q, want it tagged with the version", got)
@@ -414,8 +415,8 @@ func TestConstants(t *testing.T) {
 func TestSteadyGC(t *testing.T) {
 	for name, p := range pods(t, testConfig()) {
 		env := p.Spec.Containers[0].Env
-		if len(env) != 1 || env[0].Name != SteadyGCEnv || env[0].Value != SteadyGCPercent {
-			t.Errorf("%s: env %v, want %s=%s", name, env, SteadyGCEnv, SteadyGCPercent)
+		if len(env) != 1 || env[0].Name != contract.SteadyGCEnv || env[0].Value != SteadyGCPercent {
+			t.Errorf("%s: env %v, want %s=%s", name, env, contract.SteadyGCEnv, SteadyGCPercent)
 		}
 	}
 }

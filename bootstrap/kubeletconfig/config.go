@@ -14,16 +14,15 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // Paths inside a node, as kubeadm lays them out.
 const (
 	ConfigPath     = "/var/lib/kubelet/config.yaml"
 	KubeconfigPath = "/etc/kubernetes/kubelet.conf"
-	// PodResolvConf is the resolv.conf pods with dnsPolicy Default get, written at boot by
-	// `kubeforge-node netctl boot` (loopback name servers replaced by the node IP).
-	PodResolvConf  = "/etc/kubeforge/resolv.conf"
-	ContainerdSock = "unix:///run/containerd/containerd.sock"
+	ContainerdSock = "unix://" + contract.ContainerdSocket
 )
 
 // Options are what the kubelet configuration depends on.

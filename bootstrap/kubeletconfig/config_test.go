@@ -11,6 +11,7 @@ import (
 
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
 )
 
@@ -30,7 +31,7 @@ func render(t *testing.T, o Options) kubeletv1beta1.KubeletConfiguration {
 }
 
 func TestRender(t *testing.T) {
-	c := render(t, Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf})
+	c := render(t, Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: contract.PodResolvConf})
 
 	if c.APIVersion != "kubelet.config.k8s.io/v1beta1" || c.Kind != "KubeletConfiguration" {
 		t.Errorf("apiVersion/kind = %q/%q", c.APIVersion, c.Kind)
@@ -41,8 +42,8 @@ func TestRender(t *testing.T) {
 	if c.ClusterDomain != "cluster.local" {
 		t.Errorf("clusterDomain = %q", c.ClusterDomain)
 	}
-	if c.ResolverConfig == nil || *c.ResolverConfig != PodResolvConf {
-		t.Errorf("resolvConf = %v, want %q", c.ResolverConfig, PodResolvConf)
+	if c.ResolverConfig == nil || *c.ResolverConfig != contract.PodResolvConf {
+		t.Errorf("resolvConf = %v, want %q", c.ResolverConfig, contract.PodResolvConf)
 	}
 	// Containerd in the node is configured for cgroupfs (no systemd in the node).
 	if c.CgroupDriver != "cgroupfs" {
@@ -125,7 +126,7 @@ func TestRenderSyncFrequency(t *testing.T) {
 }
 
 func TestRenderDeterministic(t *testing.T) {
-	o := Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf}
+	o := Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: contract.PodResolvConf}
 	a, err := Render(o)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +215,7 @@ func TestArgsExtra(t *testing.T) {
 
 func TestRenderFeatureGates(t *testing.T) {
 	gates := map[string]bool{"ContextualLogging": false, "NativeHistograms": true}
-	c := render(t, Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf,
+	c := render(t, Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: contract.PodResolvConf,
 		FeatureGates: gates})
 	if !reflect.DeepEqual(c.FeatureGates, gates) {
 		t.Errorf("featureGates = %v, want %v", c.FeatureGates, gates)
@@ -238,7 +239,7 @@ func TestPaths(t *testing.T) {
 }
 
 func TestRenderSystemReserved(t *testing.T) {
-	b, err := Render(Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf,
+	b, err := Render(Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: contract.PodResolvConf,
 		SystemReserved: map[string]string{"cpu": "1000m", "memory": "1073741824"}})
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +247,7 @@ func TestRenderSystemReserved(t *testing.T) {
 	if s := string(b); !strings.Contains(s, "systemReserved:\n  cpu: 1000m\n  memory: \"1073741824\"") {
 		t.Errorf("config lacks the reservation:\n%s", s)
 	}
-	b, _ = Render(Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: PodResolvConf})
+	b, _ = Render(Options{ClusterDNS: netip.MustParseAddr("10.96.0.10"), ClusterDomain: "cluster.local", ResolvConf: contract.PodResolvConf})
 	if strings.Contains(string(b), "systemReserved") {
 		t.Errorf("uncapped node reserves something")
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/node/lb"
 	"kubeforge.dev/kubeforge/node/supervisor"
 )
@@ -44,6 +45,6 @@ const usage = `usage:
   kubeforge-init setup                                     run the node setup again (idempotent)
   kubeforge-init lb [-config FILE]                         the API servers' load balancer (HA clusters)
 
-Services come from ` + supervisor.ConfigPath + `; their logs are in ` + supervisor.LogDir + `/<name>.log
-and their state in ` + supervisor.StatusPath + `.
+Services come from ` + contract.ServicesPath + `; their logs are in ` + contract.LogDir + `/<name>.log
+and their state in ` + contract.StatusPath + `.
 `

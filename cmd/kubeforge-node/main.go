@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"time"
 
-	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/cmd/kubeforge-node/components"
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/node/startorder"
 )
 
@@ -33,7 +33,7 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	steadyGC(os.Getenv(controlplane.SteadyGCEnv))
+	steadyGC(os.Getenv(contract.SteadyGCEnv))
 	startorder.Wait(context.Background(), name, args, os.Stderr)
 	os.Exit(run(args))
 }
@@ -42,7 +42,7 @@ func main() {
 // the steady one: past the start-up allocation burst of every component.
 const steadyGCDelay = 30 * time.Second
 
-// steadyGC switches the GC target to pct (controlplane.SteadyGCEnv) once the component has
+// steadyGC switches the GC target to pct (contract.SteadyGCEnv) once the component has
 // started, and returns the memory freed to the system; an empty or invalid pct does nothing.
 func steadyGC(pct string) {
 	p, err := strconv.Atoi(pct)

@@ -18,6 +18,7 @@ import (
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/node/etcdmember"
 )
 
@@ -27,23 +28,15 @@ import (
 // and Kubernetes' docs advise for a restore under a running cluster's clients).
 const RevisionBump = 1_000_000_000
 
-// Status describes a snapshot file.
-type Status struct {
-	Version   string `json:"version,omitempty"` // etcd version that wrote it (save only)
-	Revision  int64  `json:"revision"`
-	TotalKeys int    `json:"totalKeys"`
-	Bytes     int64  `json:"bytes"`
-}
-
 // Save writes a snapshot of the local member to path.
-func Save(ctx context.Context, path string) (Status, error) {
+func Save(ctx context.Context, path string) (contract.SnapshotStatus, error) {
 	cfg, err := etcdmember.ClientConfig(ctx)
 	if err != nil {
-		return Status{}, err
+		return contract.SnapshotStatus{}, err
 	}
 	version, err := snapshot.SaveWithVersion(ctx, zap.NewNop(), cfg, path)
 	if err != nil {
-		return Status{}, fmt.Errorf("saving a snapshot of etcd: %w", err)
+		return contract.SnapshotStatus{}, fmt.Errorf("saving a snapshot of etcd: %w", err)
 	}
 	st, err := Check(path)
 	st.Version = version
@@ -51,12 +44,12 @@ func Save(ctx context.Context, path string) (Status, error) {
 }
 
 // Check reads a snapshot file's status; a file that is not an etcd snapshot is an error.
-func Check(path string) (Status, error) {
+func Check(path string) (contract.SnapshotStatus, error) {
 	ds, err := etcdutl.NewV3(zap.NewNop()).Status(path)
 	if err != nil {
-		return Status{}, fmt.Errorf("%s is not a readable etcd snapshot: %w", path, err)
+		return contract.SnapshotStatus{}, fmt.Errorf("%s is not a readable etcd snapshot: %w", path, err)
 	}
-	return Status{Revision: ds.Revision, TotalKeys: ds.TotalKey, Bytes: ds.TotalSize}, nil
+	return contract.SnapshotStatus{Revision: ds.Revision, TotalKeys: ds.TotalKey, Bytes: ds.TotalSize}, nil
 }
 
 // Restore replaces the member data in dataDir (etcd stopped) by the snapshot's, for a single
@@ -95,7 +88,7 @@ func Restore(path, dataDir, name, peerURL string) error {
 }
 
 // Main is `kubeforge-node etcd-snapshot save FILE | status FILE | restore FILE --name N
-// --peer-url URL [--data-dir DIR]`; save and status print the Status as JSON.
+// --peer-url URL [--data-dir DIR]`; save and status print the contract.SnapshotStatus as JSON.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) < 2 {
 		fmt.Fprintln(stderr, "usage: etcd-snapshot save FILE | status FILE | restore FILE --name NAME --peer-url URL [--data-dir DIR]")
@@ -113,7 +106,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var (
-		st  Status
+		st  contract.SnapshotStatus
 		err error
 	)
 	switch action {

@@ -6,6 +6,8 @@
 package lb
 
 import (
+	"kubeforge.dev/kubeforge/contract"
+
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -22,24 +24,6 @@ import (
 	"time"
 )
 
-// ConfigPath is where the load-balancer node keeps its config.
-const ConfigPath = "/etc/kubeforge/lb.json"
-
-// Config is the load balancer's config file.
-type Config struct {
-	// Listen is the address to accept connections on, e.g. ":6443".
-	Listen string `json:"listen"`
-	// Backends are host:port of the API servers.
-	Backends []string `json:"backends"`
-	// HealthPath, when set, makes a backend healthy only while GET https://backend<HealthPath>
-	// answers 200 (e.g. "/readyz": an API server that listens but is not ready yet gets no
-	// connections unless no backend is ready); otherwise a TCP connect is the check.
-	HealthPath string `json:"healthPath,omitempty"`
-}
-
-// Marshal renders c as the config file.
-func (c Config) Marshal() ([]byte, error) { return json.MarshalIndent(c, "", "  ") }
-
 // Timings; variables of a Proxy so tests can shorten them.
 const (
 	DefaultCheckInterval = time.Second
@@ -51,7 +35,7 @@ type Proxy struct {
 	CheckInterval time.Duration
 	DialTimeout   time.Duration
 	Log           io.Writer
-	// HealthPath: see Config.
+	// HealthPath: see contract.LBConfig.
 	HealthPath string
 
 	mu       sync.Mutex
@@ -246,8 +230,8 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 }
 
 // ReadConfig reads and checks a config file.
-func ReadConfig(path string) (Config, error) {
-	var c Config
+func ReadConfig(path string) (contract.LBConfig, error) {
+	var c contract.LBConfig
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return c, err
@@ -296,7 +280,7 @@ func (p *Proxy) watchConfig(ctx context.Context, path string, first os.FileInfo)
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lb", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", ConfigPath, "config file (JSON: listen, backends)")
+	path := fs.String("config", contract.LBConfigPath, "config file (JSON: listen, backends)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -1,6 +1,9 @@
 package lb
 
 import (
+	"encoding/json"
+	"kubeforge.dev/kubeforge/contract"
+
 	"bufio"
 	"context"
 	"net"
@@ -94,8 +97,8 @@ func TestConfigReload(t *testing.T) {
 	a, b := echoServer(t, "a"), echoServer(t, "b")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "lb.json")
-	write := func(c Config) {
-		buf, err := c.Marshal()
+	write := func(c contract.LBConfig) {
+		buf, err := json.MarshalIndent(c, "", "  ")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,14 +106,14 @@ func TestConfigReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(Config{Listen: "127.0.0.1:0", Backends: []string{a.Addr().String()}})
+	write(contract.LBConfig{Listen: "127.0.0.1:0", Backends: []string{a.Addr().String()}})
 	fi, _ := os.Stat(path)
 	p, addr := startProxy(t, a.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.watchConfig(ctx, path, fi)
 	time.Sleep(10 * time.Millisecond)
-	write(Config{Listen: "127.0.0.1:0", Backends: []string{b.Addr().String(), "127.0.0.1:1"}})
+	write(contract.LBConfig{Listen: "127.0.0.1:0", Backends: []string{b.Addr().String(), "127.0.0.1:1"}})
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if ask(t, addr) == "b" {

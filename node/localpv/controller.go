@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	v1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -297,20 +296,4 @@ func ignoreNotFound(err error) error {
 		return nil
 	}
 	return err
-}
-
-// StorageClass is the default class served by this provisioner.
-func StorageClass(name string) *storagev1.StorageClass {
-	mode := storagev1.VolumeBindingWaitForFirstConsumer
-	reclaim := v1.PersistentVolumeReclaimDelete
-	return &storagev1.StorageClass{
-		TypeMeta: metav1.TypeMeta{APIVersion: "storage.k8s.io/v1", Kind: "StorageClass"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"},
-		},
-		Provisioner:       Name,
-		ReclaimPolicy:     &reclaim,
-		VolumeBindingMode: &mode,
-	}
 }

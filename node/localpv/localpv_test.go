@@ -34,10 +34,10 @@ func claim(mutate ...func(*v1.PersistentVolumeClaim)) *v1.PersistentVolumeClaim 
 }
 
 func TestWants(t *testing.T) {
-	class := StorageClass("standard")
-	immediate := StorageClass("fast")
+	class := testClass("standard")
+	immediate := testClass("fast")
 	immediate.VolumeBindingMode = ptr.To(storagev1.VolumeBindingImmediate)
-	other := StorageClass("other")
+	other := testClass("other")
 	other.Provisioner = "example.com/nfs"
 	for _, tc := range []struct {
 		name     string
@@ -79,7 +79,7 @@ func TestWants(t *testing.T) {
 
 func TestVolumeAndRelease(t *testing.T) {
 	c := claim()
-	pv := Volume(c, StorageClass("standard"), "dev-m02", DefaultRoot)
+	pv := Volume(c, testClass("standard"), "dev-m02", DefaultRoot)
 	if pv.Name != "pvc-1234" || pv.Spec.HostPath.Path != DefaultRoot+"/pvc-1234" {
 		t.Errorf("volume %s at %s", pv.Name, pv.Spec.HostPath.Path)
 	}
@@ -119,7 +119,7 @@ func TestController(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: "dev-m02"}}
-	client := fake.NewClientset(StorageClass("standard"), claim(), node)
+	client := fake.NewClientset(testClass("standard"), claim(), node)
 	c, err := NewController(client, Options{Namespace: "kube-system", HelperImage: "img"})
 	if err != nil {
 		t.Fatal(err)
@@ -170,9 +170,9 @@ func TestController(t *testing.T) {
 func TestControllerNodeGone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pv := Volume(claim(), StorageClass("standard"), "gone", DefaultRoot)
+	pv := Volume(claim(), testClass("standard"), "gone", DefaultRoot)
 	pv.Status.Phase = v1.VolumeReleased
-	client := fake.NewClientset(StorageClass("standard"), pv)
+	client := fake.NewClientset(testClass("standard"), pv)
 	c, err := NewController(client, Options{Namespace: "kube-system", HelperImage: "img"})
 	if err != nil {
 		t.Fatal(err)
@@ -193,5 +193,15 @@ func poll(t *testing.T, what string, cond func() bool) {
 		func(context.Context) (bool, error) { return cond(), nil })
 	if err != nil {
 		t.Fatalf("waiting until %s: %v", what, err)
+	}
+}
+
+// testClass is a StorageClass of this provisioner, as the default "standard" one is made.
+func testClass(name string) *storagev1.StorageClass {
+	return &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: name},
+		Provisioner:       Name,
+		ReclaimPolicy:     ptr.To(v1.PersistentVolumeReclaimDelete),
+		VolumeBindingMode: ptr.To(storagev1.VolumeBindingWaitForFirstConsumer),
 	}
 }

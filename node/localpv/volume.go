@@ -18,13 +18,15 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 const (
 	// Name is the provisioner name StorageClasses refer to.
-	Name = "kubeforge.dev/local-path"
+	Name = contract.LocalVolumeProvisioner
 	// DefaultRoot is the directory on every node under which volumes live.
-	DefaultRoot = "/var/lib/kubeforge/volumes"
+	DefaultRoot = contract.LocalVolumesRoot
 
 	annProvisionedBy = "pv.kubernetes.io/provisioned-by"
 	annSelectedNode  = "volume.kubernetes.io/selected-node"

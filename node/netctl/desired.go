@@ -6,7 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 
-	"kubeforge.dev/kubeforge/node/netctl/cniconf"
+	"kubeforge.dev/kubeforge/contract/cniconf"
 )
 
 // Names and numbers the controller owns on a node.

@@ -3,11 +3,12 @@ package netctl
 import (
 	"bufio"
 	"fmt"
-	"kubeforge.dev/kubeforge/bootstrap/kubeletconfig"
 	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // Pod DNS on a Docker node. Docker gives containers on user-defined networks an embedded DNS
@@ -23,7 +24,7 @@ var DockerDNS = netip.MustParseAddr("127.0.0.11")
 const DNSChain = "KUBEFORGE-DNS"
 
 // DefaultPodResolvConf is the resolv.conf the kubelet gives pods with dnsPolicy Default.
-const DefaultPodResolvConf = kubeletconfig.PodResolvConf
+const DefaultPodResolvConf = contract.PodResolvConf
 
 // PodResolvConf rewrites the node's resolv.conf for pods: loopback name servers (which mean
 // nothing inside a pod's network namespace) are replaced by nodeIP. It reports whether Docker's

@@ -1,6 +1,10 @@
 package supervisor
 
-import "time"
+import (
+	"time"
+
+	"kubeforge.dev/kubeforge/contract/services"
+)
 
 // Restart back-off: the first restart waits BackoffInitial, each further one twice the previous
 // wait up to BackoffMax; a run that lasted BackoffReset or longer counts as healthy and starts
@@ -27,9 +31,9 @@ func NextBackoff(prev, ran time.Duration) time.Duration {
 // ShouldRestart applies a restart policy to how a run ended: success is an exit with status 0.
 func ShouldRestart(policy string, oneshot, success bool) bool {
 	switch policy {
-	case RestartNever:
+	case services.RestartNever:
 		return false
-	case RestartOnFailure:
+	case services.RestartOnFailure:
 		return !success
 	default: // always
 		if oneshot {

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"kubeforge.dev/kubeforge/bootstrap/containerd"
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/services"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/node/supervisor"
 )
@@ -240,20 +242,20 @@ func allReady(names ...string) func(*supervisor.Status) bool {
 	}
 }
 
-func servicesJSON(t *testing.T, cfg *supervisor.Config) []byte {
+func servicesJSON(t *testing.T, cfg *services.Config) []byte {
 	t.Helper()
 	b, err := cfg.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := supervisor.ParseConfig(b); err != nil {
+	if _, err := services.ParseConfig(b); err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func shService(name, script string) supervisor.Service {
-	return supervisor.Service{Name: name, Path: "/bin/sh", Args: []string{"-c", script}}
+func shService(name, script string) services.Service {
+	return services.Service{Name: name, Path: "/bin/sh", Args: []string{"-c", script}}
 }
 
 func TestE2ENodeLifecycle(t *testing.T) {
@@ -267,13 +269,13 @@ func TestE2ENodeLifecycle(t *testing.T) {
 	spawner := shService("spawner", `for i in 1 2 3 4 5; do (sleep 0.2 &); done; exec sleep infinity`)
 	spawner.After = []string{"once"}
 	stubborn := shService("stubborn", `trap '' TERM; while :; do sleep 1; done`)
-	cfg := &supervisor.Config{
-		Services:        []supervisor.Service{sleeper, once, spawner, stubborn},
-		StopGracePeriod: supervisor.Duration(2 * time.Second),
+	cfg := &services.Config{
+		Services:        []services.Service{sleeper, once, spawner, stubborn},
+		StopGracePeriod: services.Duration(2 * time.Second),
 	}
 	n := newNode(t, image, []file{
 		{"/usr/local/bin/kubeforge-init", 0o755, initBin},
-		{supervisor.ConfigPath, 0o644, servicesJSON(t, cfg)},
+		{contract.ServicesPath, 0o644, servicesJSON(t, cfg)},
 	})
 	hostBefore := readHostSysctls(t)
 
@@ -483,19 +485,19 @@ func TestE2EContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &supervisor.Config{Services: containerd.Services(containerd.Options{})}
+	cfg := &services.Config{Services: containerd.Services(containerd.Options{})}
 	files := append(bins,
 		file{"/usr/local/bin/kubeforge-init", 0o755, initBin},
-		file{supervisor.ConfigPath, 0o644, servicesJSON(t, cfg)},
-		file{containerd.ConfigPath, 0o644, conf},
-		file{containerd.ImagesDir + "/e2e.tar", 0o644, testImageArchive(t, "kubeforge.local/e2e:1")},
-		file{containerd.ImagesDir + "/pause.tar", 0o644, imageArchive(t, containerd.DefaultSandboxImage, []file{{"/pause", 0o755, pause}}, []string{"/pause"})},
+		file{contract.ServicesPath, 0o644, servicesJSON(t, cfg)},
+		file{contract.ContainerdConfigPath, 0o644, conf},
+		file{contract.ImagesDir + "/e2e.tar", 0o644, testImageArchive(t, "kubeforge.local/e2e:1")},
+		file{contract.ImagesDir + "/pause.tar", 0o644, imageArchive(t, containerd.DefaultSandboxImage, []file{{"/pause", 0o755, pause}}, []string{"/pause"})},
 		// A node-local bridge network (the node container itself has no network).
 		file{"/etc/cni/net.d/10-e2e.conflist", 0o644, []byte(`{"cniVersion": "1.0.0", "name": "e2e", "plugins": [
   {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.7.0/24"}]]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}`)},
-		file{"/etc/crictl.yaml", 0o644, []byte("runtime-endpoint: unix://" + containerd.SocketPath + "\nimage-endpoint: unix://" + containerd.SocketPath + "\ntimeout: 30\n")},
+		file{"/etc/crictl.yaml", 0o644, []byte("runtime-endpoint: unix://" + contract.ContainerdSocket + "\nimage-endpoint: unix://" + contract.ContainerdSocket + "\ntimeout: 30\n")},
 		file{"/etc/kubeforge-e2e/pod.json", 0o644, []byte(`{"metadata": {"name": "e2e", "namespace": "default", "uid": "e2e-pod", "attempt": 0},
  "log_directory": "/var/log/pods/e2e", "linux": {}}`)},
 		file{"/etc/kubeforge-e2e/ctr.json", 0o644, []byte(`{"metadata": {"name": "sleeper"}, "image": {"image": "kubeforge.local/e2e:1"},
@@ -513,7 +515,7 @@ func TestE2EContainerd(t *testing.T) {
 	}
 	// The running containerd's view of our config: the values must have reached the plugins
 	// (a misspelled key would leave containerd's default).
-	dump := n.mustExec("containerd --config " + containerd.ConfigPath + " config dump")
+	dump := n.mustExec("containerd --config " + contract.ContainerdConfigPath + " config dump")
 	for _, want := range []string{
 		"restrict_oom_score_adj = true",
 		"SystemdCgroup = false",

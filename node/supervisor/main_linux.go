@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/services"
 )
 
 // Main is kubeforge-init's default command: node setup (as PID 1), then the services of the
@@ -22,9 +25,9 @@ import (
 func Main(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("kubeforge-init", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	configPath := fl.String("config", ConfigPath, "services file")
-	statusPath := fl.String("status-file", StatusPath, "status file to maintain")
-	logDir := fl.String("log-dir", LogDir, "directory of the services' log files")
+	configPath := fl.String("config", contract.ServicesPath, "services file")
+	statusPath := fl.String("status-file", contract.StatusPath, "status file to maintain")
+	logDir := fl.String("log-dir", contract.LogDir, "directory of the services' log files")
 	setup := fl.String("setup", "auto", "node setup: auto (only as PID 1), true or false")
 	if err := fl.Parse(args); err != nil {
 		return 2
@@ -51,7 +54,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// handle the signal (not ignore it, which the services would inherit) so writes just fail.
 	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	con := &console{w: stdout}
-	if lf, err := openLogFile(filepath.Join(*logDir, SupervisorLogName+".log"), MaxLogSize); err == nil {
+	if lf, err := openLogFile(filepath.Join(*logDir, contract.SupervisorLogName+".log"), MaxLogSize); err == nil {
 		con.own = lf
 	}
 
@@ -86,7 +89,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			phase(PhaseFailed, err)
 			// Keep the SSH server up if it can start, so that the failure can be looked at.
 		}
-		if lf, err := openLogFile(filepath.Join(*logDir, SupervisorLogName+".log"), MaxLogSize); err == nil && con.own == nil {
+		if lf, err := openLogFile(filepath.Join(*logDir, contract.SupervisorLogName+".log"), MaxLogSize); err == nil && con.own == nil {
 			con.own = lf
 		}
 		sshCtx, stopSSHD := context.WithCancel(context.Background())
@@ -140,11 +143,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // waitConfig loads the services file, waiting for it to appear if the host has not written it
 // yet. A file that does not parse is read again for a short while (it may be half written).
-func waitConfig(ctx context.Context, path string, con *console, waiting func()) (*Config, error) {
+func waitConfig(ctx context.Context, path string, con *console, waiting func()) (*services.Config, error) {
 	announced := false
 	var firstBad time.Time
 	for {
-		cfg, err := LoadConfig(path)
+		cfg, err := services.LoadConfig(path)
 		if err == nil {
 			return cfg, nil
 		}
@@ -191,7 +194,7 @@ func SetupMain(args []string, stdout, stderr io.Writer) int {
 func StatusMain(args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet("kubeforge-init status", flag.ContinueOnError)
 	fl.SetOutput(stderr)
-	path := fl.String("status-file", StatusPath, "status file to read")
+	path := fl.String("status-file", contract.StatusPath, "status file to read")
 	asJSON := fl.Bool("json", false, "print the status file as JSON")
 	if err := fl.Parse(args); err != nil {
 		return 2

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kubeforge.dev/kubeforge/contract/services"
 )
 
 // TestMain lets a test re-execute the test binary as kubeforge-init (not as PID 1, so without
@@ -58,7 +60,7 @@ func TestMainProcess(t *testing.T) {
 		return nil
 	}
 	waitStatus("waiting for config", func(st *Status) bool { return st.Phase == PhaseWaitingConfig })
-	cfg := &Config{Services: []Service{{Name: "svc", Path: "/bin/sh", Args: []string{"-c", "echo hi; exec sleep 100"}}}}
+	cfg := &services.Config{Services: []services.Service{{Name: "svc", Path: "/bin/sh", Args: []string{"-c", "echo hi; exec sleep 100"}}}}
 	b, _ := cfg.Marshal()
 	if err := os.WriteFile(cfgPath, b, 0o644); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"kubeforge.dev/kubeforge/contract/services"
 	"kubeforge.dev/kubeforge/internal/fsutil"
 )
 
@@ -44,7 +45,7 @@ func Fingerprint(glob string) (string, error) {
 // markerDone tells whether a oneshot service's done marker is present and, when the service has a
 // DoneKey, records the same fingerprint. It also returns the current fingerprint, to be written
 // after a successful run.
-func markerDone(s *Service) (done bool, fingerprint string, err error) {
+func markerDone(s *services.Service) (done bool, fingerprint string, err error) {
 	if s.DoneMarker == "" {
 		return false, "", nil
 	}
@@ -68,7 +69,7 @@ func markerDone(s *Service) (done bool, fingerprint string, err error) {
 }
 
 // writeMarker records a successful run of a oneshot service.
-func writeMarker(s *Service, fingerprint string) error {
+func writeMarker(s *services.Service, fingerprint string) error {
 	if s.DoneMarker == "" {
 		return nil
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // Sysctl is a kernel parameter and the value the node presents for it.
@@ -84,7 +86,7 @@ func Setup(o SetupOptions) error {
 }
 
 func setupDirs(SetupOptions) error {
-	for _, d := range []string{LogDir, filepath.Dir(StatusPath), StateDir, SysctlShadowDir} {
+	for _, d := range []string{contract.LogDir, filepath.Dir(contract.StatusPath), contract.StateDir, SysctlShadowDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}

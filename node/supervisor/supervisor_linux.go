@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/services"
 )
 
 // Options tune a Supervisor; zero values mean the node's defaults.
@@ -43,7 +46,7 @@ type Options struct {
 
 // Supervisor runs the services of a Config.
 type Supervisor struct {
-	cfg  *Config
+	cfg  *services.Config
 	opts Options
 	con  *console
 	reap *reaper
@@ -65,7 +68,7 @@ type Supervisor struct {
 }
 
 type svc struct {
-	spec       Service
+	spec       services.Service
 	deps       []*svc
 	dependents []*svc
 	ready      chan struct{} // closed the first time the service is ready
@@ -78,12 +81,12 @@ type svc struct {
 }
 
 // New prepares a supervisor for a validated, normalized config.
-func New(cfg *Config, opts Options) (*Supervisor, error) {
+func New(cfg *services.Config, opts Options) (*Supervisor, error) {
 	if opts.StatusPath == "" {
-		opts.StatusPath = StatusPath
+		opts.StatusPath = contract.StatusPath
 	}
 	if opts.LogDir == "" {
-		opts.LogDir = LogDir
+		opts.LogDir = contract.LogDir
 	}
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout

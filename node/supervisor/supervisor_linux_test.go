@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kubeforge.dev/kubeforge/contract/services"
 )
 
 // These tests run real processes (/bin/sh, sleep) under an in-process supervisor, which makes
@@ -45,13 +47,13 @@ type harness struct {
 	done   chan struct{}
 }
 
-func sh(name, script string) Service {
-	return Service{Name: name, Path: "/bin/sh", Args: []string{"-c", script}}
+func sh(name, script string) services.Service {
+	return services.Service{Name: name, Path: "/bin/sh", Args: []string{"-c", script}}
 }
 
 // start runs a supervisor for cfg (after validation and defaults) in the background; the
 // scripts find the test's directory in $D.
-func start(t *testing.T, cfg *Config) *harness {
+func start(t *testing.T, cfg *services.Config) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	for i := range cfg.Services {
@@ -138,7 +140,7 @@ func TestOrderAndParallelStart(t *testing.T) {
 	b := sh("b", `if [ -e "$D/a.ready" ]; then echo after-a-ready > "$D/b.out"; else echo too-early > "$D/b.out"; fi; exec sleep 100`)
 	b.After = []string{"a"}
 	c := sh("c", `if [ -e "$D/a.ready" ]; then echo serial > "$D/c.out"; else echo parallel > "$D/c.out"; fi; exec sleep 100`)
-	cfg := &Config{Services: []Service{b, c, a}}
+	cfg := &services.Config{Services: []services.Service{b, c, a}}
 	h := start(t, cfg)
 	h.waitFor("b running", 20*time.Second, stateIs("b", StateRunning))
 	if got := h.read("b.out"); got != "after-a-ready" {
@@ -168,7 +170,7 @@ func TestOrderAndParallelStart(t *testing.T) {
 }
 
 func TestOutputGoesToLogFileAndStdout(t *testing.T) {
-	h := start(t, &Config{Services: []Service{sh("talker", `echo hello out; echo hello err >&2; exec sleep 100`)}})
+	h := start(t, &services.Config{Services: []services.Service{sh("talker", `echo hello out; echo hello err >&2; exec sleep 100`)}})
 	// The service's lines and the supervisor's "started" come from different goroutines, in
 	// either order: wait for all of them.
 	wants := []string{"[talker] hello out\n", "[talker] hello err\n", "[kubeforge-init] service talker: started"}
@@ -194,7 +196,7 @@ func TestOutputGoesToLogFileAndStdout(t *testing.T) {
 }
 
 func TestRestartWithBackoff(t *testing.T) {
-	h := start(t, &Config{Services: []Service{sh("svc", `exec sleep 100`)}})
+	h := start(t, &services.Config{Services: []services.Service{sh("svc", `exec sleep 100`)}})
 	st := h.waitFor("running", 10*time.Second, stateIs("svc", StateRunning))
 	pid1 := st.Services["svc"].PID
 	killed := time.Now()
@@ -233,8 +235,8 @@ func TestOneshotMarkerAndDependents(t *testing.T) {
 	once.DoneKey = filepath.Join(keyDir, "*.tar")
 	after := sh("after", `exec sleep 100`)
 	after.After = []string{"once"}
-	cfg := func() *Config {
-		return &Config{Services: []Service{once, after}}
+	cfg := func() *services.Config {
+		return &services.Config{Services: []services.Service{once, after}}
 	}
 	h := start(t, cfg())
 	st := h.waitFor("after running", 20*time.Second, stateIs("after", StateRunning))
@@ -270,10 +272,10 @@ func TestOneshotMarkerAndDependents(t *testing.T) {
 func TestFailedOneshotBlocksDependents(t *testing.T) {
 	bad := sh("bad", `exit 3`)
 	bad.Oneshot = true
-	bad.Restart = RestartNever
+	bad.Restart = services.RestartNever
 	dep := sh("dep", `exec sleep 100`)
 	dep.After = []string{"bad"}
-	h := start(t, &Config{Services: []Service{bad, dep}})
+	h := start(t, &services.Config{Services: []services.Service{bad, dep}})
 	st := h.waitFor("bad failed", 10*time.Second, stateIs("bad", StateFailed))
 	if st.Services["bad"].LastExit == nil || st.Services["bad"].LastExit.Code != 3 {
 		t.Errorf("bad: %+v", st.Services["bad"])
@@ -291,9 +293,9 @@ func TestFailedOneshotBlocksDependents(t *testing.T) {
 func TestReadinessTimeout(t *testing.T) {
 	s := sh("slow", `exec sleep 100`)
 	s.ReadyPath = "/nonexistent/kubeforge-test.sock"
-	s.ReadyTimeout = Duration(300 * time.Millisecond)
-	s.Restart = RestartNever
-	h := start(t, &Config{Services: []Service{s}})
+	s.ReadyTimeout = services.Duration(300 * time.Millisecond)
+	s.Restart = services.RestartNever
+	h := start(t, &services.Config{Services: []services.Service{s}})
 	st := h.waitFor("failed", 10*time.Second, stateIs("slow", StateFailed))
 	if !strings.Contains(st.Services["slow"].Message, "not ready after 300ms") || st.Services["slow"].LastExit.Signal != "SIGTERM" {
 		t.Errorf("status: %+v", st.Services["slow"])
@@ -301,8 +303,8 @@ func TestReadinessTimeout(t *testing.T) {
 }
 
 func TestStartErrorIsRetried(t *testing.T) {
-	s := Service{Name: "missing", Path: "/nonexistent/kubeforge-binary"}
-	h := start(t, &Config{Services: []Service{s}})
+	s := services.Service{Name: "missing", Path: "/nonexistent/kubeforge-binary"}
+	h := start(t, &services.Config{Services: []services.Service{s}})
 	st := h.waitFor("retry", 10*time.Second, func(st Status) bool { return st.Services["missing"].Restarts >= 1 })
 	if !strings.Contains(st.Services["missing"].Message, "no such file") {
 		t.Errorf("status: %+v", st.Services["missing"])
@@ -322,7 +324,7 @@ while :; do sleep 1 & wait; done`)
 	mid.Oneshot, mid.After = true, []string{"base"}
 	top.After = []string{"mid"}
 	stubborn := sh("stubborn", `trap '' TERM; while :; do sleep 1; done`)
-	cfg := &Config{Services: []Service{base, mid, top, stubborn}, StopGracePeriod: Duration(500 * time.Millisecond)}
+	cfg := &services.Config{Services: []services.Service{base, mid, top, stubborn}, StopGracePeriod: services.Duration(500 * time.Millisecond)}
 	h := start(t, cfg)
 	h.waitFor("all running", 10*time.Second, func(st Status) bool {
 		return st.Services["top"].State == StateRunning && st.Services["stubborn"].State == StateRunning
@@ -361,7 +363,7 @@ while :; do sleep 1 & wait; done`)
 }
 
 func TestOrphansAreReaped(t *testing.T) {
-	h := start(t, &Config{Services: []Service{sh("spawner", `for i in 1 2 3 4 5; do (sleep 0.1 &); done; exec sleep 100`)}})
+	h := start(t, &services.Config{Services: []services.Service{sh("spawner", `for i in 1 2 3 4 5; do (sleep 0.1 &); done; exec sleep 100`)}})
 	h.waitFor("running", 10*time.Second, stateIs("spawner", StateRunning))
 	deadline := time.Now().Add(5 * time.Second)
 	for {

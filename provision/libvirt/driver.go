@@ -18,7 +18,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 
-	"kubeforge.dev/kubeforge/images"
+	"kubeforge.dev/kubeforge/contract/vmimage"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/ui"
 	"kubeforge.dev/kubeforge/provision"
@@ -521,7 +521,7 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if len(cfg.Ports) > 0 {
 		return nil, kferr.Usage("node %s: --port is not supported by the %s driver: reach NodePorts at the node's address (`kubeforge status`)", cfg.Name, DriverName)
 	}
-	im, err := images.LoadVMImage(cfg.Image)
+	im, err := vmimage.Load(cfg.Image)
 	if err != nil {
 		return nil, err
 	}
@@ -544,7 +544,7 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	}
 	diskXML, err := (&libvirtxml.StorageVolume{
 		Name:     nodeDiskName(cfg.Name),
-		Capacity: &libvirtxml.StorageVolumeSize{Value: images.VMDiskSize, Unit: "bytes"},
+		Capacity: &libvirtxml.StorageVolumeSize{Value: vmimage.DiskSize, Unit: "bytes"},
 		Target:   &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},
 		BackingStore: &libvirtxml.StorageVolumeBackingStore{Path: vols.disk,
 			Format: &libvirtxml.StorageVolumeTargetFormat{Type: "qcow2"}},

@@ -18,8 +18,8 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
-	"kubeforge.dev/kubeforge/node/supervisor"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -297,7 +297,7 @@ func (n *Node) ReadFile(ctx context.Context, path string) ([]byte, error) {
 // Logs streams the node's console: the supervisor's log over SSH, or, when the node does not
 // answer, the serial console file (local hypervisors).
 func (n *Node) Logs(ctx context.Context, w io.Writer, follow bool) error {
-	log := path.Join(supervisor.LogDir, supervisor.SupervisorLogName+".log")
+	log := path.Join(contract.LogDir, contract.SupervisorLogName+".log")
 	args := []string{"tail", "-n", "+1", log}
 	if follow {
 		args = []string{"tail", "-n", "+1", "-F", log}

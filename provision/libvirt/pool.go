@@ -12,7 +12,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 
-	"kubeforge.dev/kubeforge/images"
+	"kubeforge.dev/kubeforge/contract/vmimage"
 )
 
 // ensurePool returns kubeforge's storage pool, defining, building and starting it when needed.
@@ -56,7 +56,7 @@ type imageVolumes struct{ disk, kernel, initrd string }
 
 // ensureImageVolumes uploads the VM image's disk, kernel and initramfs into the pool unless a
 // complete upload is there (a marker volume is written last, so a cut-short upload is redone).
-func (d *Driver) ensureImageVolumes(ctx context.Context, l *golibvirt.Libvirt, pool golibvirt.StoragePool, im images.VMImage) (imageVolumes, error) {
+func (d *Driver) ensureImageVolumes(ctx context.Context, l *golibvirt.Libvirt, pool golibvirt.StoragePool, im vmimage.Image) (imageVolumes, error) {
 	d.imageMu.Lock()
 	defer d.imageMu.Unlock()
 	diskName, kernelName, initrdName, doneName := imageVolumeNames(im.Key)
@@ -156,7 +156,7 @@ func uploadBytes(l *golibvirt.Libvirt, pool golibvirt.StoragePool, name string, 
 // poolVolume is a volume of kubeforge's pool: its name, path and the path of its backing file.
 type poolVolume struct{ name, path, backing string }
 
-// imageKeyPattern is a VM image key (images.VMImage.Key): "<Kubernetes version>-<12 hex>".
+// imageKeyPattern is a VM image key (vmimage.Image.Key): "<Kubernetes version>-<12 hex>".
 var imageKeyPattern = regexp.MustCompile(`^v[0-9][0-9A-Za-z._+-]*-[0-9a-f]{12}$`)
 
 // imageKey returns the VM image key of an uploaded image's volume (imageVolumeNames); a node's
@@ -226,7 +226,7 @@ func poolVolumes(l *golibvirt.Libvirt) (golibvirt.StoragePool, []golibvirt.Stora
 }
 
 // PruneImages removes from kubeforge's pool the uploaded VM images other than those keyed in keep
-// (images.VMImage.Key) that no domain on the hypervisor uses, and returns the volumes removed.
+// (vmimage.Image.Key) that no domain on the hypervisor uses, and returns the volumes removed.
 // Node disks are copy-on-write over their image's disk, so an image stays while any node made
 // from it exists. It must not run while a `start` from another build uses the same hypervisor:
 // a node made between the scan and the removal would lose its image.

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kubeforge.dev/kubeforge/cluster"
+	"kubeforge.dev/kubeforge/contract/vmimage"
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
@@ -221,7 +222,7 @@ func (e *env) nodeImage(g *globals) cluster.ImageFunc {
 // missing) from the binaries next to this executable.
 func vmImage(ctx context.Context, g *globals, c spec.Cluster) (string, error) {
 	if c.Image != "" {
-		im, err := images.LoadVMImage(c.Image)
+		im, err := vmimage.Load(c.Image)
 		return im.Dir, err
 	}
 	dir, err := artifactsDir()

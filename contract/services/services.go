@@ -1,11 +1,7 @@
-// Package supervisor is the node's PID 1: it prepares the node (cgroups, mounts, sysctls), starts
-// the node's services in dependency order, restarts them, reaps zombies, and stops everything in
-// reverse order on SIGTERM.
-//
-// The host side imports this package only for Config (the schema of services.json) and Status
-// (the schema of status.json), so this package must stay free of heavy imports: stdlib and
-// golang.org/x/sys only. Everything that needs Linux lives in *_linux.go files.
-package supervisor
+// Package services is the schema of a node's services.json: the services the host asks a node's
+// supervisor (kubeforge-init, node/supervisor) to run, their order, restarts and readiness. The
+// host renders it (bootstrap), the node reads it; it imports only the standard library.
+package services
 
 import (
 	"bytes"
@@ -18,23 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
-)
 
-// Well-known paths inside a node.
-const (
-	// InitPath is where node images install kubeforge-init (the entrypoint).
-	InitPath = "/usr/local/bin/kubeforge-init"
-	// ConfigPath is where the host writes the services file before the node starts.
-	ConfigPath = "/etc/kubeforge/services.json"
-	// StatusPath is where the supervisor publishes the state of its services.
-	StatusPath = "/run/kubeforge/status.json"
-	// LogDir holds one append-only log file per service, <name>.log.
-	LogDir = "/var/log/kubeforge"
-	// SupervisorLogName is the name of the supervisor's own log file in LogDir (.log).
-	SupervisorLogName = "kubeforge-init"
-	// StateDir is where oneshot services keep their done markers (on the node's /var volume, so
-	// they survive a restart of the node).
-	StateDir = "/var/lib/kubeforge"
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // Defaults applied by Config.Normalize.
@@ -178,7 +159,7 @@ func (c *Config) Validate() error {
 		if !nameRE.MatchString(s.Name) {
 			errs = append(errs, fmt.Errorf("%s: name must match %s", what, nameRE))
 		}
-		if s.Name == SupervisorLogName {
+		if s.Name == contract.SupervisorLogName {
 			errs = append(errs, fmt.Errorf("%s: name %q is reserved for the supervisor's own log", what, s.Name))
 		}
 		if seen[s.Name] {

@@ -1,0 +1,114 @@
+// Package contract is what the host and a node agree on: where things live inside a node, the
+// names the two sides use for them, and (in its subpackages) the formats of the files the host
+// writes for the node: services.json (services), the CNI config (cniconf), a VM image's
+// description (vmimage). Host-side and node-side packages both import it; it imports only the
+// standard library (and internal leaf helpers), so it never pulls either side into the other's
+// binary.
+package contract
+
+// Binaries in a node image.
+const (
+	// InitPath is the node's PID 1 (cmd/kubeforge-init).
+	InitPath = "/usr/local/bin/kubeforge-init"
+	// NodeBinary is the multi-call node binary (cmd/kubeforge-node); the static pods run it
+	// through a read-only hostPath of /usr.
+	NodeBinary = "/usr/local/bin/kubeforge-node"
+)
+
+// The supervisor's files.
+const (
+	// ServicesPath is where the host writes the node's services (contract/services) before the
+	// node starts.
+	ServicesPath = "/etc/kubeforge/services.json"
+	// StatusPath is where the supervisor publishes the state of its services.
+	StatusPath = "/run/kubeforge/status.json"
+	// LogDir holds one append-only log file per service, <name>.log.
+	LogDir = "/var/log/kubeforge"
+	// SupervisorLogName is the name of the supervisor's own log file in LogDir (.log).
+	SupervisorLogName = "kubeforge-init"
+	// StateDir is where oneshot services keep their done markers (on the node's /var volume, so
+	// they survive a restart of the node).
+	StateDir = "/var/lib/kubeforge"
+)
+
+// Kubernetes files, as kubeadm lays them out.
+const (
+	// ManifestsDir holds the control plane's static pod manifests.
+	ManifestsDir = "/etc/kubernetes/manifests"
+	// PKIDir holds the node's certificates.
+	PKIDir = "/etc/kubernetes/pki"
+	// PodResolvConf is the resolv.conf pods with dnsPolicy Default get, written at boot by
+	// `kubeforge-node netctl boot` (loopback name servers replaced by the node IP).
+	PodResolvConf = "/etc/kubeforge/resolv.conf"
+)
+
+// The node image's preloaded images.
+const (
+	// ImagesDir holds the node image's preloaded image archives (*.tar): those the kubelet needs
+	// before it can start the control plane (pause, the components image) in BootImagesSubdir,
+	// the others (add-ons: CoreDNS) directly in it.
+	ImagesDir = "/kubeforge/images"
+	// BootImagesSubdir is the subdirectory of ImagesDir with the archives the kubelet waits for.
+	BootImagesSubdir = "boot"
+	// ImageInfoPath describes the node image (its Kubernetes version, preloaded image names) as
+	// JSON; the host reads it from a created node.
+	ImageInfoPath = "/etc/kubeforge/image-info.json"
+)
+
+// Containerd.
+const (
+	// ContainerdConfigPath is containerd's config in the node.
+	ContainerdConfigPath = "/etc/containerd/config.toml"
+	// ContainerdSocket is containerd's gRPC socket, also the kubelet's container runtime endpoint
+	// ("unix://" + ContainerdSocket).
+	ContainerdSocket = "/run/containerd/containerd.sock"
+)
+
+// Other node-side programs.
+const (
+	// LBConfigPath is where the load-balancer machine of an HA cluster keeps its config (LBConfig).
+	LBConfigPath = "/etc/kubeforge/lb.json"
+	// LocalVolumesRoot is the directory on every node under which the default StorageClass's
+	// volumes live (node/localpv).
+	LocalVolumesRoot = "/var/lib/kubeforge/volumes"
+	// LocalVolumeProvisioner is the provisioner name of the default StorageClass (node/localpv).
+	LocalVolumeProvisioner = "kubeforge.dev/local-path"
+	// SteadyGCEnv tells a component of the node binary the GC percentage (GOGC) to switch to once
+	// it has started: upstream's 100 suits the allocation burst of starting; a cluster on a laptop
+	// then idles, where a smaller heap headroom saves memory for little CPU. Set on every
+	// component the node binary runs (static pods, kube-proxy, the kubelet...).
+	SteadyGCEnv = "KUBEFORGE_STEADY_GOGC"
+)
+
+// LBConfig is the load balancer's config file (LBConfigPath), written by the host, read by
+// `kubeforge-init lb` (node/lb).
+type LBConfig struct {
+	// Listen is the address to accept connections on, e.g. ":6443".
+	Listen string `json:"listen"`
+	// Backends are host:port of the API servers.
+	Backends []string `json:"backends"`
+	// HealthPath, when set, makes a backend healthy only while GET https://backend<HealthPath>
+	// answers 200 (e.g. "/readyz": an API server that listens but is not ready yet gets no
+	// connections unless no backend is ready); otherwise a TCP connect is the check.
+	HealthPath string `json:"healthPath,omitempty"`
+}
+
+// SnapshotStatus is what `kubeforge-node etcd-snapshot save|status|restore` prints (JSON) about a
+// snapshot, for the host to read.
+type SnapshotStatus struct {
+	Version   string `json:"version,omitempty"` // etcd version that wrote it (save only)
+	Revision  int64  `json:"revision"`
+	TotalKeys int    `json:"totalKeys"`
+	Bytes     int64  `json:"bytes"`
+}
+
+// ImageInfo is the node image's description (ImageInfoPath), written when the image is built.
+type ImageInfo struct {
+	KubernetesVersion string            `json:"kubernetesVersion"`
+	ContainerdVersion string            `json:"containerdVersion"`
+	CrictlVersion     string            `json:"crictlVersion"`
+	CoreDNSVersion    string            `json:"coreDNSVersion"`
+	Rootfs            string            `json:"rootfs"`
+	Images            map[string]string `json:"images"` // role -> image reference, all preloaded
+	Preload           []string          `json:"preload"`
+}
