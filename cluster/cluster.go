@@ -74,7 +74,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	}
 	var errs []error
 	for _, n := range nodes {
-		if err := p.Driver.DeleteNode(ctx, n.Name()); err != nil {
+		if err := p.Driver.DeleteNode(ctx, name, n.Name()); err != nil {
 			errs = append(errs, err)
 		}
 	}

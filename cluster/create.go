@@ -217,7 +217,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 				return err
 			}
 			return lb.Start(ctx)
-		}, undo: func(ctx context.Context) error { return p.Driver.DeleteNode(ctx, lbName) }})
+		}, undo: func(ctx context.Context) error { return p.Driver.DeleteNode(ctx, c.Name, lbName) }})
 	}
 	steps = append(steps, []step{
 		{name: nodesStep, run: func(ctx context.Context) error {
@@ -284,7 +284,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		}, undo: func(ctx context.Context) error {
 			var errs []error
 			for _, n := range names {
-				errs = append(errs, p.Driver.DeleteNode(ctx, n))
+				errs = append(errs, p.Driver.DeleteNode(ctx, c.Name, n))
 			}
 			return errors.Join(errs...)
 		}},

@@ -288,7 +288,7 @@ func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (
 				_, err := provision.Output(ctx, member, contract.NodeBinary, "etcd-member", "remove", "--name", ns.Name, "--peer-url", peer)
 				errs = append(errs, err)
 			}
-			return errors.Join(append(errs, p.Driver.DeleteNode(ctx, ns.Name), deleteNodeObject(ctx, cs, ns.Name))...)
+			return errors.Join(append(errs, p.Driver.DeleteNode(ctx, name, ns.Name), deleteNodeObject(ctx, cs, ns.Name))...)
 		}},
 		{name: "Kubelet", run: func(ctx context.Context) error {
 			if err := ready.Nodes(ctx, cs, ns.Name); err != nil {
@@ -396,7 +396,7 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 			}
 		}
 		// The machine first: a running kubelet would register its Node again.
-		if err := p.Driver.DeleteNode(ctx, node); err != nil {
+		if err := p.Driver.DeleteNode(ctx, name, node); err != nil {
 			return err
 		}
 		l.rec.Spec.Nodes = slices.DeleteFunc(l.rec.Spec.Nodes, func(sn spec.Node) bool { return sn.Name == node })

@@ -127,16 +127,21 @@ type Driver interface {
 	Ping(ctx context.Context) error
 	// EnsureNetwork returns the cluster's network, creating it if needed.
 	EnsureNetwork(ctx context.Context, cluster string) (Network, error)
-	// DeleteNetwork removes the cluster's network; a missing network is not an error.
+	// DeleteNetwork removes the cluster's network; a missing network is not an error. A network
+	// of that name that does not carry the cluster's label is not removed: that is an error.
 	DeleteNetwork(ctx context.Context, cluster string) error
 	// CreateNode creates a node machine, not yet started.
 	CreateNode(ctx context.Context, cfg NodeConfig) (Node, error)
-	// Nodes lists the nodes of a cluster, in name order.
+	// Nodes lists the nodes of a cluster, in name order. Machines whose labels do not pass
+	// CheckNodeLabel are skipped.
 	Nodes(ctx context.Context, cluster string) ([]Node, error)
-	// Clusters lists the names of all clusters this driver has machines or networks for.
+	// Clusters lists the names of all clusters this driver has machines or networks for. Labels
+	// that do not pass CheckClusterLabel are skipped.
 	Clusters(ctx context.Context) ([]string, error)
-	// DeleteNode removes a node machine and its storage; a missing node is not an error.
-	DeleteNode(ctx context.Context, name string) error
+	// DeleteNode removes the node machine name of cluster and its storage; a missing node is not
+	// an error. A machine or storage of that name that does not carry the cluster's (and node's)
+	// labels is not touched: that is an error, and nothing is removed.
+	DeleteNode(ctx context.Context, cluster, name string) error
 	// HostCapacity is what an uncapped node sees (see Capacity).
 	HostCapacity(ctx context.Context) (Capacity, error)
 }

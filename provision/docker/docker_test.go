@@ -232,3 +232,51 @@ func TestBindMounts(t *testing.T) {
 		t.Errorf("relative host path: %v", err)
 	}
 }
+
+func TestCheckNodeLabels(t *testing.T) {
+	lab := func(c, n string) map[string]string {
+		return map[string]string{provision.LabelCluster: c, provision.LabelNode: n}
+	}
+	for _, tc := range []struct {
+		labels map[string]string
+		name   string
+		ok     bool
+	}{
+		{lab("kf", "kf"), "kf", true},
+		{lab("kf", "kf-m02"), "kf-m02", true},
+		{lab("kf", "kf-lb"), "kf-lb", true},
+		{lab("kf", "kf-m02"), "kf-m03", false}, // label is not the name
+		{lab("..", ".."), "..", false},
+		{lab("kf", "../kf"), "../kf", false},
+		{lab("kf", ""), "", false},
+		{lab("", "kf"), "kf", false},
+		{map[string]string{provision.LabelCluster: "kf"}, "kf", false},
+		{nil, "kf", false},
+	} {
+		if err := checkNodeLabels(tc.labels, tc.name); (err == nil) != tc.ok {
+			t.Errorf("checkNodeLabels(%v, %q) = %v, want ok %v", tc.labels, tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestValidateNames(t *testing.T) {
+	cfg := provision.NodeConfig{Cluster: "c", Name: "c-m02", Image: "img", IP: netip.MustParseAddr("192.168.49.3"),
+		Network: provision.Network{Name: "kubeforge-c", Subnet: netip.MustParsePrefix("192.168.49.0/24")}}
+	if err := validate(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][2]string{{"c", "d"}, {"..", "..-m02"}, {"c", "c/../x"}, {"C", "C"}, {"c", "c-" + strings.Repeat("x", 62)}} {
+		cfg.Cluster, cfg.Name = bad[0], bad[1]
+		if err := validate(cfg); err == nil || kferr.Code(err) != kferr.ExitUsage {
+			t.Errorf("validate(cluster %q, node %q) = %v", bad[0], bad[1], err)
+		}
+	}
+}
+
+func TestSecurityOpt(t *testing.T) {
+	// What --privileged implies on AppArmor and SELinux hosts, which a node cannot use.
+	want := []string{"seccomp=unconfined", "apparmor=unconfined", "label=disable"}
+	if !reflect.DeepEqual(SecurityOpt, want) {
+		t.Errorf("SecurityOpt = %v, want %v", SecurityOpt, want)
+	}
+}

@@ -3,7 +3,8 @@
 //
 // A node container runs kubeforge's own PID 1 (no docker-init) with the flags measured to run
 // Kubernetes on a Docker 20.10 host without --privileged: all capabilities but SYS_RESOURCE,
-// seccomp unconfined, a private cgroup namespace, tmpfs on /run and /tmp, /dev/kmsg, and a named
+// seccomp, AppArmor and SELinux labelling off (what --privileged implies on hosts that have them),
+// a private cgroup namespace, tmpfs on /run and /tmp, /dev/kmsg, and a named
 // volume <node>-var on /var (containerd's overlay snapshotter cannot use the container's own
 // overlay filesystem as upperdir). The container restarts with the Docker daemon
 // (unless-stopped) and its API server port, if any, is published on 127.0.0.1 only.
@@ -22,11 +23,13 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/client"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/ui"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -40,6 +43,14 @@ const MinAPIVersion = "1.41"
 // Driver is the Docker driver. It is safe for concurrent use.
 type Driver struct {
 	cli *client.Client
+	log *ui.Logger
+
+	// kept are the node volumes CreateNode refused to reuse (left by an earlier node of the same
+	// name): this driver's DeleteNode and DeleteNetwork leave them, so that the rollback of the
+	// create that refused them does not wipe them behind the user's back. An explicit delete
+	// (another driver, another command) removes them.
+	keptMu sync.Mutex
+	kept   map[string]bool
 }
 
 var _ provision.Driver = (*Driver)(nil)
@@ -52,7 +63,15 @@ func New(ctx context.Context) (*Driver, error) {
 		return nil, kferr.Environment("check DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH",
 			"docker client: %w", err)
 	}
-	return &Driver{cli: cli}, nil
+	return &Driver{cli: cli, log: ui.Discard(), kept: map[string]bool{}}, nil
+}
+
+// SetLog sets where the driver reports what it skips (at debug level); by default nowhere.
+func (d *Driver) SetLog(l *ui.Logger) {
+	if l == nil {
+		l = ui.Discard()
+	}
+	d.log = l
 }
 
 // Client returns the Docker client the driver uses (for image loading and tests).

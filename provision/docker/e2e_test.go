@@ -33,6 +33,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 
+	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -252,7 +253,7 @@ func TestE2EDriver(t *testing.T) {
 		t.Errorf("config: hostname %s labels %v", ci.Config.Hostname, ci.Config.Labels)
 	}
 	if !slices.Equal(hc.CapAdd, []string{"ALL"}) || !(slices.Equal(hc.CapDrop, []string{"SYS_RESOURCE"}) || slices.Equal(hc.CapDrop, []string{"CAP_SYS_RESOURCE"})) ||
-		!slices.Equal(hc.SecurityOpt, []string{"seccomp=unconfined"}) || hc.CgroupnsMode != container.CgroupnsModePrivate ||
+		!slices.Equal(hc.SecurityOpt, []string{"seccomp=unconfined", "apparmor=unconfined", "label=disable"}) || hc.CgroupnsMode != container.CgroupnsModePrivate ||
 		hc.Privileged || hc.Init == nil || *hc.Init || hc.RestartPolicy.Name != container.RestartPolicyUnlessStopped ||
 		len(hc.Tmpfs) != 2 || len(hc.Devices) != 1 || hc.Devices[0].PathOnHost != "/dev/kmsg" {
 		b, _ := json.Marshal(hc)
@@ -509,20 +510,26 @@ func TestE2EDriver(t *testing.T) {
 		t.Errorf("/var after restart: %q %v", got, err)
 	}
 
-	// Delete: a container that is not a node is left alone.
-	other := "kubeforge-e2e-other-" + id
+	// Delete: a container that is not a node is left alone, even by a name of the cluster's.
+	other := cluster + "-other"
 	if _, err := d.cli.ContainerCreate(ctx, &container.Config{Image: img}, nil, nil, nil, other); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.cli.ContainerRemove(context.Background(), other, container.RemoveOptions{Force: true}) })
-	if err := d.DeleteNode(ctx, other); err == nil || !strings.Contains(err.Error(), "not a kubeforge node") {
+	if err := d.DeleteNode(ctx, cluster, other); err == nil || !strings.Contains(err.Error(), "not a kubeforge node") {
 		t.Errorf("DeleteNode of a foreign container: %v", err)
 	}
 	if _, err := d.cli.ContainerInspect(ctx, other); err != nil {
 		t.Errorf("foreign container removed: %v", err)
 	}
+	// Names that are not the cluster's nodes' are refused before Docker is asked.
+	for _, n := range []string{"..", "kubeforge-e2e-other-" + id, cluster + "/x", ""} {
+		if err := d.DeleteNode(ctx, cluster, n); err == nil || !strings.Contains(err.Error(), "node label") {
+			t.Errorf("DeleteNode(%q): %v", n, err)
+		}
+	}
 	for _, n := range []string{cpName, wName, cpName} {
-		if err := d.DeleteNode(ctx, n); err != nil {
+		if err := d.DeleteNode(ctx, cluster, n); err != nil {
 			t.Errorf("DeleteNode %s: %v", n, err)
 		}
 	}
@@ -646,23 +653,37 @@ func TestE2EHalfMade(t *testing.T) {
 	if nodes, err := d.Nodes(ctx, cluster); err != nil || len(nodes) != 0 {
 		t.Errorf("nodes %v %v", nodes, err)
 	}
-	// Creating the node again replaces the stale volume.
-	n, err = d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: name, Role: "control-plane", Image: img, Network: nw, IP: Network(nw).NodeIP(0)})
-	if err != nil {
-		t.Fatalf("create over a stale volume: %v", err)
+	// Creating the node again neither reuses nor wipes the volume of the old node: it is refused,
+	// naming the volume and how to remove it.
+	vol := VolumeName(name)
+	_, err = d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: name, Role: "control-plane", Image: img, Network: nw, IP: Network(nw).NodeIP(0)})
+	if err == nil || !strings.Contains(err.Error(), "volume "+vol+" of an earlier node") ||
+		!strings.Contains(kferr.Hint(err), "kubeforge delete --name "+cluster) || !strings.Contains(kferr.Hint(err), "docker volume rm "+vol) {
+		t.Errorf("create over a stale volume: %v (hint %q)", err, kferr.Hint(err))
 	}
-	if err := d.cli.ContainerRemove(ctx, n.(*Node).ID(), container.RemoveOptions{Force: true}); err != nil {
-		t.Fatal(err)
+	t.Logf("create over a stale volume: %v (hint %q)", err, kferr.Hint(err))
+	if _, err := d.cli.ContainerInspect(ctx, name); !cerrdefs.IsNotFound(err) {
+		t.Errorf("refused create made a container: %v", err)
 	}
-	// A volume of another node by that name is not taken over.
-	if _, err := d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster + "-other", Name: name, Image: img, Network: nw, IP: Network(nw).NodeIP(0)}); err == nil ||
-		!strings.Contains(err.Error(), "is not this node's") {
-		t.Errorf("create over another cluster's volume: %v", err)
+	// The rollback of that create (this driver's DeleteNode, DeleteNetwork) leaves the volume.
+	if err := d.DeleteNode(ctx, cluster, name); err != nil {
+		t.Errorf("DeleteNode after the refused create: %v", err)
+	}
+	if err := d.DeleteNetwork(ctx, cluster); err != nil {
+		t.Errorf("DeleteNetwork after the refused create: %v", err)
+	}
+	if v, err := d.cli.VolumeInspect(ctx, vol); err != nil || v.Labels[provision.LabelCluster] != cluster {
+		t.Fatalf("the rollback of the refused create removed the old volume: %v", err)
 	}
 	if cls, _ := d.Clusters(ctx); !slices.Contains(cls, cluster) {
 		t.Errorf("cluster with a volume left not listed: %v", cls)
 	}
-	if err := d.DeleteNetwork(ctx, cluster); err != nil {
+	// An explicit delete (another command: another driver) removes it.
+	d2 := newDriver(t)
+	if nodes, err := d2.Nodes(ctx, cluster); err != nil || len(nodes) != 0 {
+		t.Errorf("nodes %v %v", nodes, err)
+	}
+	if err := d2.DeleteNetwork(ctx, cluster); err != nil {
 		t.Fatal(err)
 	}
 	if left := leftovers(t, d, cluster); len(left) != 0 {
@@ -670,5 +691,240 @@ func TestE2EHalfMade(t *testing.T) {
 	}
 	if cls, _ := d.Clusters(ctx); slices.Contains(cls, cluster) {
 		t.Errorf("deleted cluster listed: %v", cls)
+	}
+}
+
+// TestE2EDeleteNodeOfAnotherCluster is issue 14: with cluster X's worker X-m02 there, a start of
+// cluster "X-m02" is refused at CreateNode, and its rollback (DeleteNode of "X-m02" for cluster
+// X-m02) must not remove X's worker or its volume.
+func TestE2EDeleteNodeOfAnotherCluster(t *testing.T) {
+	d := newDriver(t)
+	ctx := t.Context()
+	id := uniq(t)
+	img := testImage(t, d, id)
+	cluster := "e2e-" + id
+	worker := cluster + "-m02"
+	intruder := worker // the cluster named like the worker
+	t.Cleanup(func() { purge(t, d, cluster); purge(t, d, intruder) })
+
+	nw, err := d.EnsureNetwork(ctx, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: worker, Role: "worker", Image: img, Network: nw, IP: Network(nw).NodeIP(1)}); err != nil {
+		t.Fatal(err)
+	}
+	inw, err := d.EnsureNetwork(ctx, intruder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.CreateNode(ctx, provision.NodeConfig{Cluster: intruder, Name: intruder, Role: "control-plane", Image: img, Network: inw, IP: Network(inw).NodeIP(0)})
+	if err == nil || !strings.Contains(err.Error(), "a container with that name already exists") || !strings.Contains(err.Error(), "of cluster "+cluster) {
+		t.Errorf("create of a node whose name is another cluster's node's: %v", err)
+	}
+	// The rollback.
+	err = d.DeleteNode(ctx, intruder, intruder)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("belongs to cluster %q", cluster)) || !strings.Contains(err.Error(), "not removing it") {
+		t.Errorf("DeleteNode of another cluster's container: %v", err)
+	}
+	t.Logf("DeleteNode of another cluster's container: %v", err)
+	if err := d.DeleteNetwork(ctx, intruder); err != nil {
+		t.Errorf("DeleteNetwork %s: %v", intruder, err)
+	}
+	c, err := d.cli.ContainerInspect(ctx, worker)
+	if err != nil || c.Config.Labels[provision.LabelCluster] != cluster {
+		t.Fatalf("the other cluster's node is gone: %v", err)
+	}
+	if v, err := d.cli.VolumeInspect(ctx, VolumeName(worker)); err != nil || v.Labels[provision.LabelCluster] != cluster {
+		t.Fatalf("the other cluster's volume is gone: %v", err)
+	}
+	if nodes, err := d.Nodes(ctx, cluster); err != nil || len(nodes) != 1 || nodes[0].Name() != worker {
+		t.Errorf("nodes of %s: %v %v", cluster, nodes, err)
+	}
+	if nodes, err := d.Nodes(ctx, intruder); err != nil || len(nodes) != 0 {
+		t.Errorf("nodes of %s: %v %v", intruder, nodes, err)
+	}
+	// The owner deletes it.
+	if err := d.DeleteNode(ctx, cluster, worker); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteNetwork(ctx, cluster); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{cluster, intruder} {
+		if left := leftovers(t, d, c); len(left) != 0 {
+			t.Errorf("left of %s: %v", c, left)
+		}
+	}
+}
+
+// TestE2EForeignVolume: a <node>-var volume that is not the node's (unlabelled, or another
+// cluster's) is refused at CreateNode, and neither CreateNode nor DeleteNode touches it.
+func TestE2EForeignVolume(t *testing.T) {
+	d := newDriver(t)
+	ctx := t.Context()
+	id := uniq(t)
+	img := testImage(t, d, id)
+	cluster := "e2e-" + id
+	t.Cleanup(func() { purge(t, d, cluster) })
+	nw, err := d.EnsureNetwork(ctx, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, labels := range []map[string]string{
+		nil, // made by hand, or by Docker for a container
+		{provision.LabelCluster: "e2e-" + id + "-x", provision.LabelNode: cluster}, // another cluster's
+		{provision.LabelCluster: cluster, provision.LabelNode: cluster + "-m09"},   // another node's
+	} {
+		name := cluster
+		vol := VolumeName(name)
+		if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: vol, Labels: labels}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.cli.VolumeRemove(context.Background(), vol, true) })
+		_, err := d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: name, Role: "control-plane", Image: img, Network: nw, IP: Network(nw).NodeIP(0)})
+		if err == nil || !strings.Contains(err.Error(), "volume "+vol+" already exists and is not this node's") || !strings.Contains(kferr.Hint(err), "docker volume rm "+vol) {
+			t.Errorf("%d: create over a foreign volume: %v (hint %q)", i, err, kferr.Hint(err))
+		}
+		t.Logf("%d: %v (hint %q)", i, err, kferr.Hint(err))
+		if _, err := d.cli.ContainerInspect(ctx, name); !cerrdefs.IsNotFound(err) {
+			t.Errorf("%d: refused create made a container: %v", i, err)
+		}
+		// The rollback.
+		if err := d.DeleteNode(ctx, cluster, name); err == nil || !strings.Contains(err.Error(), "is not this node's") {
+			t.Errorf("%d: DeleteNode with a foreign volume: %v", i, err)
+		}
+		if err := d.DeleteNetwork(ctx, cluster); err != nil {
+			t.Errorf("%d: DeleteNetwork: %v", i, err)
+		}
+		v, err := d.cli.VolumeInspect(ctx, vol)
+		if err != nil || len(v.Labels) != len(labels) {
+			t.Fatalf("%d: foreign volume touched: %+v %v", i, v, err)
+		}
+		if err := d.cli.VolumeRemove(ctx, vol, false); err != nil {
+			t.Fatal(err)
+		}
+		if nw, err = d.EnsureNetwork(ctx, cluster); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Once it is gone, the node is made, with its volume labelled.
+	if _, err := d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: cluster, Role: "control-plane", Image: img, Network: nw, IP: Network(nw).NodeIP(0)}); err != nil {
+		t.Fatal(err)
+	}
+	ci, err := d.cli.ContainerInspect(ctx, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := ci.HostConfig.Mounts[0]; m.VolumeOptions == nil || m.VolumeOptions.Labels[provision.LabelCluster] != cluster || m.VolumeOptions.Labels[provision.LabelNode] != cluster {
+		t.Errorf("volume mount %+v", m)
+	}
+	if err := d.DeleteNode(ctx, cluster, cluster); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteNetwork(ctx, cluster); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(t, d, cluster); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
+}
+
+// TestE2EDeleteRemovesOrphanVolume: delete removes a node's labelled volume whose container is
+// gone: DeleteNode by the node's name, and DeleteNetwork for the cluster (delete finds no node
+// to name).
+func TestE2EDeleteRemovesOrphanVolume(t *testing.T) {
+	d := newDriver(t)
+	ctx := t.Context()
+	id := uniq(t)
+	img := testImage(t, d, id)
+	cluster := "e2e-" + id
+	t.Cleanup(func() { purge(t, d, cluster) })
+	nw, err := d.EnsureNetwork(ctx, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range 2 {
+		name := cluster
+		if i > 0 {
+			name = cluster + "-m02"
+		}
+		n, err := d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: name, Role: "control-plane", Image: img, Network: nw, IP: Network(nw).NodeIP(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.cli.ContainerRemove(ctx, n.(*Node).ID(), container.RemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	if err := d.DeleteNode(ctx, cluster, names[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.cli.VolumeInspect(ctx, VolumeName(names[0])); !cerrdefs.IsNotFound(err) {
+		t.Errorf("DeleteNode left the volume of a node without container: %v", err)
+	}
+	// What `kubeforge delete` does: the nodes listed (none), then the network.
+	if nodes, err := d.Nodes(ctx, cluster); err != nil || len(nodes) != 0 {
+		t.Errorf("nodes %v %v", nodes, err)
+	}
+	if err := d.DeleteNetwork(ctx, cluster); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(t, d, cluster); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
+}
+
+// TestE2EBadLabels: objects whose labels are not valid names are not listed as clusters or
+// nodes: `delete --all` would make paths of them.
+func TestE2EBadLabels(t *testing.T) {
+	d := newDriver(t)
+	ctx := t.Context()
+	id := uniq(t)
+	img := testImage(t, d, id)
+	cluster := "e2e-" + id
+	t.Cleanup(func() { purge(t, d, cluster) })
+	mk := func(name string, labels map[string]string) {
+		t.Helper()
+		if _, err := d.cli.ContainerCreate(ctx, &container.Config{Image: img, Labels: labels}, nil, nil, nil, name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.cli.ContainerRemove(context.Background(), name, container.RemoveOptions{Force: true}) })
+	}
+	mk("kubeforge-e2e-dotdot-"+id, map[string]string{provision.LabelCluster: "..", provision.LabelNode: ".."})
+	mk("kubeforge-e2e-empty-"+id, map[string]string{provision.LabelCluster: "", provision.LabelNode: ""})
+	// In a valid cluster: a node label that is a path, and one that is not the container's name.
+	mk(cluster+"-m03", map[string]string{provision.LabelCluster: cluster, provision.LabelNode: "../../etc"})
+	mk(cluster+"-m04", map[string]string{provision.LabelCluster: cluster, provision.LabelNode: cluster + "-m05"})
+	mk(cluster+"-m06", map[string]string{provision.LabelCluster: cluster, provision.LabelNode: cluster + "-m06"}) // a good one
+	badVol := "kubeforge-e2e-slash-" + id
+	if _, err := d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: badVol, Labels: map[string]string{provision.LabelCluster: "a/../.."}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.cli.VolumeRemove(context.Background(), badVol, true) })
+
+	cls, err := d.Clusters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cls, cluster) {
+		t.Errorf("clusters %v lack %s", cls, cluster)
+	}
+	for _, c := range cls {
+		if provision.CheckClusterLabel(c) != nil {
+			t.Errorf("Clusters returned %q", c)
+		}
+	}
+	nodes, err := d.Nodes(ctx, cluster)
+	if err != nil || len(nodes) != 1 || nodes[0].Name() != cluster+"-m06" {
+		t.Errorf("nodes %v %v", nodes, err)
+	}
+	if _, err := d.Nodes(ctx, ".."); err == nil {
+		t.Error(`Nodes("..") succeeded`)
+	}
+	if err := d.DeleteNetwork(ctx, ".."); err == nil {
+		t.Error(`DeleteNetwork("..") succeeded`)
 	}
 }

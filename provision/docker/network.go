@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -199,23 +200,29 @@ func existingNetwork(n network.Summary, cluster string) (provision.Network, erro
 // the cluster's volumes that no container uses any more (left by an interrupted create or
 // delete), so that deleting the nodes and then the network leaves nothing of the cluster.
 func (d *Driver) DeleteNetwork(ctx context.Context, cluster string) error {
+	if err := provision.CheckClusterLabel(cluster); err != nil {
+		return kferr.Usage("delete network: %v", err)
+	}
 	name := NetworkName(cluster)
 	n, ok, err := d.findNetwork(ctx, name)
 	if err != nil {
 		return err
 	}
+	var refused error
 	if ok {
-		if n.Labels[provision.LabelCluster] != cluster {
-			return fmt.Errorf("delete network %s: not made by kubeforge for cluster %s; not removing it", name, cluster)
-		}
-		if err := d.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+		// The label, not the name, says whose it is.
+		if owner := n.Labels[provision.LabelCluster]; owner != cluster {
+			refused = kferr.Environment(fmt.Sprintf("if you do not need it, remove it yourself: docker network rm %s", name),
+				"delete network %s: not made by kubeforge for cluster %s (its %s label is %q); not removing it", name, cluster, provision.LabelCluster, owner)
+		} else if err := d.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("delete network %s: %w (delete the cluster's nodes first)", name, err)
 		}
 	}
-	return d.removeOrphanVolumes(ctx, cluster)
+	return errors.Join(d.removeOrphanVolumes(ctx, cluster), refused)
 }
 
-// removeOrphanVolumes removes the volumes labelled with cluster that no container uses.
+// removeOrphanVolumes removes the node volumes labelled with cluster that no container uses, but
+// for those CreateNode refused to reuse (see existingVolume).
 func (d *Driver) removeOrphanVolumes(ctx context.Context, cluster string) error {
 	vols, err := d.cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", provision.LabelCluster+"="+cluster),
@@ -224,6 +231,15 @@ func (d *Driver) removeOrphanVolumes(ctx context.Context, cluster string) error 
 		return fmt.Errorf("list volumes of cluster %s: %w", cluster, err)
 	}
 	for _, v := range vols.Volumes {
+		// Only a volume as CreateNode makes them: <node>-var, labelled with that node of cluster.
+		node := v.Labels[provision.LabelNode]
+		if v.Labels[provision.LabelCluster] != cluster || provision.CheckNodeLabel(cluster, node) != nil || v.Name != VolumeName(node) {
+			d.log.Debugf("docker: not removing volume %s: its labels (node %q) are not those of a node volume of cluster %s", v.Name, node, cluster)
+			continue
+		}
+		if d.isKept(v.Name) {
+			continue
+		}
 		if err := d.cli.VolumeRemove(ctx, v.Name, false); err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
 			return fmt.Errorf("remove volume %s of cluster %s: %w", v.Name, cluster, err)
 		}

@@ -80,10 +80,10 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
-	if _, err := d.cli.ContainerInspect(ctx, cfg.Name); err == nil {
-		return nil, kferr.Environment("delete the cluster it belongs to, or choose another name",
-			"create node %s: a container with that name already exists", cfg.Name)
-	} else if !cerrdefs.IsNotFound(err) {
+	// Docker also matches IDs and ID prefixes: only a container by that very name is in the way.
+	if c, err := d.cli.ContainerInspect(ctx, cfg.Name); err == nil && strings.TrimPrefix(c.Name, "/") == cfg.Name {
+		return nil, nameTaken(cfg, c)
+	} else if err != nil && !cerrdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("create node %s: %w", cfg.Name, err)
 	}
 	if cfg.APIServerHostPort != 0 {
@@ -110,10 +110,12 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	}
 
 	volName := VolumeName(cfg.Name)
-	if err := d.freshVolume(ctx, cfg, volName); err != nil {
+	volLabels := volumeLabels(cfg.Cluster, cfg.Name)
+	if err := d.newVolume(ctx, cfg, volName, volLabels); err != nil {
 		return nil, err
 	}
-	cleanup := func() { _ = d.cli.VolumeRemove(context.WithoutCancel(ctx), volName, true) }
+	// The volume is this create's own: a failed create removes it (an in-use volume stays).
+	cleanup := func() { _ = d.cli.VolumeRemove(context.WithoutCancel(ctx), volName, false) }
 
 	no := false
 	conf := &container.Config{
@@ -126,7 +128,7 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 		CapAdd:        []string{"ALL"},
 		CapDrop:       []string{"SYS_RESOURCE"},
-		SecurityOpt:   []string{"seccomp=unconfined"},
+		SecurityOpt:   SecurityOpt,
 		CgroupnsMode:  container.CgroupnsModePrivate,
 		Tmpfs:         map[string]string{"/run": "", "/tmp": ""},
 		Init:          &no,
@@ -139,7 +141,10 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 			// child cgroup may only do when the node's allows it.
 			DeviceCgroupRules: []string{"a *:* rwm"},
 		},
-		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: volName, Target: "/var"}},
+		// Should the volume be gone by now, Docker makes it again: with the node's labels, so
+		// that delete finds it.
+		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: volName, Target: "/var",
+			VolumeOptions: &mount.VolumeOptions{Labels: volLabels}}},
 	}
 	if cfg.MilliCPUs > 0 {
 		host.Resources.NanoCPUs = cfg.MilliCPUs * 1e6
@@ -188,6 +193,8 @@ func validate(cfg provision.NodeConfig) error {
 		return kferr.Usage("create node: empty name")
 	case cfg.Cluster == "":
 		return kferr.Usage("create node %s: empty cluster", cfg.Name)
+	case provision.CheckNodeLabel(cfg.Cluster, cfg.Name) != nil:
+		return kferr.Usage("create node %s: %v", cfg.Name, provision.CheckNodeLabel(cfg.Cluster, cfg.Name))
 	case cfg.Image == "":
 		return kferr.Usage("create node %s: empty image", cfg.Name)
 	case cfg.Network.Name == "":
@@ -217,34 +224,111 @@ func bindMounts(ms []provision.Mount) []mount.Mount {
 	return out
 }
 
-// freshVolume creates the node's /var volume. A volume left by an interrupted create or delete of
-// the same node (same labels, and no container: checked by the caller) is replaced.
-func (d *Driver) freshVolume(ctx context.Context, cfg provision.NodeConfig, name string) error {
+// SecurityOpt are the node containers' security options: what --privileged implies, which
+// cannot be used (it fails without CAP_SYS_RESOURCE): no seccomp filter (pod sandboxes join
+// session keyrings), no AppArmor profile (hosts with AppArmor, e.g. Ubuntu: docker-default denies
+// mounts), no SELinux labelling (hosts with SELinux, e.g. Fedora). Hosts without AppArmor or
+// SELinux accept and ignore the last two.
+var SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined", "label=disable"}
+
+// nameTaken is the error of a create whose container name is taken.
+func nameTaken(cfg provision.NodeConfig, c container.InspectResponse) error {
+	var l map[string]string
+	if c.Config != nil {
+		l = c.Config.Labels
+	}
+	owner := l[provision.LabelCluster]
+	switch {
+	case l[provision.LabelNode] == "" || provision.CheckClusterLabel(owner) != nil:
+		return kferr.Environment("choose another cluster name, or remove that container if you do not need it",
+			"create node %s: a container with that name already exists and is not a kubeforge node", cfg.Name)
+	case owner != cfg.Cluster:
+		return kferr.Environment(fmt.Sprintf("choose another cluster name (node names are <cluster>, <cluster>-mNN): %s is a node of cluster %s", cfg.Name, owner),
+			"create node %s: a container with that name already exists: node %s of cluster %s", cfg.Name, l[provision.LabelNode], owner)
+	}
+	return kferr.Environment(fmt.Sprintf("delete cluster %s (kubeforge delete --name %s), or choose another name", owner, owner),
+		"create node %s: a container with that name already exists (a node of cluster %s)", cfg.Name, owner)
+}
+
+func volumeLabels(cluster, node string) map[string]string {
+	return map[string]string{provision.LabelCluster: cluster, provision.LabelNode: node}
+}
+
+// ownedVolume says whether v carries the labels of node of cluster.
+func ownedVolume(v volume.Volume, cluster, node string) bool {
+	return v.Labels[provision.LabelCluster] == cluster && v.Labels[provision.LabelNode] == node
+}
+
+// newVolume creates the node's /var volume, labelled in the call that creates it. A volume of
+// that name that is already there is neither reused nor removed (see existingVolume).
+func (d *Driver) newVolume(ctx context.Context, cfg provision.NodeConfig, name string, labels map[string]string) error {
 	v, err := d.cli.VolumeInspect(ctx, name)
 	switch {
 	case err == nil:
-		if v.Labels[provision.LabelCluster] != cfg.Cluster || v.Labels[provision.LabelNode] != cfg.Name {
-			return kferr.Environment(fmt.Sprintf("remove it (docker volume rm %s) or choose another node name", name),
-				"create node %s: volume %s already exists and is not this node's", cfg.Name, name)
-		}
-		if err := d.cli.VolumeRemove(ctx, name, false); err != nil {
-			return fmt.Errorf("create node %s: remove stale volume %s: %w", cfg.Name, name, err)
-		}
+		return d.existingVolume(cfg, v)
 	case !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("create node %s: inspect volume %s: %w", cfg.Name, name, err)
 	}
-	_, err = d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: map[string]string{
-		provision.LabelCluster: cfg.Cluster,
-		provision.LabelNode:    cfg.Name,
-	}})
+	v, err = d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: labels})
 	if err != nil {
 		return fmt.Errorf("create node %s: create volume %s: %w", cfg.Name, name, err)
+	}
+	// Docker answers a create of a volume that exists (made since it was inspected) with that
+	// volume and its own labels.
+	if !ownedVolume(v, cfg.Cluster, cfg.Name) {
+		return d.existingVolume(cfg, v)
 	}
 	return nil
 }
 
-// Nodes lists the node containers of a cluster, stopped ones included, in name order.
+// existingVolume is the error of a create that finds the node's volume name taken, by v. A volume
+// of this very node (an earlier node by that name whose container was removed) is not reused: its
+// etcd, kubelet and containerd state belong to the old node and its certificates. Nor is it
+// removed, by this create or by this driver's rollback of it (DeleteNode, DeleteNetwork): it may
+// hold data the user wants. Anything else by that name is not kubeforge's to touch.
+func (d *Driver) existingVolume(cfg provision.NodeConfig, v volume.Volume) error {
+	if ownedVolume(v, cfg.Cluster, cfg.Name) {
+		d.keptMu.Lock()
+		d.kept[v.Name] = true
+		d.keptMu.Unlock()
+		return kferr.Environment(
+			fmt.Sprintf("if cluster %s is not in use, `kubeforge delete --name %s` removes it with the rest of the cluster; else remove the volume alone: docker volume rm %s", cfg.Cluster, cfg.Cluster, v.Name),
+			"create node %s: volume %s of an earlier node %s of cluster %s is still there (its container was removed); not reusing it (its state belongs to the old node), not removing it (it may hold data you want)",
+			cfg.Name, v.Name, cfg.Name, cfg.Cluster)
+	}
+	owner := "it has no kubeforge labels"
+	if c, n := v.Labels[provision.LabelCluster], v.Labels[provision.LabelNode]; c != "" || n != "" {
+		owner = fmt.Sprintf("its labels name node %q of cluster %q", n, c)
+	}
+	return kferr.Environment(fmt.Sprintf("choose another cluster name; or, if you do not need that volume, remove it yourself: docker volume rm %s", v.Name),
+		"create node %s: volume %s already exists and is not this node's (%s); kubeforge does not use or remove it", cfg.Name, v.Name, owner)
+}
+
+// isKept says whether this driver refused to reuse the volume name (see existingVolume).
+func (d *Driver) isKept(name string) bool {
+	d.keptMu.Lock()
+	defer d.keptMu.Unlock()
+	return d.kept[name]
+}
+
+// checkNodeLabels checks the labels of the container name as a kubeforge node's.
+func checkNodeLabels(labels map[string]string, name string) error {
+	node := labels[provision.LabelNode]
+	if err := provision.CheckNodeLabel(labels[provision.LabelCluster], node); err != nil {
+		return err
+	}
+	if node != name {
+		return fmt.Errorf("its node label %q is not its name", node)
+	}
+	return nil
+}
+
+// Nodes lists the node containers of a cluster, stopped ones included, in name order. Containers
+// whose labels are not those of a node of the cluster (see provision.CheckNodeLabel) are skipped.
 func (d *Driver) Nodes(ctx context.Context, cluster string) ([]provision.Node, error) {
+	if err := provision.CheckClusterLabel(cluster); err != nil {
+		return nil, kferr.Usage("list nodes: %v", err)
+	}
 	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
 		filters.Arg("label", provision.LabelCluster+"="+cluster))})
 	if err != nil {
@@ -252,6 +336,10 @@ func (d *Driver) Nodes(ctx context.Context, cluster string) ([]provision.Node, e
 	}
 	nodes := make([]*Node, 0, len(cs))
 	for _, c := range cs {
+		if err := checkNodeLabels(c.Labels, containerName(c.Names)); err != nil {
+			d.log.Debugf("docker: skipping container %s (%.12s) of cluster %s: %v", containerName(c.Names), c.ID, cluster, err)
+			continue
+		}
 		nodes = append(nodes, nodeFromSummary(d, c))
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].name < nodes[j].name })
@@ -292,32 +380,40 @@ type notFound struct{ msg string }
 func (e notFound) Error() string { return e.msg }
 func (e notFound) NotFound()     {}
 
-// Clusters lists the clusters that have containers, networks or volumes, in name order.
+// Clusters lists the clusters that have containers, networks or volumes, in name order. Objects
+// whose cluster label is not a valid cluster name are skipped.
 func (d *Driver) Clusters(ctx context.Context) ([]string, error) {
 	f := filters.NewArgs(filters.Arg("label", provision.LabelCluster))
 	seen := map[string]bool{}
+	add := func(kind, name string, labels map[string]string) {
+		c := labels[provision.LabelCluster]
+		if err := provision.CheckClusterLabel(c); err != nil {
+			d.log.Debugf("docker: skipping %s %s: %v", kind, name, err)
+			return
+		}
+		seen[c] = true
+	}
 	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list clusters: %w", err)
 	}
 	for _, c := range cs {
-		seen[c.Labels[provision.LabelCluster]] = true
+		add("container", containerName(c.Names), c.Labels)
 	}
 	nets, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list clusters: %w", err)
 	}
 	for _, n := range nets {
-		seen[n.Labels[provision.LabelCluster]] = true
+		add("network", n.Name, n.Labels)
 	}
 	vols, err := d.cli.VolumeList(ctx, volume.ListOptions{Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list clusters: %w", err)
 	}
 	for _, v := range vols.Volumes {
-		seen[v.Labels[provision.LabelCluster]] = true
+		add("volume", v.Name, v.Labels)
 	}
-	delete(seen, "")
 	out := make([]string, 0, len(seen))
 	for c := range seen {
 		out = append(out, c)
@@ -326,30 +422,57 @@ func (d *Driver) Clusters(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// DeleteNode removes the node container (killing it if running) and its /var volume. A missing
-// node is not an error; a container by that name that is not a kubeforge node is.
-func (d *Driver) DeleteNode(ctx context.Context, name string) error {
-	c, err := d.inspectNode(ctx, name)
+// DeleteNode removes the node container name of cluster (killing it if running) and its /var
+// volume, also when the container is gone. A missing node is not an error. A container by that
+// name that is not this cluster's node is not touched: that is an error, and nothing is removed;
+// so is a volume by that name that is not this node's (its own container is removed first). A
+// volume CreateNode refused to reuse is left by this driver (see existingVolume).
+func (d *Driver) DeleteNode(ctx context.Context, cluster, name string) error {
+	if err := provision.CheckNodeLabel(cluster, name); err != nil {
+		return kferr.Usage("delete node %s of cluster %s: %v", name, cluster, err)
+	}
+	var id string
+	c, err := d.cli.ContainerInspect(ctx, name)
 	switch {
-	case err == nil:
-		if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("delete node %s: %w", name, err)
+	case err == nil && strings.TrimPrefix(c.Name, "/") == name:
+		var l map[string]string
+		if c.Config != nil {
+			l = c.Config.Labels
 		}
+		if l[provision.LabelCluster] != cluster || l[provision.LabelNode] != name {
+			what := "is not a kubeforge node"
+			if owner := l[provision.LabelCluster]; l[provision.LabelNode] != "" && owner != "" {
+				what = fmt.Sprintf("belongs to cluster %q (node %q), not to cluster %s", owner, l[provision.LabelNode], cluster)
+			}
+			return kferr.Environment("nothing to do for this cluster: that container is not one of its nodes",
+				"delete node %s of cluster %s: container %s %s; not removing it", name, cluster, name, what)
+		}
+		id = c.ID
+	case err == nil: // an ID prefix matched, not a name
 	case !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("delete node %s: %w", name, err)
 	}
+	if id != "" {
+		if err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("delete node %s: %w", name, err)
+		}
+	}
 	vol := VolumeName(name)
 	v, err := d.cli.VolumeInspect(ctx, vol)
-	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return nil
-		}
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return nil
+	case err != nil:
 		return fmt.Errorf("delete node %s: inspect volume %s: %w", name, vol, err)
+	case !ownedVolume(v, cluster, name):
+		return kferr.Environment(fmt.Sprintf("if you do not need that volume, remove it yourself: docker volume rm %s", vol),
+			"delete node %s of cluster %s: volume %s is not this node's (labels %s=%q, %s=%q); not removing it",
+			name, cluster, vol, provision.LabelCluster, v.Labels[provision.LabelCluster], provision.LabelNode, v.Labels[provision.LabelNode])
+	case d.isKept(vol):
+		d.log.Debugf("docker: keeping volume %s: it was there before this command", vol)
+		return nil
 	}
-	if v.Labels[provision.LabelNode] != name {
-		return nil // not ours
-	}
-	if err := d.cli.VolumeRemove(ctx, vol, true); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := d.cli.VolumeRemove(ctx, vol, false); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("delete node %s: remove volume %s: %w", name, vol, err)
 	}
 	return nil

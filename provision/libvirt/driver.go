@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -64,6 +65,10 @@ type Driver struct {
 	// imageMu serializes uploading the image volumes.
 	imageMu sync.Mutex
 	keys    map[string]*Keys
+	// made are the pool volumes of nodes (disks, seeds) this driver created: the only ones
+	// DeleteNode removes when their domain is gone (volumes carry no labels: without the domain
+	// nothing says whose they are).
+	made map[string]bool
 }
 
 var _ provision.Driver = (*Driver)(nil)
@@ -88,7 +93,7 @@ func New(opts Options) (*Driver, error) {
 	if opts.KeysDir == nil {
 		return nil, fmt.Errorf("libvirt driver: no KeysDir")
 	}
-	return &Driver{opts: opts, uri: u, keys: map[string]*Keys{}}, nil
+	return &Driver{opts: opts, uri: u, keys: map[string]*Keys{}, made: map[string]bool{}}, nil
 }
 
 // Name returns "kvm".
@@ -321,16 +326,24 @@ func (d *Driver) startNetwork(l *golibvirt.Libvirt, n golibvirt.Network) error {
 	return nil
 }
 
-// DeleteNetwork removes the cluster's network and SSH keys; a missing network is not an error.
+// DeleteNetwork removes the cluster's network and SSH keys; a missing network is not an error, a
+// network of that name without the cluster's label is (it is not removed).
 func (d *Driver) DeleteNetwork(ctx context.Context, cluster string) error {
 	l, err := d.lv(ctx)
 	if err != nil {
 		return err
 	}
+	if err := provision.CheckClusterLabel(cluster); err != nil {
+		return kferr.Usage("delete network: %v", err)
+	}
 	n, err := l.NetworkLookupByName(NetworkName(cluster))
 	if err == nil {
-		if ok, err := d.owned(l, n, cluster); err != nil || !ok {
+		// The label, not the name, says whose it is.
+		if ok, err := d.owned(l, n, cluster); err != nil {
 			return err
+		} else if !ok {
+			return kferr.Environment(fmt.Sprintf("if you do not need it, remove it yourself: virsh net-destroy %s; virsh net-undefine %s", n.Name, n.Name),
+				"delete network %s: not made by kubeforge for cluster %s (no such label in its metadata); not removing it", n.Name, cluster)
 		}
 		if active, _ := l.NetworkIsActive(n); active == 1 {
 			if err := l.NetworkDestroy(n); err != nil && !notFound(err) {
@@ -410,6 +423,10 @@ func (d *Driver) describe(l *golibvirt.Libvirt, dom golibvirt.Domain) (domainInf
 	if !ok {
 		return domainInfo{}, false, nil
 	}
+	if err := checkDomainLabels(lab, dom.Name); err != nil {
+		d.opts.Log.Debugf("libvirt: skipping domain %s: %v", dom.Name, err)
+		return domainInfo{}, false, nil
+	}
 	di := domainInfo{dom: dom, labels: lab}
 	if dx.Devices != nil {
 		for _, disk := range dx.Devices.Disks {
@@ -421,8 +438,24 @@ func (d *Driver) describe(l *golibvirt.Libvirt, dom golibvirt.Domain) (domainInf
 	return di, true, nil
 }
 
-// Nodes lists the cluster's node VMs, in name order.
+// checkDomainLabels checks the labels of the domain name as a kubeforge node's: they become
+// paths (the cluster's state) and names.
+func checkDomainLabels(lab Labels, name string) error {
+	if err := provision.CheckNodeLabel(lab.Cluster, lab.Node); err != nil {
+		return err
+	}
+	if lab.Node != name {
+		return fmt.Errorf("its node label %q is not its name", lab.Node)
+	}
+	return nil
+}
+
+// Nodes lists the cluster's node VMs, in name order; domains whose labels are not those of a
+// node of the cluster are skipped.
 func (d *Driver) Nodes(ctx context.Context, cluster string) ([]provision.Node, error) {
+	if err := provision.CheckClusterLabel(cluster); err != nil {
+		return nil, kferr.Usage("list nodes: %v", err)
+	}
 	doms, err := d.domains(ctx, cluster)
 	if err != nil {
 		return nil, err
@@ -438,7 +471,8 @@ func (d *Driver) Nodes(ctx context.Context, cluster string) ([]provision.Node, e
 	return out, nil
 }
 
-// Clusters lists the clusters with domains or networks here.
+// Clusters lists the clusters with domains or networks here; names that are not valid cluster
+// names are skipped.
 func (d *Driver) Clusters(ctx context.Context) ([]string, error) {
 	doms, err := d.domains(ctx, "")
 	if err != nil {
@@ -457,11 +491,16 @@ func (d *Driver) Clusters(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("listing libvirt networks: %w", err)
 	}
 	for _, n := range nets {
-		if !strings.HasPrefix(n.Name, "kubeforge-") {
+		c, ok := strings.CutPrefix(n.Name, "kubeforge-")
+		if !ok {
 			continue
 		}
-		if ok, err := d.owned(l, n, strings.TrimPrefix(n.Name, "kubeforge-")); err == nil && ok {
-			seen[strings.TrimPrefix(n.Name, "kubeforge-")] = true
+		if err := provision.CheckClusterLabel(c); err != nil {
+			d.opts.Log.Debugf("libvirt: skipping network %s: %v", n.Name, err)
+			continue
+		}
+		if ok, err := d.owned(l, n, c); err == nil && ok {
+			seen[c] = true
 		}
 	}
 	out := make([]string, 0, len(seen))
@@ -515,6 +554,9 @@ func ConsolePath(node string) string {
 // CreateNode defines the node's domain (not started) and its disk; the seed disk is written when
 // it starts.
 func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (provision.Node, error) {
+	if err := provision.CheckNodeLabel(cfg.Cluster, cfg.Name); err != nil {
+		return nil, kferr.Usage("create node %s: %v", cfg.Name, err)
+	}
 	if len(cfg.Mounts) > 0 {
 		return nil, kferr.Usage("node %s: host mounts are not supported by the %s driver (VMs do not share the host's files); remove the mounts", cfg.Name, DriverName)
 	}
@@ -529,9 +571,29 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if err != nil {
 		return nil, err
 	}
+	if dom, err := l.DomainLookupByName(cfg.Name); err == nil {
+		owner := "it is not a kubeforge node"
+		if di, ok, _ := d.describe(l, dom); ok {
+			owner = fmt.Sprintf("node %s of cluster %s", di.labels.Node, di.labels.Cluster)
+		}
+		return nil, kferr.Environment("choose another cluster name (node names are <cluster>, <cluster>-mNN), or delete what holds that name",
+			"create node %s: a libvirt domain with that name already exists (%s)", cfg.Name, owner)
+	} else if !notFound(err) {
+		return nil, fmt.Errorf("create node %s: looking up domain: %w", cfg.Name, err)
+	}
 	pool, err := d.ensurePool(l)
 	if err != nil {
 		return nil, err
+	}
+	// Volumes of that name without a domain: an earlier node's, or another cluster's. Volumes
+	// carry no labels, so they are neither reused nor removed (DeleteNode leaves them too).
+	for _, v := range []string{nodeDiskName(cfg.Name), nodeSeedName(cfg.Name)} {
+		if _, err := l.StorageVolLookupByName(pool, v); err == nil {
+			return nil, kferr.Environment(fmt.Sprintf("if you do not need it, remove it: virsh vol-delete --pool %s %s; or choose another cluster name", PoolName, v),
+				"create node %s: volume %s is already in pool %s, with no domain of that name (left by an earlier node?); not using it, not removing it", cfg.Name, v, PoolName)
+		} else if !notFound(err) {
+			return nil, fmt.Errorf("create node %s: looking up volume %s: %w", cfg.Name, v, err)
+		}
 	}
 	vols, err := d.ensureImageVolumes(ctx, l, pool, im)
 	if err != nil {
@@ -556,6 +618,7 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if err != nil {
 		return nil, fmt.Errorf("creating node %s's disk: %w", cfg.Name, err)
 	}
+	d.madeVolume(nodeDiskName(cfg.Name))
 	diskPath, err := l.StorageVolGetPath(disk)
 	if err != nil {
 		return nil, err
@@ -612,21 +675,49 @@ func macFor(cluster, node string) string {
 	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
 }
 
-// DeleteNode stops and removes the node's domain and its volumes; a missing node is not an
-// error.
-func (d *Driver) DeleteNode(ctx context.Context, name string) error {
+// madeVolume records that this driver created the pool volume name (see Driver.made).
+func (d *Driver) madeVolume(name string) {
+	d.mu.Lock()
+	d.made[name] = true
+	d.mu.Unlock()
+}
+
+func (d *Driver) isMade(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.made[name]
+}
+
+// DeleteNode stops and removes the node name of cluster: its domain and its volumes. A missing
+// node is not an error. A domain by that name that is not this cluster's node is not touched:
+// that is an error, and nothing is removed. The node's volumes (disk, seed) are removed when its
+// domain used them, or when this driver made them; others by those names are left, with an
+// error (libvirt volumes carry no labels: nothing else says whose they are).
+func (d *Driver) DeleteNode(ctx context.Context, cluster, name string) error {
+	if err := provision.CheckNodeLabel(cluster, name); err != nil {
+		return kferr.Usage("delete node %s of cluster %s: %v", name, cluster, err)
+	}
 	l, err := d.lv(ctx)
 	if err != nil {
 		return err
 	}
+	owned := map[string]bool{} // volume paths the node's domain used
 	dom, err := l.DomainLookupByName(name)
 	if err == nil {
 		di, ok, err := d.describe(l, dom)
-		if err != nil && !notFound(err) {
+		switch {
+		case err != nil && !notFound(err):
 			return err
+		case err == nil && !ok:
+			return kferr.Environment("nothing to do for this cluster: that domain is not one of its nodes",
+				"delete node %s of cluster %s: domain %s was not made by kubeforge; not removing it", name, cluster, name)
+		case err == nil && (di.labels.Cluster != cluster || di.labels.Node != name):
+			return kferr.Environment("nothing to do for this cluster: that domain is not one of its nodes",
+				"delete node %s of cluster %s: domain %s belongs to cluster %q (node %q), not to cluster %s; not removing it",
+				name, cluster, name, di.labels.Cluster, di.labels.Node, cluster)
 		}
-		if err == nil && !ok {
-			return fmt.Errorf("domain %s was not made by kubeforge: not removing it", name)
+		for _, p := range di.disks {
+			owned[p] = true
 		}
 		if state, _, err := l.DomainGetState(dom, 0); err == nil && golibvirt.DomainState(state) != golibvirt.DomainShutoff {
 			if err := l.DomainDestroy(dom); err != nil && !notFound(err) {
@@ -636,7 +727,6 @@ func (d *Driver) DeleteNode(ctx context.Context, name string) error {
 		if err := l.DomainUndefineFlags(dom, golibvirt.DomainUndefineManagedSave|golibvirt.DomainUndefineNvram); err != nil && !notFound(err) {
 			return fmt.Errorf("removing node %s: %w", name, err)
 		}
-		_ = di
 	} else if !notFound(err) {
 		return fmt.Errorf("looking up node %s: %w", name, err)
 	}
@@ -647,12 +737,29 @@ func (d *Driver) DeleteNode(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, v := range []string{nodeDiskName(name), nodeSeedName(name)} {
+		vol, err := l.StorageVolLookupByName(pool, v)
+		if notFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("looking up volume %s: %w", v, err)
+		}
+		path, err := l.StorageVolGetPath(vol)
+		if err != nil && !notFound(err) {
+			return fmt.Errorf("volume %s: %w", v, err)
+		}
+		if !owned[path] && !d.isMade(v) {
+			errs = append(errs, kferr.Environment(fmt.Sprintf("if you do not need it, remove it: virsh vol-delete --pool %s %s", PoolName, v),
+				"delete node %s of cluster %s: volume %s was neither used by that node's domain nor made by this command; not removing it", name, cluster, v))
+			continue
+		}
 		if err := deleteVolume(l, pool, v); err != nil {
 			return err
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func deleteVolume(l *golibvirt.Libvirt, pool golibvirt.StoragePool, name string) error {

@@ -122,3 +122,22 @@ func TestStaleImageVolumes(t *testing.T) {
 		t.Errorf("stale = %v, want %v", got, want)
 	}
 }
+
+func TestCheckDomainLabels(t *testing.T) {
+	for _, tc := range []struct {
+		lab  Labels
+		name string
+		ok   bool
+	}{
+		{Labels{Cluster: "kf", Node: "kf"}, "kf", true},
+		{Labels{Cluster: "kf", Node: "kf-m02"}, "kf-m02", true},
+		{Labels{Cluster: "kf", Node: "kf-m02"}, "kf-m03", false},
+		{Labels{Cluster: "..", Node: ".."}, "..", false},
+		{Labels{Cluster: "kf", Node: "kf/../x"}, "kf/../x", false},
+		{Labels{Cluster: "kf"}, "kf", false},
+	} {
+		if err := checkDomainLabels(tc.lab, tc.name); (err == nil) != tc.ok {
+			t.Errorf("checkDomainLabels(%+v, %q) = %v, want ok %v", tc.lab, tc.name, err, tc.ok)
+		}
+	}
+}

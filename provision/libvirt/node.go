@@ -226,6 +226,7 @@ func (n *Node) writeSeed(ctx context.Context, l *golibvirt.Libvirt) error {
 	if err := deleteVolume(l, pool, name); err != nil {
 		return err
 	}
+	n.d.madeVolume(name)
 	if err := uploadBytes(l, pool, name, buf.Bytes()); err != nil {
 		return fmt.Errorf("node %s's seed disk: %w", n.name, err)
 	}
