@@ -14,7 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/cluster/internal/state"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/provision"
@@ -31,8 +31,8 @@ const (
 type SnapshotStatus = contract.SnapshotStatus
 
 // SnapshotSave writes a snapshot of the cluster's etcd to file (on the host).
-func (p *Provider) SnapshotSave(ctx context.Context, name, file string) (SnapshotStatus, error) {
-	l, err := p.live(ctx, name)
+func (c *Cluster) SnapshotSave(ctx context.Context, file string) (SnapshotStatus, error) {
+	l, err := c.live(ctx)
 	if err != nil {
 		return SnapshotStatus{}, err
 	}
@@ -53,7 +53,7 @@ func (p *Provider) SnapshotSave(ctx context.Context, name, file string) (Snapsho
 	if err != nil {
 		return st, fmt.Errorf("copying the snapshot from %s: %w", n.Name(), err)
 	}
-	if err := writeFileAtomic(file, b, 0o600); err != nil {
+	if err := state.WriteFile(file, b); err != nil {
 		return st, fmt.Errorf("writing %s: %w", file, err)
 	}
 	st.Bytes = int64(len(b))
@@ -64,7 +64,7 @@ func (p *Provider) SnapshotSave(ctx context.Context, name, file string) (Snapsho
 // API server answers again with it. The control-plane pods are stopped meanwhile; the nodes'
 // kubelets, kube-proxy and the controllers relist (the restored revision is marked compacted).
 // Clusters with one control plane only: an HA cluster's members would all need the snapshot.
-func (p *Provider) SnapshotRestore(ctx context.Context, name, file string, wait time.Duration) (SnapshotStatus, error) {
+func (c *Cluster) SnapshotRestore(ctx context.Context, file string, wait time.Duration) (SnapshotStatus, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return SnapshotStatus{}, kferr.Usage("snapshot %s: %v", file, err)
@@ -74,10 +74,21 @@ func (p *Provider) SnapshotRestore(ctx context.Context, name, file string, wait 
 	if err != nil || !fi.Mode().IsRegular() {
 		return SnapshotStatus{}, kferr.Usage("snapshot %s is not a file: give a file made by `kubeforge etcd snapshot save`", file)
 	}
-	l, err := p.live(ctx, name)
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	unlock, err := c.lock(ctx, "etcd snapshot restore")
 	if err != nil {
 		return SnapshotStatus{}, err
 	}
+	defer unlock()
+	l, err := c.live(ctx)
+	if err != nil {
+		return SnapshotStatus{}, err
+	}
+	name := c.name
 	cps := l.controlPlanes()
 	if len(cps) != 1 {
 		return SnapshotStatus{}, kferr.Usage("cluster %q has %d control planes: restoring a snapshot is supported for one control plane (each etcd member would need it); restore into a new one-control-plane cluster instead", name, len(cps))
@@ -86,14 +97,9 @@ func (p *Provider) SnapshotRestore(ctx context.Context, name, file string, wait 
 	if st, err := n.State(ctx); err != nil || st != provision.StateRunning {
 		return SnapshotStatus{}, kferr.Environment(fmt.Sprintf("start it first: `kubeforge start --name %s`", name), "cluster %q is not running", name)
 	}
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
 	var st SnapshotStatus
 	steps := []step{
-		{name: "Copying the snapshot", run: func(ctx context.Context) error {
+		{name: "Copying the snapshot", run: func(ctx context.Context, _ *build) error {
 			if err := n.CopyTar(ctx, tarOf(path.Base(nodeSnapshotPath), f, fi.Size(), path.Dir(nodeSnapshotPath))); err != nil {
 				return err
 			}
@@ -103,31 +109,31 @@ func (p *Provider) SnapshotRestore(ctx context.Context, name, file string, wait 
 			}
 			return json.Unmarshal(out.Bytes(), &st)
 		}},
-		{name: "Stopping the control plane", run: func(ctx context.Context) error {
+		{name: "Stopping the control plane", run: func(ctx context.Context, _ *build) error {
 			return pauseControlPlane(ctx, n)
-		}, undo: func(ctx context.Context) error {
+		}, undo: func(ctx context.Context, _ *build) error {
 			return resumeControlPlane(ctx, n)
 		}},
-		{name: "Restoring etcd", run: func(ctx context.Context) error {
+		{name: "Restoring etcd", run: func(ctx context.Context, _ *build) error {
 			return n.Run(ctx, provision.Cmd{Args: []string{contract.NodeBinary, "etcd-snapshot", "restore", nodeSnapshotPath,
 				"--name", n.Name(), "--peer-url", etcdPeerURL(n.IP())}})
 		}},
-		{name: "Starting the control plane", run: func(ctx context.Context) error {
+		{name: "Starting the control plane", run: func(ctx context.Context, _ *build) error {
 			if err := resumeControlPlane(ctx, n); err != nil {
 				return err
 			}
-			cs, err := l.client(0)
+			k, err := c.kube(0)
 			if err != nil {
 				return err
 			}
-			if err := ready.APIServer(ctx, cs); err != nil {
-				return p.waitError(ctx, err, n, "the API server")
+			if err := k.up(ctx, 0, pollInterval(c.rec.Spec)); err != nil {
+				return (&build{p: c.p, spec: c.rec.Spec, nodes: []provision.Node{n}}).waitError(ctx, err, "the API server")
 			}
 			return nil
 		}},
 	}
 	// A failure before etcd's data is replaced puts the control plane back as it was.
-	err = p.run(ctx, steps, false)
+	err = c.p.runSteps(ctx, &build{p: c.p, spec: c.rec.Spec}, steps, false)
 	n.Run(context.WithoutCancel(ctx), provision.Cmd{Args: []string{"rm", "-f", nodeSnapshotPath}})
 	return st, err
 }

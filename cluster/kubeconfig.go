@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"kubeforge.dev/kubeforge/internal/fsutil"
 )
 
 // UserKubeconfig is the file kubectl reads by default: the first entry of $KUBECONFIG, else
@@ -107,5 +109,5 @@ func write(path string, cfg *clientcmdapi.Config) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b, 0o600)
+	return fsutil.WriteFileAtomic(path, b, 0o600, 0o700)
 }

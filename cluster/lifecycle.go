@@ -7,18 +7,21 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
-	"kubeforge.dev/kubeforge/bootstrap/ready"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
 )
 
 // Stop stops every machine of the cluster, workers first, then the control planes, then the
 // load balancer; their disks (etcd, images, volumes) stay. `start` brings the cluster back.
-func (p *Provider) Stop(ctx context.Context, name string) error {
-	l, err := p.live(ctx, name)
+func (c *Cluster) Stop(ctx context.Context) error {
+	unlock, err := c.lock(ctx, "stop")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	l, err := c.live(ctx)
 	if err != nil {
 		return err
 	}
@@ -36,7 +39,7 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 		groups = append(groups, []provision.Node{l.lb})
 		count++
 	}
-	step := p.log().Step(fmt.Sprintf("Stopping cluster %s (%d machines)", name, count))
+	step := c.p.log.Step(fmt.Sprintf("Stopping cluster %s (%d machines)", c.name, count))
 	for _, g := range groups {
 		if err := stopAll(ctx, g); err != nil {
 			return step.Done(err)
@@ -53,124 +56,78 @@ func stopAll(ctx context.Context, nodes []provision.Node) error {
 	return g.Wait()
 }
 
-// allRestarted says whether every node of nodes is among restarted.
-func allRestarted(nodes []provision.Node, restarted map[string]bool) bool {
-	for _, n := range nodes {
-		if !restarted[n.Name()] {
-			return false
-		}
-	}
-	return true
-}
-
 // resume starts a stopped cluster's machines and returns once it is usable again: API server
 // ready, every node Ready as reported after the start, CoreDNS running again, the context in the
-// user's kubeconfig.
-func (p *Provider) resume(ctx context.Context, name string, wait time.Duration, res *CreateResult) error {
-	l, err := p.live(ctx, name)
+// user's kubeconfig. The caller holds the cluster's lock.
+func (c *Cluster) resume(ctx context.Context, res *CreateResult) error {
+	l, err := c.live(ctx)
 	if err != nil {
 		return err
 	}
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
+	k, err := c.kube(0)
+	if err != nil {
+		return err
 	}
-	started := time.Now()
+	b := &build{p: c.p, spec: c.rec.Spec, dir: c.dir, driver: c.driver, res: res, kube: k,
+		nodes: l.nodes, since: time.Now(), restarted: map[string]bool{}}
+	// The nodes that were stopped: their pods' statuses are stale until they report again.
+	for _, n := range l.nodes {
+		if st, err := n.State(ctx); err != nil || st != provision.StateRunning {
+			b.restarted[n.Name()] = true
+		}
+	}
+	steps := []step{stepStartMachines(l, len(b.restarted)), stepControlPlaneAgain(l), stepKubelet(), stepDNS(), stepContext()}
+	// The steps have no undo: a failed resume keeps the cluster and its data.
+	if err := c.p.runSteps(ctx, b, steps, false); err != nil {
+		return err
+	}
+	res.APIServer = c.rec.APIServerURL()
+	return nil
+}
+
+// stepStartMachines starts the stopped machines of a cluster (the load balancer first among
+// them, in parallel).
+func stepStartMachines(l *live, stopped int) step {
 	machines := slices.Clone(l.nodes)
 	if l.lb != nil {
 		machines = append(machines, l.lb)
 	}
-	// The nodes that were stopped: their pods' statuses are stale until they report again.
-	restarted := map[string]bool{}
-	for _, n := range l.nodes {
-		if st, err := n.State(ctx); err != nil || st != provision.StateRunning {
-			restarted[n.Name()] = true
-		}
-	}
-	names := make([]string, len(l.nodes))
-	for i, n := range l.nodes {
-		names[i] = n.Name()
-	}
-	cs, err := l.client(0)
-	if err != nil {
-		return err
-	}
-	first := l.controlPlanes()[0]
-	steps := []step{
-		{name: fmt.Sprintf("Starting %d stopped node(s)", len(restarted)), run: func(ctx context.Context) error {
-			g, ctx := errgroup.WithContext(ctx)
-			for _, n := range machines {
-				if !restarted[n.Name()] && !provision.IsLoadBalancer(n) {
-					continue
+	return step{name: fmt.Sprintf("Starting %d stopped node(s)", stopped), run: func(ctx context.Context, b *build) error {
+		g, ctx := errgroup.WithContext(ctx)
+		for _, n := range machines {
+			if !b.restarted[n.Name()] && !provision.IsLoadBalancer(n) {
+				continue
+			}
+			g.Go(func() error {
+				if st, err := n.State(ctx); err == nil && st == provision.StateRunning {
+					return nil
 				}
-				g.Go(func() error {
-					if st, err := n.State(ctx); err == nil && st == provision.StateRunning {
-						return nil
-					}
-					return n.Start(ctx)
-				})
-			}
-			return g.Wait()
-		}},
-		{name: "Control plane", run: func(ctx context.Context) error {
-			if err := ready.APIServerEvery(ctx, cs, pollInterval(l.rec.Spec)); err != nil {
-				return p.waitError(ctx, err, first, "the API server")
-			}
-			if !allRestarted(l.controlPlanes(), restarted) {
+				return n.Start(ctx)
+			})
+		}
+		return g.Wait()
+	}}
+}
+
+// stepControlPlaneAgain waits for the API server of a resumed cluster and, when every control
+// plane was down, releases the leader leases whose holders are gone: otherwise the new
+// controller-manager (and with it the endpoints of CoreDNS's new addresses) waits out the old
+// lease.
+func stepControlPlaneAgain(l *live) step {
+	return step{name: "Control plane", run: func(ctx context.Context, b *build) error {
+		if err := b.kube.up(ctx, 0, pollInterval(b.spec)); err != nil {
+			return b.waitError(ctx, err, "the API server")
+		}
+		for _, cp := range l.controlPlanes() {
+			if !b.restarted[cp.Name()] {
 				return nil
 			}
-			// Every control plane was down: the leader leases' holders are gone. Without this the
-			// new controller-manager (and with it the endpoints of CoreDNS's new addresses) waits
-			// out the old lease.
-			released, err := controlplane.ReleaseStaleLeases(ctx, cs, started)
-			if err != nil {
-				return err
-			}
-			p.log().Debugf("released stale leader leases: %v", released)
-			return nil
-		}},
-		{name: "Kubelet", run: func(ctx context.Context) error {
-			var again []string
-			for n := range restarted {
-				again = append(again, n)
-			}
-			if err := ready.NodesSince(ctx, cs, started, again...); err != nil {
-				return p.waitError(ctx, err, first, "the nodes")
-			}
-			return ready.Nodes(ctx, cs, names...)
-		}},
-		{name: "DNS", run: func(ctx context.Context) error {
-			// CoreDNS and kube-proxy run again on the restarted nodes, and the kube-dns Service
-			// lists the CoreDNS pods' new addresses (kube-proxy programs what it lists).
-			for _, sel := range []string{"k8s-app=kube-dns", "k8s-app=kube-proxy"} {
-				if err := ready.PodsRestartedSince(ctx, cs, metav1.NamespaceSystem, sel, started, restarted); err != nil {
-					return p.waitError(ctx, err, first, sel+" pods")
-				}
-			}
-			if err := ready.EndpointsMatchPods(ctx, cs, metav1.NamespaceSystem, "kube-dns", "k8s-app=kube-dns"); err != nil {
-				return p.waitError(ctx, err, first, "CoreDNS's endpoints")
-			}
-			if err := dnsProgrammed(ctx, cs, l.nodes); err != nil {
-				return p.waitError(ctx, err, first, "cluster DNS on every node")
-			}
-			return nil
-		}},
-		{name: "Ready", run: func(ctx context.Context) error {
-			kc, err := readFile(l.dirs.Kubeconfig())
-			if err != nil {
-				return err
-			}
-			if err := MergeKubeconfig(res.Kubeconfig, kc, name); err != nil {
-				return fmt.Errorf("merging context %s into %s: %w", name, res.Kubeconfig, err)
-			}
-			return nil
-		}},
-	}
-	// The steps have no undo: a failed resume keeps the cluster and its data.
-	if err := p.run(ctx, steps, false); err != nil {
-		return err
-	}
-	res.APIServer = l.rec.APIServerURL()
-	return nil
+		}
+		released, err := controlplane.ReleaseStaleLeases(ctx, b.kube.cs, b.since)
+		if err != nil {
+			return err
+		}
+		b.p.log.Debugf("released stale leader leases: %v", released)
+		return nil
+	}}
 }

@@ -33,20 +33,6 @@ import (
 // supervisor, with a log file in contract.LogDir.
 var PodComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "storage-provisioner"}
 
-// controlPlaneComponents run on control-plane nodes only.
-var controlPlaneComponents = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-
-// controlPlanePods names the mirror pods of the control-plane static pods on the given nodes.
-func controlPlanePods(nodes ...string) []string {
-	var out []string
-	for _, n := range nodes {
-		for _, c := range controlPlaneComponents {
-			out = append(out, c+"-"+n)
-		}
-	}
-	return out
-}
-
 // LogOptions select the log `kubeforge logs` shows.
 type LogOptions struct {
 	// Node to read from; empty means the first control plane.
@@ -60,8 +46,9 @@ type LogOptions struct {
 }
 
 // Logs writes a component's log from a node of the cluster to w.
-func (p *Provider) Logs(ctx context.Context, name string, o LogOptions, w io.Writer) error {
-	nodes, err := p.machines(ctx, name)
+func (c *Cluster) Logs(ctx context.Context, o LogOptions, w io.Writer) error {
+	name := c.name
+	nodes, err := c.machines(ctx)
 	if err != nil {
 		return err
 	}
@@ -115,8 +102,9 @@ func (p *Provider) Logs(ctx context.Context, name string, o LogOptions, w io.Wri
 
 // machines returns the machines of a cluster, created completely or not (logs matter most
 // after a failed start kept with --keep-on-failure).
-func (p *Provider) machines(ctx context.Context, name string) ([]provision.Node, error) {
-	nodes, err := p.Driver.Nodes(ctx, name)
+func (c *Cluster) machines(ctx context.Context) ([]provision.Node, error) {
+	name := c.name
+	nodes, err := c.driver.Nodes(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +171,8 @@ var nodeDiagnostics = map[string][]string{
 // pods' log files, runtime and network state and the driver's view of the machine; for the
 // cluster, its record and (when the API answers) nodes, pods and events. It writes everything it
 // can and returns the parts that failed, joined.
-func (p *Provider) ExportLogs(ctx context.Context, name, dir string) error {
-	nodes, err := p.machines(ctx, name)
+func (c *Cluster) ExportLogs(ctx context.Context, dir string) error {
+	nodes, err := c.machines(ctx)
 	if err != nil {
 		return err
 	}
@@ -210,7 +198,7 @@ func (p *Provider) ExportLogs(ctx context.Context, name, dir string) error {
 			}
 		}()
 	}
-	if d, err := p.dirs(name); err == nil {
+	if d := c.dir; true {
 		if b, err := os.ReadFile(d.RecordFile()); err == nil {
 			_ = os.WriteFile(filepath.Join(dir, "cluster.json"), b, 0o644)
 		}
@@ -395,4 +383,21 @@ func eventTable(events []corev1.Event) []byte {
 	}
 	tw.Flush()
 	return b.Bytes()
+}
+
+// Machine returns the cluster's machine called name (a node or the load balancer), for a shell
+// or a command in it.
+func (c *Cluster) Machine(ctx context.Context, name string) (provision.Node, error) {
+	nodes, err := c.machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, n := range nodes {
+		if n.Name() == name {
+			return n, nil
+		}
+		names = append(names, n.Name())
+	}
+	return nil, kferr.Usage("cluster %q has no node %q (nodes: %s)", c.name, name, strings.Join(names, ", "))
 }

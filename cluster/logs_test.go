@@ -76,10 +76,10 @@ func TestTables(t *testing.T) {
 // TestRunTimeout: a step that fails because the deadline passed (a Docker call cut short) is a
 // timeout (exit 4), whatever error it returned.
 func TestRunTimeout(t *testing.T) {
-	p := &Provider{Log: ui.Discard()}
+	p := &Provider{log: ui.Discard()}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	err := p.run(ctx, []step{{name: "Node", run: func(ctx context.Context) error {
+	err := p.runSteps(ctx, &build{}, []step{{name: "Node", run: func(ctx context.Context, _ *build) error {
 		<-ctx.Done()
 		return errors.New(`Get "http://docker/archive": context deadline exceeded`)
 	}}}, true)
@@ -87,7 +87,7 @@ func TestRunTimeout(t *testing.T) {
 		t.Errorf("err %v (exit %d), want a timeout", err, kferr.Code(err))
 	}
 	// Without a deadline passed, a failure stays what it is.
-	err = p.run(context.Background(), []step{{name: "Node", run: func(context.Context) error { return errors.New("boom") }}}, true)
+	err = p.runSteps(context.Background(), &build{}, []step{{name: "Node", run: func(context.Context, *build) error { return errors.New("boom") }}}, true)
 	if kferr.Code(err) != kferr.ExitInternal {
 		t.Errorf("err %v (exit %d), want an internal failure", err, kferr.Code(err))
 	}

@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/kubectl/pkg/drain"
 
 	"kubeforge.dev/kubeforge/bootstrap"
@@ -39,25 +38,19 @@ type NodeInfo struct {
 	Version string `json:"version,omitempty"`
 }
 
-// live is a cluster that was completely created, with its record and machines.
+// live is a cluster that was completely created, with its machines.
 type live struct {
-	name  string
-	dirs  Dirs
-	rec   Record
-	nodes []provision.Node // Kubernetes nodes
+	*Cluster
+	nodes []provision.Node // Kubernetes nodes, control planes first in name order
 	lb    provision.Node   // the API load balancer of an HA cluster, nil otherwise
 }
 
 // endpoint is where nodes reach the API server: the load balancer, or the (only) control plane.
-func (l *live) endpoint() (netip.Addr, error) {
+func (l *live) endpoint() netip.Addr {
 	if l.lb != nil {
-		return l.lb.IP(), nil
+		return l.lb.IP()
 	}
-	cps := l.controlPlanes()
-	if len(cps) == 0 {
-		return netip.Addr{}, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s`", l.name), "cluster %q has no control-plane node", l.name)
-	}
-	return cps[0].IP(), nil
+	return l.controlPlanes()[0].IP()
 }
 
 func (l *live) node(name string) (provision.Node, error) {
@@ -84,24 +77,21 @@ func (l *live) controlPlanes() []provision.Node {
 	return out
 }
 
-func (p *Provider) live(ctx context.Context, name string) (*live, error) {
-	d, err := p.dirs(name)
+// live returns the cluster's machines once it was completely created and still has a control
+// plane: what every operation on a cluster needs. The errors name `kubeforge delete`.
+func (c *Cluster) live(ctx context.Context) (*live, error) {
+	if !c.hasRec {
+		return nil, kferr.Usage("cluster %q does not exist here: `kubeforge list` shows the clusters, `kubeforge start --name %s` makes it", c.name, c.name)
+	}
+	fix := fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", c.name)
+	if !c.rec.Complete {
+		return nil, kferr.Environment(fix, "cluster %q was not completely created (the remains of a failed or interrupted start)", c.name)
+	}
+	all, err := c.driver.Nodes(ctx, c.name)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := d.load()
-	if err != nil {
-		return nil, kferr.Usage("cluster %q does not exist here: `kubeforge list` shows the clusters, `kubeforge start --name %s` makes it", name, name)
-	}
-	if !rec.Complete {
-		return nil, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", name),
-			"cluster %q was not completely created (the remains of a failed or interrupted start)", name)
-	}
-	all, err := p.Driver.Nodes(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	l := &live{name: name, dirs: d, rec: rec}
+	l := &live{Cluster: c}
 	for _, n := range all {
 		if provision.IsLoadBalancer(n) {
 			l.lb = n
@@ -109,17 +99,18 @@ func (p *Provider) live(ctx context.Context, name string) (*live, error) {
 			l.nodes = append(l.nodes, n)
 		}
 	}
-	nodes := l.nodes
-	if len(nodes) == 0 {
-		return nil, kferr.Environment(fmt.Sprintf("delete it with `kubeforge delete --name %s` and start again", name),
-			"cluster %q has no nodes left in %s", name, p.Driver.Name())
+	if len(l.nodes) == 0 {
+		return nil, kferr.Environment(fix, "cluster %q has no nodes left in %s", c.name, c.driver.Name())
+	}
+	if len(l.controlPlanes()) == 0 {
+		return nil, kferr.Environment(fix, "cluster %q has no control-plane node left in %s (its machine was removed outside kubeforge)", c.name, c.driver.Name())
 	}
 	return l, nil
 }
 
-// liveNode returns the live cluster name and its node called node.
-func (p *Provider) liveNode(ctx context.Context, name, node string) (*live, provision.Node, error) {
-	l, err := p.live(ctx, name)
+// liveNode returns the live cluster and its node called node.
+func (c *Cluster) liveNode(ctx context.Context, node string) (*live, provision.Node, error) {
+	l, err := c.live(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -127,26 +118,26 @@ func (p *Provider) liveNode(ctx context.Context, name, node string) (*live, prov
 	return l, n, err
 }
 
-// client returns a clientset for the cluster (kubeforge's own credentials).
-func (l *live) client(timeout time.Duration) (*kubernetes.Clientset, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", l.dirs.SuperAdmin())
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: %w", l.name, err)
-	}
-	cfg.Timeout = timeout
-	cfg.QPS, cfg.Burst = 50, 100
-	return kubernetes.NewForConfig(cfg)
+// kube returns a client of the cluster's API server (kubeforge's own credentials).
+func (c *Cluster) kube(timeout time.Duration) (*kube, error) {
+	return newKube(c.dir.SuperAdmin(), timeout)
+}
+
+// apiUp tells whether the API server answers /readyz within d.
+func (c *Cluster) apiUp(ctx context.Context, d time.Duration) bool {
+	k, err := c.kube(requestTimeout(c.rec.Spec))
+	return err == nil && k.up(ctx, d, 500*time.Millisecond) == nil
 }
 
 // NodeList lists the cluster's nodes, with their Kubernetes status when the API server answers.
-func (p *Provider) NodeList(ctx context.Context, name string) ([]NodeInfo, error) {
-	l, err := p.live(ctx, name)
+func (c *Cluster) NodeList(ctx context.Context) ([]NodeInfo, error) {
+	l, err := c.live(ctx)
 	if err != nil {
 		return nil, err
 	}
 	objs := map[string]*corev1.Node{}
-	if cs, err := l.client(3 * time.Second); err == nil {
-		if list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+	if k, err := c.kube(3 * time.Second); err == nil {
+		if list, err := k.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
 			for i := range list.Items {
 				objs[list.Items[i].Name] = &list.Items[i]
 			}
@@ -192,146 +183,157 @@ type AddNodeOptions struct {
 	ControlPlane bool
 	// CPUs and Memory cap the new node (see spec.Node).
 	CPUs, Memory string
-	// Wait bounds the wait for the node to be Ready (default 3 minutes).
+	// Wait bounds the whole operation, the wait for another kubeforge on the cluster included
+	// (default 3 minutes).
 	Wait time.Duration
 	// KeepOnFailure keeps a node that failed to join, for debugging.
 	KeepOnFailure bool
 }
 
-// AddNode creates a worker, joins it to the running cluster and returns once it is Ready. Its
-// kubelet gets a client certificate of its own (system:node:<name>), and its pod CIDR comes from
-// the controller-manager.
-func (p *Provider) AddNode(ctx context.Context, name string, o AddNodeOptions) (NodeInfo, error) {
+// AddNode makes a node, joins it to the running cluster and returns once it is Ready. Its
+// kubelet gets a client certificate of its own (system:node:<name>), its pod CIDR comes from the
+// controller-manager; a control plane (HA clusters) joins etcd first and the load balancer
+// after. It gets the images loaded into the cluster before. Two AddNodes at once are serialised
+// by the cluster's lock, so they pick distinct names.
+func (c *Cluster) AddNode(ctx context.Context, o AddNodeOptions) (NodeInfo, error) {
 	var info NodeInfo
-	l, err := p.live(ctx, name)
-	if err != nil {
-		return info, err
-	}
-	if o.ControlPlane && l.lb == nil {
-		return info, kferr.Usage("cluster %q has a single control plane and no load balancer in front of it: an HA control plane is chosen when the cluster is made (`kubeforge start --control-planes 3`); add a worker instead (without --control-plane)", name)
-	}
-	if _, err := l.runningControlPlane(ctx, ""); err != nil {
-		cp := "NAME"
-		if cps := l.controlPlanes(); len(cps) > 0 {
-			cp = cps[0].Name()
-		}
-		return info, kferr.Environment(fmt.Sprintf("start it with `kubeforge node start %s --name %s` first", cp, name),
-			"cluster %q is not running: no control-plane node runs", name)
-	}
-	if len(l.nodes) >= spec.MaxNodes {
-		return info, kferr.Usage("cluster %q has %d nodes, the most kubeforge supports", name, len(l.nodes))
-	}
-	next := 0
-	for _, n := range l.nodes {
-		next = max(next, spec.NodeIndex(name, n.Name())+1)
-	}
-	endpoint, err := l.endpoint()
-	if err != nil {
-		return info, err
-	}
-	cs, err := l.client(0)
-	if err != nil {
-		return info, err
-	}
-	if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second, requestTimeout(l.rec.Spec)) {
-		return info, kferr.Environment(fmt.Sprintf("check it with `kubeforge status --name %s`", name), "cluster %q: its API server does not answer", name)
-	}
 	wait := o.Wait
 	if wait <= 0 {
 		wait = 3 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-
-	ns := spec.Node{Name: spec.NodeName(name, next), Role: spec.RoleWorker, CPUs: o.CPUs, Memory: o.Memory}
+	unlock, err := c.lock(ctx, "node add")
+	if err != nil {
+		return info, err
+	}
+	defer unlock()
+	l, err := c.live(ctx)
+	if err != nil {
+		return info, err
+	}
+	if o.ControlPlane && l.lb == nil {
+		return info, kferr.Usage("cluster %q has a single control plane and no load balancer in front of it: an HA control plane is chosen when the cluster is made (`kubeforge start --control-planes 3`); add a worker instead (without --control-plane)", c.name)
+	}
+	if _, err := l.runningControlPlane(ctx, ""); err != nil {
+		return info, kferr.Environment(fmt.Sprintf("start it with `kubeforge node start %s --name %s` first", l.controlPlanes()[0].Name(), c.name),
+			"cluster %q is not running: no control-plane node runs", c.name)
+	}
+	if len(l.nodes) >= spec.MaxNodes {
+		return info, kferr.Usage("cluster %q has %d nodes, the most kubeforge supports", c.name, len(l.nodes))
+	}
+	next := 0
+	for _, n := range l.nodes {
+		next = max(next, spec.NodeIndex(c.name, n.Name())+1)
+	}
+	k, err := c.kube(0)
+	if err != nil {
+		return info, err
+	}
+	if !c.apiUp(ctx, 15*time.Second) {
+		return info, kferr.Environment(fmt.Sprintf("check it with `kubeforge status --name %s`", c.name), "cluster %q: its API server does not answer", c.name)
+	}
+	ns := spec.Node{Name: spec.NodeName(c.name, next), Role: spec.RoleWorker, CPUs: o.CPUs, Memory: o.Memory}
 	if _, _, err := ns.Resources(); err != nil {
 		return info, kferr.Usage("%v", err)
 	}
 	if o.ControlPlane {
 		ns.Role = spec.RoleControlPlane
 	}
-	var (
-		node   provision.Node
-		peer   string         // the new etcd member's peer URL (control planes)
-		member provision.Node // the running control plane that changes etcd's membership
-	)
-	steps := []step{
-		{name: "Node " + ns.Name, run: func(ctx context.Context) error {
-			network, err := p.Driver.EnsureNetwork(ctx, name)
-			if err != nil {
-				return err
-			}
-			auth, err := pki.EnsureAuthorities(l.dirs.PKI(), name)
-			if err != nil {
-				return err
-			}
-			np := nodePlan{index: next, spec: ns, controlPlane: endpoint}
-			if np.ip, err = nodeAddr(network, next); err != nil {
-				return err
-			}
-			if o.ControlPlane {
-				if member, err = l.runningControlPlane(ctx, ""); err != nil {
-					return err
-				}
-				peer = etcdPeerURL(np.ip)
-				out, err := provision.Output(ctx, member, contract.NodeBinary, "etcd-member", "add", "--name", ns.Name, "--peer-url", peer)
-				if err != nil {
-					return fmt.Errorf("adding %s to etcd: %w", ns.Name, err)
-				}
-				np.etcdInitialCluster, np.etcdClusterState = strings.TrimSpace(out), "existing"
-			}
-			node, err = p.createNode(ctx, l.rec.Spec, auth, l.rec.Image, network, np)
-			return err
-		}, undo: func(ctx context.Context) error {
-			var errs []error
-			if member != nil {
-				_, err := provision.Output(ctx, member, contract.NodeBinary, "etcd-member", "remove", "--name", ns.Name, "--peer-url", peer)
-				errs = append(errs, err)
-			}
-			return errors.Join(append(errs, p.Driver.DeleteNode(ctx, name, ns.Name), deleteNodeObject(ctx, cs, ns.Name))...)
-		}},
-		{name: "Kubelet", run: func(ctx context.Context) error {
-			if err := ready.Nodes(ctx, cs, ns.Name); err != nil {
-				return p.waitError(ctx, err, node, "node "+ns.Name)
-			}
-			if o.ControlPlane {
-				// The kubelet reached the API through the load balancer; the new etcd member
-				// joins a few seconds later.
-				if err := waitEtcdMember(ctx, node, name); err != nil {
-					return err
-				}
-				if err := labelControlPlane(ctx, cs, ns.Name); err != nil {
-					return err
-				}
-				ips := []netip.Addr{node.IP()}
-				for _, n := range l.controlPlanes() {
-					ips = append(ips, n.IP())
-				}
-				if err := p.updateLoadBalancer(ctx, l, ips); err != nil {
-					return err
-				}
-				if err := ready.PodsRunning(ctx, cs, metav1.NamespaceSystem, controlPlanePods(ns.Name)...); err != nil {
-					return p.waitError(ctx, err, node, "the control-plane pods of "+ns.Name)
-				}
-			}
-			l.rec.Spec.Nodes = append(l.rec.Spec.Nodes, ns)
-			return l.dirs.save(l.rec)
-		}},
+	b := &build{p: c.p, spec: c.rec.Spec, dir: c.dir, driver: c.driver, image: c.rec.Image, kube: k,
+		endpoint: l.endpoint(), since: time.Now()}
+	np := nodePlan{index: next, spec: ns}
+	np.Name, np.Role, np.ControlPlane = ns.Name, ns.Role, b.endpoint
+	steps := []step{stepJoin(l, np, o.ControlPlane), stepKubelet()}
+	if o.ControlPlane {
+		steps = append(steps, stepJoinControlPlane(l))
 	}
-	if len(l.rec.Images) > 0 && p.Load != nil {
+	steps = append(steps, step{run: func(ctx context.Context, b *build) error {
+		l.rec.Spec.Nodes = append(l.rec.Spec.Nodes, ns)
+		return l.dir.Save(l.rec)
+	}})
+	if len(l.rec.Images) > 0 {
 		// The images loaded into the cluster before: its pods may land on the new node.
-		steps = append(steps, step{run: func(ctx context.Context) error {
-			if err := p.Load(ctx, []provision.Node{node}, l.rec.Images); err != nil {
-				p.log().Warnf("node %s lacks some of the images loaded into the cluster before: %v", ns.Name, err)
+		steps = append(steps, step{run: func(ctx context.Context, b *build) error {
+			if err := c.p.loadImages(ctx, b.nodes, l.rec.Images); err != nil {
+				c.p.log.Warnf("node %s lacks some of the images loaded into the cluster before: %v", ns.Name, err)
 			}
 			return nil
 		}})
 	}
-	if err := p.run(ctx, steps, o.KeepOnFailure); err != nil {
+	if err := c.p.runSteps(ctx, b, steps, o.KeepOnFailure); err != nil {
 		return info, err
 	}
-	info = NodeInfo{Name: ns.Name, Role: string(ns.Role), IP: node.IP().String(), Machine: string(provision.StateRunning), Status: "Ready", Version: l.rec.Spec.KubernetesVersion}
+	info = NodeInfo{Name: ns.Name, Role: string(ns.Role), IP: b.nodes[0].IP().String(), Machine: string(provision.StateRunning), Status: "Ready", Version: l.rec.Spec.KubernetesVersion}
 	return info, nil
+}
+
+// stepJoin makes the machine of a node joining a running cluster (a control plane first joins
+// etcd, through a running control plane). Undo removes the machine, its etcd member and its
+// Node object.
+func stepJoin(l *live, np nodePlan, controlPlane bool) step {
+	var member provision.Node // the running control plane that changed etcd's membership
+	peer := ""
+	return step{name: "Node " + np.Name, run: func(ctx context.Context, b *build) error {
+		network, err := b.driver.EnsureNetwork(ctx, l.name)
+		if err != nil {
+			return err
+		}
+		b.network = network
+		if b.auth, err = pki.EnsureAuthorities(l.dir.PKI(), l.name); err != nil {
+			return err
+		}
+		np.Network = network.Subnet
+		if np.IP, err = nodeAddr(network, np.index); err != nil {
+			return err
+		}
+		if controlPlane {
+			if member, err = l.runningControlPlane(ctx, ""); err != nil {
+				return err
+			}
+			peer = etcdPeerURL(np.IP)
+			out, err := provision.Output(ctx, member, contract.NodeBinary, "etcd-member", "add", "--name", np.Name, "--peer-url", peer)
+			if err != nil {
+				return fmt.Errorf("adding %s to etcd: %w", np.Name, err)
+			}
+			np.EtcdInitialCluster, np.EtcdClusterState = strings.TrimSpace(out), "existing"
+		}
+		b.plans = []nodePlan{np}
+		return b.makeNodes(ctx, b.plans)
+	}, undo: func(ctx context.Context, b *build) error {
+		var errs []error
+		if member != nil {
+			_, err := provision.Output(ctx, member, contract.NodeBinary, "etcd-member", "remove", "--name", np.Name, "--peer-url", peer)
+			errs = append(errs, err)
+		}
+		errs = append(errs, undoMachines(ctx, b))
+		errs = append(errs, deleteNodeObject(ctx, b.kube.cs, np.Name))
+		return errors.Join(errs...)
+	}}
+}
+
+// stepJoinControlPlane waits for a joining control plane's etcd member, labels it, adds it to
+// the load balancer's backends and waits for its static pods.
+func stepJoinControlPlane(l *live) step {
+	return step{name: "Control plane", run: func(ctx context.Context, b *build) error {
+		node := b.nodes[0]
+		// The kubelet reached the API through the load balancer; the new etcd member joins a
+		// few seconds later.
+		if err := waitEtcdMember(ctx, node, l.name); err != nil {
+			return err
+		}
+		ips := []netip.Addr{node.IP()}
+		for _, n := range l.controlPlanes() {
+			ips = append(ips, n.IP())
+		}
+		if err := l.updateLoadBalancer(ctx, ips); err != nil {
+			return err
+		}
+		if err := ready.PodsRunning(ctx, b.kube.cs, metav1.NamespaceSystem, controlPlanePods(node.Name())...); err != nil {
+			return b.waitError(ctx, err, "the control-plane pods of "+node.Name())
+		}
+		return nil
+	}}
 }
 
 // DeleteNodeOptions tune DeleteNode.
@@ -345,36 +347,41 @@ type DeleteNodeOptions struct {
 // DeleteNode drains a node (unless Force or it is not running), takes a control plane out of
 // etcd and the load balancer, then removes its machine and its Node object. The last control
 // plane cannot be deleted: that is deleting the cluster.
-func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNodeOptions) error {
-	l, n, err := p.liveNode(ctx, name, node)
+func (c *Cluster) DeleteNode(ctx context.Context, node string, o DeleteNodeOptions) error {
+	unlock, err := c.lock(ctx, "node delete")
 	if err != nil {
 		return err
 	}
-	if n.Role() == string(spec.RoleControlPlane) && len(l.controlPlanes()) <= 1 {
-		return kferr.Usage("%s is the last control-plane node of cluster %q: deleting it would end the cluster; to do that, run `kubeforge delete --name %s`", node, name, name)
+	defer unlock()
+	l, n, err := c.liveNode(ctx, node)
+	if err != nil {
+		return err
 	}
 	isCP := n.Role() == string(spec.RoleControlPlane)
+	if isCP && len(l.controlPlanes()) <= 1 {
+		return kferr.Usage("%s is the last control-plane node of cluster %q: deleting it would end the cluster; to do that, run `kubeforge delete --name %s`", node, c.name, c.name)
+	}
 	st, err := n.State(ctx)
 	if err != nil {
 		return err
 	}
-	cs, err := l.client(0)
+	k, err := c.kube(0)
 	if err != nil {
 		return err
 	}
-	apiUp := apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second, requestTimeout(l.rec.Spec))
+	apiUp := c.apiUp(ctx, 15*time.Second)
 	if !o.Force && st == provision.StateRunning && apiUp {
 		timeout := o.DrainTimeout
 		if timeout <= 0 {
 			timeout = 2 * time.Minute
 		}
-		step := p.log().Step("Draining " + node)
-		if err := step.Done(drainNode(ctx, cs, node, timeout)); err != nil {
+		step := c.p.log.Step("Draining " + node)
+		if err := step.Done(drainNode(ctx, k.cs, node, timeout)); err != nil {
 			return kferr.WithHint(fmt.Errorf("draining node %s: %w", node, err), kferr.Code(err),
 				fmt.Sprintf("fix what blocks the drain (a PodDisruptionBudget?), or delete without draining: `kubeforge node delete %s --force`", node))
 		}
 	}
-	step := p.log().Step("Deleting node " + node)
+	step := c.p.log.Step("Deleting node " + node)
 	err = func() error {
 		if isCP {
 			// Out of etcd first (through another control plane), and out of the load balancer.
@@ -386,27 +393,27 @@ func (p *Provider) DeleteNode(ctx context.Context, name, node string, o DeleteNo
 				return fmt.Errorf("removing %s from etcd: %w", node, err)
 			}
 			var ips []netip.Addr
-			for _, c := range l.controlPlanes() {
-				if c.Name() != node {
-					ips = append(ips, c.IP())
+			for _, cp := range l.controlPlanes() {
+				if cp.Name() != node {
+					ips = append(ips, cp.IP())
 				}
 			}
-			if err := p.updateLoadBalancer(ctx, l, ips); err != nil {
+			if err := l.updateLoadBalancer(ctx, ips); err != nil {
 				return err
 			}
 		}
 		// The machine first: a running kubelet would register its Node again.
-		if err := p.Driver.DeleteNode(ctx, name, node); err != nil {
+		if err := c.driver.DeleteNode(ctx, c.name, node); err != nil {
 			return err
 		}
 		l.rec.Spec.Nodes = slices.DeleteFunc(l.rec.Spec.Nodes, func(sn spec.Node) bool { return sn.Name == node })
-		if err := l.dirs.save(l.rec); err != nil {
+		if err := l.dir.Save(l.rec); err != nil {
 			return err
 		}
 		if apiUp {
-			return deleteNodeObject(ctx, cs, node)
+			return deleteNodeObject(ctx, k.cs, node)
 		}
-		p.log().Warnf("the API server does not answer: the Node object %s stays until `kubectl delete node %s`", node, node)
+		c.p.log.Warnf("the API server does not answer: the Node object %s stays until `kubectl delete node %s`", node, node)
 		return nil
 	}()
 	return step.Done(err)
@@ -424,13 +431,6 @@ func deleteNodeObject(ctx context.Context, cs kubernetes.Interface, node string)
 		return fmt.Errorf("deleting Node %s from the API: %w", node, errors.Join(last, err))
 	}
 	return nil
-}
-
-// apiAnswers waits up to d for the API server behind kubeconfig to be ready.
-func apiAnswers(ctx context.Context, kubeconfig string, d, request time.Duration) bool {
-	return wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, d, true, func(ctx context.Context) (bool, error) {
-		return apiReady(ctx, kubeconfig, request), nil
-	}) == nil
 }
 
 // drainNode cordons the node and evicts its pods as `kubectl drain --ignore-daemonsets
@@ -462,89 +462,67 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, timeou
 
 // StopNode stops a node's machine. Its Node goes NotReady once the controller-manager's grace
 // period passes, and its pods are evicted after the cluster's pod eviction timeout.
-func (p *Provider) StopNode(ctx context.Context, name, node string) error {
-	l, n, err := p.liveNode(ctx, name, node)
+func (c *Cluster) StopNode(ctx context.Context, node string) error {
+	unlock, err := c.lock(ctx, "node stop")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	l, n, err := c.liveNode(ctx, node)
 	if err != nil {
 		return err
 	}
 	if n.Role() == string(spec.RoleControlPlane) && len(l.controlPlanes()) == 1 {
-		p.log().Warnf("%s is the control-plane node: the cluster's API stops with it until `kubeforge node start %s`", node, node)
+		c.p.log.Warnf("%s is the control-plane node: the cluster's API stops with it until `kubeforge node start %s`", node, node)
 	}
-	step := p.log().Step("Stopping node " + node)
+	step := c.p.log.Step("Stopping node " + node)
 	return step.Done(n.Stop(ctx))
 }
 
 // StartNode starts a stopped node and, when the API server answers, waits for it to be Ready.
-func (p *Provider) StartNode(ctx context.Context, name, node string, wait time.Duration) error {
-	l, n, err := p.liveNode(ctx, name, node)
-	if err != nil {
-		return err
-	}
-	started := time.Now()
-	step := p.log().Step("Starting node " + node)
-	if err := step.Done(n.Start(ctx)); err != nil {
-		return err
-	}
+func (c *Cluster) StartNode(ctx context.Context, node string, wait time.Duration) error {
 	if wait <= 0 {
 		wait = 3 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	cs, err := l.client(0)
+	unlock, err := c.lock(ctx, "node start")
 	if err != nil {
 		return err
 	}
-	step = p.log().Step("Waiting for node " + node + " to be Ready")
+	defer unlock()
+	l, n, err := c.liveNode(ctx, node)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	step := c.p.log.Step("Starting node " + node)
+	if err := step.Done(n.Start(ctx)); err != nil {
+		return err
+	}
+	k, err := c.kube(0)
+	if err != nil {
+		return err
+	}
+	b := &build{p: c.p, spec: c.rec.Spec, nodes: []provision.Node{n}}
+	step = c.p.log.Step("Waiting for node " + node + " to be Ready")
 	return step.Done(func() error {
 		if n.Role() == string(spec.RoleControlPlane) {
-			if err := ready.APIServer(ctx, cs); err != nil {
-				return p.waitError(ctx, err, n, "the API server")
+			if err := k.up(ctx, 0, pollInterval(c.rec.Spec)); err != nil {
+				return b.waitError(ctx, err, "the API server")
 			}
-		} else if !apiAnswers(ctx, l.dirs.SuperAdmin(), 15*time.Second, requestTimeout(l.rec.Spec)) {
+		} else if !c.apiUp(ctx, 15*time.Second) {
 			return kferr.Environment("start the control-plane node first", "the cluster's API server does not answer, so node %s cannot join", node)
 		}
-		if err := ready.NodesSince(ctx, cs, started, node); err != nil {
-			return p.waitError(ctx, err, n, "node "+node)
+		if err := ready.NodesSince(ctx, k.cs, started, node); err != nil {
+			return b.waitError(ctx, err, "node "+node)
 		}
 		if n.Role() == string(spec.RoleControlPlane) && l.lb != nil {
 			// The other control planes answer for it meanwhile.
-			return waitEtcdMember(ctx, n, name)
+			return waitEtcdMember(ctx, n, c.name)
 		}
 		return nil
 	}())
-}
-
-// LoadImages copies images from the host into every running node of the cluster (skipping nodes
-// that have them) and remembers them, so that nodes added later get them too.
-func (p *Provider) LoadImages(ctx context.Context, name string, refs []string) error {
-	if p.Load == nil {
-		return fmt.Errorf("the %s driver cannot load images", p.Driver.Name())
-	}
-	l, err := p.live(ctx, name)
-	if err != nil {
-		return err
-	}
-	var running []provision.Node
-	for _, n := range l.nodes {
-		if st, err := n.State(ctx); err == nil && st == provision.StateRunning {
-			running = append(running, n)
-		} else {
-			p.log().Warnf("node %s is not running: it will not have the image(s)", n.Name())
-		}
-	}
-	if len(running) == 0 {
-		return kferr.Environment(fmt.Sprintf("start a node with `kubeforge node start NAME --name %s`", name), "cluster %q has no running node", name)
-	}
-	err = p.Load(ctx, running, refs)
-	for _, r := range refs {
-		if !slices.Contains(l.rec.Images, r) {
-			l.rec.Images = append(l.rec.Images, r)
-		}
-	}
-	if serr := l.dirs.save(l.rec); serr != nil && err == nil {
-		err = serr
-	}
-	return err
 }
 
 // runningControlPlane returns a running control-plane node other than except.
@@ -564,7 +542,7 @@ func etcdPeerURL(ip netip.Addr) string { return "https://" + netip.AddrPortFrom(
 
 // updateLoadBalancer points the load balancer (HA clusters) at the control planes at ips; it
 // picks up its new config within a second.
-func (p *Provider) updateLoadBalancer(ctx context.Context, l *live, ips []netip.Addr) error {
+func (l *live) updateLoadBalancer(ctx context.Context, ips []netip.Addr) error {
 	if l.lb == nil {
 		return nil
 	}
@@ -594,4 +572,9 @@ func waitEtcdMember(ctx context.Context, n provision.Node, cluster string) error
 			"timed out waiting for the etcd member of %s to join", n.Name())
 	}
 	return nil
+}
+
+// lock takes the cluster's lock for op (see state.Dir.Lock).
+func (c *Cluster) lock(ctx context.Context, op string) (func(), error) {
+	return c.p.lock(ctx, c.dir, op)
 }

@@ -24,15 +24,17 @@ type ServiceURL struct {
 // ServiceURLs returns URLs that reach a NodePort (or LoadBalancer) Service from the host: a port
 // published with `start --port` when there is one, otherwise a running node's address (node
 // addresses are routable from a Linux host; elsewhere only published ports are).
-func (p *Provider) ServiceURLs(ctx context.Context, name, namespace, service string) ([]ServiceURL, error) {
-	l, err := p.live(ctx, name)
+func (c *Cluster) ServiceURLs(ctx context.Context, namespace, service string) ([]ServiceURL, error) {
+	name := c.name
+	l, err := c.live(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cs, err := l.client(0)
+	k, err := c.kube(0)
 	if err != nil {
 		return nil, err
 	}
+	cs := k.cs
 	svc, err := cs.CoreV1().Services(namespace).Get(ctx, service, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, kferr.Usage("service %s not found in namespace %s of cluster %q (`kubectl get services -n %s` lists them)", service, namespace, name, namespace)

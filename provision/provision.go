@@ -227,3 +227,16 @@ func HasDirectAccess(d Driver) bool {
 	da, ok := d.(DirectAccess)
 	return ok && da.DirectAccess()
 }
+
+// ImagePruner is a Driver that keeps node images of its own (a hypervisor's storage pool) and
+// can remove those whose key is not in keep and that no machine uses. It returns what it removed.
+type ImagePruner interface {
+	PruneImages(ctx context.Context, keep []string) ([]string, error)
+}
+
+// Terminal is a Node that offers an interactive login shell with a terminal through a program on
+// the host (docker exec -it, ssh -t). TerminalCommand returns its argv, and a cleanup to run
+// after it exits; ok is false when that program is not installed.
+type Terminal interface {
+	TerminalCommand() (argv []string, cleanup func(), ok bool, err error)
+}

@@ -228,7 +228,16 @@ func (c Cluster) WithName(name string) Cluster {
 // ControlPlanes counts the control-plane nodes.
 func (c Cluster) ControlPlanes() int { return len(c.ControlPlaneNames()) }
 
-// ControlPlaneNames names the control-plane nodes, in the spec's order.
+// NodeNames names the nodes, in the spec's order.
+func (c Cluster) NodeNames() []string {
+	out := make([]string, len(c.Nodes))
+	for i, node := range c.Nodes {
+		out[i] = node.Name
+	}
+	return out
+}
+
+// ControlPlaneNames are the names of the control-plane nodes, in order.
 func (c Cluster) ControlPlaneNames() []string {
 	var out []string
 	for _, node := range c.Nodes {
@@ -313,3 +322,24 @@ const (
 // Emulated tells whether the nodes' CPUs are emulated (VMs under TCG): components get gentler
 // probes, leases and timeouts, and start waits longer.
 func (c Cluster) Emulated() bool { return c.Driver == DriverKVM && c.Accel == AccelTCG }
+
+// machineSuffix is what follows a cluster's name in the names of its other machines: workers and
+// further control planes (-m02, -m03...) and the HA load balancer (-lb).
+var machineSuffix = regexp.MustCompile(`^-(m[0-9]+|lb)$`)
+
+// MachineNamesCollide tells whether clusters a and b would have machines of the same name: they
+// are one cluster, or one's name is a machine name of the other ("kf-m02" and "kf", "kf-lb" and
+// "kf"). Two such clusters can never both exist.
+func MachineNamesCollide(a, b string) bool {
+	return a == b || isMachineOf(a, b) || isMachineOf(b, a)
+}
+
+// isMachineOf tells whether name is a name cluster c gives one of its machines other than its
+// first.
+func isMachineOf(c, name string) bool {
+	return strings.HasPrefix(name, c) && machineSuffix.MatchString(name[len(c):])
+}
+
+// EmulatedWait is how long a start waits by default for VMs under software emulation (many
+// minutes).
+const EmulatedWait = 30 * time.Minute

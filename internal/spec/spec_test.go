@@ -354,3 +354,28 @@ func TestProxyFromEnv(t *testing.T) {
 		t.Error("an empty environment gave a proxy")
 	}
 }
+
+func TestMachineNamesCollide(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"kf", "kf", true},
+		{"kf", "kf-m02", true},
+		{"kf-m02", "kf", true},
+		{"kf-m100", "kf", true},
+		{"kf-lb", "kf", true},
+		{"kf", "kf-lb", true},
+		{"kf", "kf2", false},
+		{"kf", "kf-m", false},
+		{"kf", "kf-mx2", false},
+		{"kf", "kf-dev", false},
+		{"kf-m02", "kf-m03", false},
+		{"dev", "kf", false},
+		{"a-m02", "a-m02-lb", true},
+	} {
+		if got := MachineNamesCollide(tc.a, tc.b); got != tc.want {
+			t.Errorf("MachineNamesCollide(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

@@ -122,3 +122,15 @@ func TestLockSurvivesRemovedDirectory(t *testing.T) {
 	}
 	u()
 }
+
+func TestRecordRoundTrip(t *testing.T) {
+	d, _ := Home(t.TempDir()).Dir("x")
+	r := Record{Image: "img", APIServerPort: 1234, Complete: true, Images: []string{"a:1"}}
+	if err := d.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := d.Load()
+	if err != nil || !ok || got.Image != r.Image || got.APIServerPort != r.APIServerPort || !got.Complete || len(got.Images) != 1 {
+		t.Fatalf("got %+v, %v, %v; want %+v", got, ok, err, r)
+	}
+}

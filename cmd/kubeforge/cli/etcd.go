@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 )
@@ -39,9 +40,9 @@ func newEtcd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
 				st := g.log().Step("Saving etcd of " + name)
-				s, err := e.provider.SnapshotSave(cmd.Context(), name, file)
+				s, err := c.SnapshotSave(cmd.Context(), file)
 				if err := st.Done(err); err != nil {
 					return err
 				}
@@ -66,8 +67,8 @@ snapshot are gone; those deleted since are back.`,
 			if wait <= 0 {
 				return kferr.Usage("--wait must be a positive duration such as 5m, got %s", wait)
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
-				s, err := e.provider.SnapshotRestore(cmd.Context(), name, args[0], wait)
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				s, err := c.SnapshotRestore(cmd.Context(), args[0], wait)
 				if err != nil {
 					return err
 				}

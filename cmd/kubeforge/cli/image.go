@@ -2,19 +2,14 @@ package cli
 
 import (
 	"fmt"
-	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"kubeforge.dev/kubeforge/cluster"
-	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
-	"kubeforge.dev/kubeforge/provision"
-	"kubeforge.dev/kubeforge/provision/libvirt"
 )
 
 func newImage(g *globals) *cobra.Command {
@@ -42,35 +37,14 @@ func newImageBuild(g *globals) *cobra.Command {
 --kind vm makes the VM image (a qcow2 disk with its kernel and initramfs, for --driver kvm) and
 prints its directory. Both are cached by the digest of their inputs.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := artifactsDir()
-			if err != nil {
-				return err
-			}
-			opts := images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: kubeVersion, Log: g.log()}
-			switch kind {
-			case "vm":
-				im, err := images.BuildVM(cmd.Context(), opts)
+			return g.withProvider(func(p *cluster.Provider) error {
+				name, err := p.BuildImage(cmd.Context(), kind, kubeVersion)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(g.streams.Out, im.Dir)
+				fmt.Fprintln(g.streams.Out, name)
 				return nil
-			case "docker":
-			default:
-				return kferr.Usage("--kind %q is not one of docker (the container node image) or vm (the VM node image)", kind)
-			}
-			e, err := g.pingedEnv(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			opts.Client = e.docker.Client()
-			ref, err := images.Build(cmd.Context(), opts)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(g.streams.Out, ref)
-			return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&kubeVersion, "kubernetes-version", spec.KubernetesVersion, "Kubernetes version of the node binary")
@@ -90,8 +64,8 @@ func newImageLoad(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.onCluster(cmd, name, func(e *env) error {
-				return e.provider.LoadImages(cmd.Context(), name, args)
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				return c.LoadImages(cmd.Context(), args)
 			})
 		},
 	}
@@ -110,16 +84,8 @@ func newImageList(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
-				nodes, err := e.driver.Nodes(cmd.Context(), name)
-				if err != nil {
-					return err
-				}
-				if len(nodes) == 0 {
-					return kferr.Usage("cluster %q has no nodes: create it with `kubeforge start --name %s`", name, name)
-				}
-				nodes = slices.DeleteFunc(nodes, provision.IsLoadBalancer)
-				list, err := images.List(cmd.Context(), nodes)
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				list, err := c.Images(cmd.Context())
 				if err != nil {
 					return err
 				}
@@ -163,66 +129,12 @@ Docker not running is a warning (its images stay); so is libvirt not answering a
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			dir, err := artifactsDir()
-			if err != nil {
+			var res cluster.Pruned
+			if err := g.withProvider(func(p *cluster.Provider) (err error) {
+				res, err = p.PruneImages(cmd.Context(), cluster.PruneOptions{LibvirtURI: libvirtURI})
 				return err
-			}
-			opts := images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: spec.KubernetesVersion, Log: g.log()}
-			var res struct {
-				DockerImages []string `json:"dockerImages"`
-				VMImages     []string `json:"vmImages"`
-				VMVolumes    []string `json:"vmVolumes"`
-			}
-			keepVM, err := images.VMImageDir(opts)
-			if err != nil {
+			}); err != nil {
 				return err
-			}
-			// The images recorded clusters were made from stay: `node add` uses them.
-			recordedDocker, recordedVM, err := recordedImages()
-			if err != nil {
-				return err
-			}
-			if res.VMImages, err = images.PruneVMImages(keepVM, recordedVM); err != nil {
-				return err
-			}
-			keepKeys := []string{filepath.Base(keepVM)}
-			for _, d := range recordedVM {
-				keepKeys = append(keepKeys, filepath.Base(filepath.Clean(d)))
-			}
-			// Pruning makes no VM: the driver is opened as for emulation, so a host without KVM
-			// is not refused.
-			if e, err := g.pingedEnvWith(cmd.Context(), driverSel{name: spec.DriverKVM, libvirtURI: libvirtURI, accel: libvirt.AccelTCG}); err != nil {
-				if cmd.Flags().Changed("libvirt-uri") {
-					g.log().Warnf("libvirt's VM image volumes were not pruned: %v", err)
-				} else {
-					g.log().Debugf("libvirt's VM image volumes were not pruned: %v", err)
-				}
-			} else {
-				defer e.close()
-				if res.VMVolumes, err = e.vm.PruneImages(cmd.Context(), keepKeys); err != nil {
-					return err
-				}
-			}
-			if e, err := g.pingedEnv(cmd.Context()); err != nil {
-				g.log().Warnf("Docker's node images were not pruned: %v", err)
-			} else {
-				defer e.close()
-				keep, err := images.Ref(opts)
-				if err != nil {
-					return err
-				}
-				if res.DockerImages, err = images.Prune(cmd.Context(), e.docker.Client(), append(recordedDocker, keep), g.log()); err != nil {
-					return err
-				}
-			}
-			if res.DockerImages == nil {
-				res.DockerImages = []string{}
-			}
-			if res.VMImages == nil {
-				res.VMImages = []string{}
-			}
-			if res.VMVolumes == nil {
-				res.VMVolumes = []string{}
 			}
 			if output == "json" {
 				return printJSON(g, res)
@@ -245,28 +157,4 @@ Docker not running is a warning (its images stay); so is libvirt not answering a
 	c.Flags().StringVar(&libvirtURI, "libvirt-uri", "", "libvirt daemon whose pool to prune: qemu:///system (default) or qemu+ssh://USER@HOST/system")
 	outputFlag(c, &output)
 	return c
-}
-
-// recordedImages returns the node images the recorded clusters were made from: Docker image
-// references, and VM image directories.
-func recordedImages() (docker, vm []string, err error) {
-	recorded, err := cluster.RecordedClusters("")
-	if err != nil {
-		return nil, nil, err
-	}
-	for name, driver := range recorded {
-		rec, ok, err := cluster.LoadRecord("", name)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !ok || rec.Image == "" {
-			continue
-		}
-		if driver == spec.DriverKVM {
-			vm = append(vm, rec.Image)
-		} else {
-			docker = append(docker, rec.Image)
-		}
-	}
-	return docker, vm, nil
 }

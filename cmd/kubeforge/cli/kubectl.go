@@ -23,12 +23,14 @@ func newKubeconfig(g *globals) *cobra.Command {
 			if _, err := clusterName(name); err != nil {
 				return err
 			}
-			b, err := (&cluster.Provider{}).Kubeconfig(name)
-			if err != nil {
+			return g.withProvider(func(p *cluster.Provider) error {
+				b, err := p.Kubeconfig(name)
+				if err != nil {
+					return err
+				}
+				_, err = g.streams.Out.Write(b)
 				return err
-			}
-			_, err = g.streams.Out.Write(b)
-			return err
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
@@ -47,8 +49,11 @@ func newKubectl(g *globals) *cobra.Command {
 			if _, err := clusterName(name); err != nil {
 				return err
 			}
-			path, err := (&cluster.Provider{}).KubeconfigPath(name)
-			if err != nil {
+			var path string
+			if err := g.withProvider(func(p *cluster.Provider) (err error) {
+				path, err = p.KubeconfigPath(name)
+				return err
+			}); err != nil {
 				return err
 			}
 			flags := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50)

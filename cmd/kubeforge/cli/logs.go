@@ -34,8 +34,8 @@ latest container's log is shown.
 			if o.Tail < 0 {
 				return kferr.Usage("--tail must be 0 (all) or more, got %d", o.Tail)
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
-				err := e.provider.Logs(cmd.Context(), name, o, g.streams.Out)
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				err := c.Logs(cmd.Context(), o, g.streams.Out)
 				if cmd.Context().Err() != nil && o.Follow {
 					return nil // interrupted while following: the normal end
 				}
@@ -82,9 +82,9 @@ when the API server does not answer.`,
 			if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 				return kferr.Usage("%s is a file: give a directory (it is created when missing)", dir)
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
 				st := g.log().Step(fmt.Sprintf("Exporting logs of %s to %s", name, dir))
-				err := e.provider.ExportLogs(cmd.Context(), name, dir)
+				err := c.ExportLogs(cmd.Context(), dir)
 				if err != nil {
 					g.log().Warnf("some parts could not be exported:\n%v", err)
 				}

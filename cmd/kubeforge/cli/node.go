@@ -40,8 +40,8 @@ func newNodeList(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
-				nodes, err := e.provider.NodeList(cmd.Context(), name)
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				nodes, err := c.NodeList(cmd.Context())
 				if err != nil {
 					return err
 				}
@@ -86,9 +86,9 @@ func newNodeAdd(g *globals) *cobra.Command {
 			if wait <= 0 {
 				return kferr.Usage("--wait must be a positive duration such as 3m, got %s", wait)
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
 				start := time.Now()
-				n, err := e.provider.AddNode(cmd.Context(), name, cluster.AddNodeOptions{ControlPlane: cp, Wait: wait, KeepOnFailure: keep, CPUs: cpus, Memory: memory})
+				n, err := c.AddNode(cmd.Context(), cluster.AddNodeOptions{ControlPlane: cp, Wait: wait, KeepOnFailure: keep, CPUs: cpus, Memory: memory})
 				if err != nil {
 					return err
 				}
@@ -121,8 +121,8 @@ func newNodeDelete(g *globals) *cobra.Command {
 		Short: "Drain a node, then remove it from the cluster and delete its machine",
 		Args:  oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.onCluster(cmd, name, func(e *env) error {
-				if err := e.provider.DeleteNode(cmd.Context(), name, args[0], cluster.DeleteNodeOptions{Force: force}); err != nil {
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				if err := c.DeleteNode(cmd.Context(), args[0], cluster.DeleteNodeOptions{Force: force}); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.streams.Out, "Node %s deleted from cluster %q.\n", args[0], name)
@@ -142,8 +142,8 @@ func newNodeStop(g *globals) *cobra.Command {
 		Short: "Stop a node's machine (it goes NotReady; its pods move after the pod eviction timeout)",
 		Args:  oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.onCluster(cmd, name, func(e *env) error {
-				if err := e.provider.StopNode(cmd.Context(), name, args[0]); err != nil {
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				if err := c.StopNode(cmd.Context(), args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.streams.Out, "Node %s stopped; `kubeforge node start %s` brings it back.\n", args[0], args[0])
@@ -168,8 +168,8 @@ func newNodeStart(g *globals) *cobra.Command {
 			if wait <= 0 {
 				return kferr.Usage("--wait must be a positive duration such as 3m, got %s", wait)
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
-				if err := e.provider.StartNode(cmd.Context(), name, args[0], wait); err != nil {
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				if err := c.StartNode(cmd.Context(), args[0], wait); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.streams.Out, "Node %s is Ready.\n", args[0])
@@ -200,8 +200,8 @@ func newService(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			return g.onCluster(cmd, name, func(e *env) error {
-				urls, err := e.provider.ServiceURLs(cmd.Context(), name, namespace, args[0])
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				urls, err := c.ServiceURLs(cmd.Context(), namespace, args[0])
 				if err != nil {
 					return err
 				}

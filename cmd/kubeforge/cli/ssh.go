@@ -1,18 +1,18 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 
 	"github.com/spf13/cobra"
 
+	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
-	"kubeforge.dev/kubeforge/provision/libvirt"
 )
 
 func newSSH(g *globals) *cobra.Command {
@@ -38,86 +38,48 @@ func newSSH(g *globals) *cobra.Command {
 			default:
 				return kferr.Usage("give one node name, then `--` and the command: kubeforge ssh %s -- %v", before[0], before[1:])
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			nodes, err := e.driver.Nodes(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			var target provision.Node
-			var names []string
-			for _, n := range nodes {
-				names = append(names, n.Name())
-				if n.Name() == node {
-					target = n
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				target, err := c.Machine(cmd.Context(), node)
+				if err != nil {
+					return err
 				}
-			}
-			if target == nil {
-				return kferr.Usage("cluster %q has no node %q (nodes: %v)", name, node, names)
-			}
-			if len(after) == 0 {
-				return interactiveShell(g, target)
-			}
-			err = target.Run(cmd.Context(), provision.Cmd{Args: after, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
-			var re *provision.RunError
-			if errors.As(err, &re) && re.Err == nil {
-				return exitCode(re.ExitCode)
-			}
-			return err
+				if len(after) == 0 {
+					return interactiveShell(g, target)
+				}
+				err = target.Run(cmd.Context(), provision.Cmd{Args: after, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
+				var re *provision.RunError
+				if errors.As(err, &re) && re.Err == nil {
+					return exitCode(re.ExitCode)
+				}
+				return err
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
 	return c
 }
 
-// interactiveShell opens a login shell with a terminal. The Docker CLI gives the best terminal
-// handling; without it the shell runs over the driver's exec, without a TTY.
+// interactiveShell opens a login shell with a terminal, through the program on the host the
+// node offers (docker exec -it, ssh -t); without it the shell runs over the driver's exec,
+// without a TTY.
 func interactiveShell(g *globals, n provision.Node) error {
-	if vm, ok := n.(*libvirt.Node); ok {
-		return vmShell(g, vm)
-	}
-	if docker, err := exec.LookPath("docker"); err == nil {
-		c := exec.Command(docker, "exec", "-it", n.Name(), "bash", "-l")
-		c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-		err := c.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return exitCode(ee.ExitCode())
+	if t, ok := n.(provision.Terminal); ok {
+		argv, cleanup, found, err := t.TerminalCommand()
+		if err != nil {
+			return err
 		}
-		return err
+		if found {
+			defer cleanup()
+			c := exec.Command(argv[0], argv[1:]...)
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+			err := c.Run()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return exitCode(ee.ExitCode())
+			}
+			return err
+		}
 	}
-	fmt.Fprintln(g.streams.Err, "(no docker CLI found: shell without a terminal)")
-	return n.Run(cmdCtx(), provision.Cmd{Args: []string{"bash", "-i"}, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
-}
-
-// vmShell opens a login shell in a VM node with the ssh client (a terminal), the cluster's key and
-// the node's pinned host key; without an ssh client, over the driver's SSH without a TTY.
-func vmShell(g *globals, n *libvirt.Node) error {
-	sshBin, err := exec.LookPath("ssh")
-	if err != nil {
-		fmt.Fprintln(g.streams.Err, "(no ssh client found: shell without a terminal)")
-		return n.Run(cmdCtx(), provision.Cmd{Args: []string{"bash", "-i"}, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
-	}
-	kh, err := os.CreateTemp("", "kubeforge-known-hosts-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(kh.Name())
-	if _, err := fmt.Fprintln(kh, n.KnownHostsLine()); err != nil {
-		return err
-	}
-	kh.Close()
-	host, port, _ := net.SplitHostPort(n.SSHAddress())
-	c := exec.Command(sshBin, "-t", "-i", n.KeyPath(), "-p", port, "-o", "UserKnownHostsFile="+kh.Name(),
-		"-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "root@"+host)
-	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	err = c.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return exitCode(ee.ExitCode())
-	}
-	return err
+	fmt.Fprintln(g.streams.Err, "(no terminal program found on the host: shell without a terminal)")
+	return n.Run(context.Background(), provision.Cmd{Args: []string{"bash", "-i"}, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
 }

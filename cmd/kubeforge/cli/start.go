@@ -36,9 +36,6 @@ type startFlags struct {
 	accel    string
 }
 
-// tcgWait is how long start waits by default for VMs under software emulation: many minutes.
-const tcgWait = 30 * time.Minute
-
 func newStart(g *globals) *cobra.Command {
 	var o startFlags
 	c := &cobra.Command{
@@ -62,27 +59,16 @@ command line override the file.`,
 			if n := c.ControlPlanes(); n%2 == 0 {
 				g.log().Warnf("%d control planes: etcd keeps a quorum only with a majority, so %d tolerate no more failures than %d; an odd number is better", n, n, n-1)
 			}
-			sel := driverSel{name: c.Driver, libvirtURI: c.LibvirtURI, accel: c.Accel}
-			if rec, ok, err := cluster.LoadRecord("", c.Name); err == nil && ok && rec.Spec.Driver != "" {
-				// An existing cluster starts again on the driver it was made with.
-				if cmd.Flags().Changed("driver") && rec.Spec.Driver != c.Driver {
-					return kferr.Usage("cluster %q runs on the %s driver, not %s: `kubeforge delete --name %s` first to make it anew", c.Name, rec.Spec.Driver, c.Driver, c.Name)
-				}
-				sel, _ = selFor(c.Name)
-				if sel.emulated() && !cmd.Flags().Changed("wait") {
-					c.Wait = tcgWait
-				}
-			}
-			e, err := g.envWith(cmd.Context(), sel)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			if sel.emulated() {
+			if c.Emulated() {
 				g.log().Warnf("--accel tcg: the VMs run under software emulation, many times slower than with KVM (minutes to start)")
 			}
 			start := time.Now()
-			res, err := e.provider.Create(cmd.Context(), c, cluster.CreateOptions{KeepOnFailure: o.keep})
+			var res cluster.CreateResult
+			err = g.withProvider(func(p *cluster.Provider) error {
+				res, err = p.Create(cmd.Context(), c, cluster.CreateOptions{KeepOnFailure: o.keep,
+					DriverGiven: cmd.Flags().Changed("driver"), WaitGiven: cmd.Flags().Changed("wait")})
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -220,7 +206,7 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 		}
 	}
 	if c.Emulated() && !set("wait") && (file == nil || !file.Cluster.Wait.IsSet()) {
-		c.Wait = tcgWait
+		c.Wait = spec.EmulatedWait
 	}
 	fileNodes := file != nil && len(file.Cluster.Nodes) > 0
 	if fileNodes && (set("nodes") || set("control-planes")) {

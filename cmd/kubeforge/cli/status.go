@@ -37,26 +37,23 @@ func newStatus(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := g.clusterEnv(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			st, err := e.provider.Status(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				if err := printJSON(g, st); err != nil {
+			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				st, err := c.Status(cmd.Context())
+				if err != nil {
 					return err
 				}
-			} else {
-				printStatus(g, st)
-			}
-			if st.State == cluster.StateMissing {
-				return kferr.Usage("cluster %q does not exist: create it with `kubeforge start --name %s`", name, name)
-			}
-			return nil
+				if output == "json" {
+					if err := printJSON(g, st); err != nil {
+						return err
+					}
+				} else {
+					printStatus(g, st)
+				}
+				if st.State == cluster.StateMissing {
+					return kferr.Usage("cluster %q does not exist: create it with `kubeforge start --name %s`", name, name)
+				}
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
@@ -104,20 +101,17 @@ func newList(g *globals) *cobra.Command {
 			// as Unknown with the reason; the errors (with their hints, and the first's exit
 			// code) follow the list.
 			var unreachable []error
-			err := g.forEachCluster(cmd.Context(), func(c clusterRef) error {
-				if c.err != nil {
-					items = append(items, item{Name: c.name, Driver: c.driver, State: "Unknown", Error: c.err.Error()})
-					unreachable = append(unreachable, fmt.Errorf("cluster %s: %w", c.name, c.err))
-					return nil
+			err := g.withProvider(func(p *cluster.Provider) error {
+				all, err := p.List(cmd.Context())
+				for _, c := range all {
+					if c.Err != nil {
+						items = append(items, item{Name: c.Name, Driver: c.Driver, State: "Unknown", Error: c.Err.Error()})
+						unreachable = append(unreachable, fmt.Errorf("cluster %s: %w", c.Name, c.Err))
+						continue
+					}
+					items = append(items, item{Name: c.Name, Driver: c.Status.Driver, State: c.Status.State, Nodes: len(c.Status.Nodes)})
 				}
-				st, err := c.env.provider.Status(cmd.Context(), c.name)
-				if err != nil {
-					items = append(items, item{Name: c.name, Driver: c.driver, State: "Unknown", Error: err.Error()})
-					unreachable = append(unreachable, fmt.Errorf("cluster %s: %w", c.name, err))
-					return nil
-				}
-				items = append(items, item{Name: c.name, Driver: st.Driver, State: st.State, Nodes: len(st.Nodes)})
-				return nil
+				return err
 			})
 			if err != nil {
 				return err

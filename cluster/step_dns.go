@@ -12,8 +12,37 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"kubeforge.dev/kubeforge/bootstrap/ready"
 	"kubeforge.dev/kubeforge/provision"
 )
+
+// stepDNS waits until cluster DNS works from every node: CoreDNS has a ready endpoint and
+// kube-proxy on each node sends the kube-dns Service to it. After a resume, CoreDNS and
+// kube-proxy must first run again on the restarted nodes and the Service list the CoreDNS pods'
+// new addresses: until then the old ones are still listed as ready and DNS from pods fails.
+func stepDNS() step {
+	return step{name: "DNS", run: func(ctx context.Context, b *build) error {
+		cs := b.kube.cs
+		if b.restarted == nil {
+			if err := ready.ServiceEndpoints(ctx, cs, metav1.NamespaceSystem, "kube-dns"); err != nil {
+				return b.waitError(ctx, err, "CoreDNS")
+			}
+		} else {
+			for _, sel := range []string{"k8s-app=kube-dns", "k8s-app=kube-proxy"} {
+				if err := ready.PodsRestartedSince(ctx, cs, metav1.NamespaceSystem, sel, b.since, b.restarted); err != nil {
+					return b.waitError(ctx, err, sel+" pods")
+				}
+			}
+			if err := ready.EndpointsMatchPods(ctx, cs, metav1.NamespaceSystem, "kube-dns", "k8s-app=kube-dns"); err != nil {
+				return b.waitError(ctx, err, "CoreDNS's endpoints")
+			}
+		}
+		if err := dnsProgrammed(ctx, cs, b.nodes); err != nil {
+			return b.waitError(ctx, err, "cluster DNS on every node")
+		}
+		return nil
+	}}
+}
 
 // dnsPortName is how kube-proxy names the kube-dns Service's UDP port in its rules' comments.
 const dnsPortName = "kube-system/kube-dns:dns"

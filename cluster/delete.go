@@ -1,0 +1,46 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Delete removes every machine of the cluster (its labels say which), its network, its context
+// from the user's kubeconfig (only the entries kubeforge made) and its state. It works from the
+// driver's labels alone, so a cluster whose record is missing or damaged can be deleted too. It
+// is idempotent: deleting a missing cluster, or running it again after a failed delete, succeeds.
+func (c *Cluster) Delete(ctx context.Context) error {
+	unlock, err := c.lock(ctx, "delete")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	nodes, err := c.driver.Nodes(ctx, c.name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range nodes {
+		if err := c.driver.DeleteNode(ctx, c.name, n.Name()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		if err := c.driver.DeleteNetwork(ctx, c.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := RemoveFromKubeconfig(c.p.kubeconfig, c.name); err != nil {
+		errs = append(errs, fmt.Errorf("removing context %s from %s: %w", c.name, c.p.kubeconfig, err))
+	}
+	if len(errs) == 0 {
+		if err := c.dir.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("deleting cluster %s (safe to re-run): %w", c.name, err)
+	}
+	return nil
+}
