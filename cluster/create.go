@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kubeforge.dev/kubeforge/bootstrap/pki"
+	"kubeforge.dev/kubeforge/cluster/internal/kubeconfig"
 	"kubeforge.dev/kubeforge/cluster/internal/state"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
@@ -142,6 +143,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		return res, cl.resume(ctx, &res)
 	}
 	if err := p.checkNameFree(ctx, d, c.Name); err != nil {
+		return res, err
+	}
+	if err := kubeconfig.Check(p.kubeconfig, c.Name); err != nil {
 		return res, err
 	}
 	b := &build{p: p, spec: c, dir: dir, driver: d, res: &res, port: c.APIServerPort}

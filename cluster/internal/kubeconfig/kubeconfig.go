@@ -221,3 +221,32 @@ func conflict(path, name string, kinds []string) error {
 	return &kferr.Error{Code: kferr.ExitUsage, Hint: strings.Join(fixes, ", or "), Err: fmt.Errorf(
 		"kubeconfig %s already has a %s named %s that kubeforge did not make: left unchanged", path, what, name)}
 }
+
+// Check says, without changing anything, whether Merge of a new cluster named name into the
+// kubeconfig at path would be refused: an entry of that name exists that kubeforge did not
+// make. A start checks before it makes anything. A missing or unreadable file is no conflict
+// (Merge reports an unreadable one).
+func Check(path, name string) error {
+	target, fi, err := resolve(path, false)
+	if err != nil || fi == nil {
+		return nil
+	}
+	cfg, err := clientcmd.LoadFromFile(target)
+	if err != nil {
+		return nil
+	}
+	var foreign []string
+	if c := cfg.Clusters[name]; c != nil && !marked(c.Extensions, name) {
+		foreign = append(foreign, "cluster")
+	}
+	if u := cfg.AuthInfos[name]; u != nil && !marked(u.Extensions, name) {
+		foreign = append(foreign, "user")
+	}
+	if c := cfg.Contexts[name]; c != nil && !marked(c.Extensions, name) {
+		foreign = append(foreign, "context")
+	}
+	if len(foreign) > 0 {
+		return conflict(path, name, foreign)
+	}
+	return nil
+}

@@ -638,3 +638,22 @@ func TestKubectl(t *testing.T) {
 	}
 	noLock(t, path)
 }
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config")
+	if err := Check(path, "a"); err != nil {
+		t.Fatalf("missing file: %v", err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Contexts["a"] = &clientcmdapi.Context{Cluster: "x", AuthInfo: "x"}
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(path, "a"); err == nil || kferr.Code(err) != kferr.ExitUsage || !strings.Contains(err.Error(), "context named a") {
+		t.Errorf("foreign context: %v", err)
+	}
+	if err := Check(path, "b"); err != nil {
+		t.Errorf("other name: %v", err)
+	}
+}
