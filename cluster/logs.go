@@ -3,7 +3,9 @@ package cluster
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,10 +21,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"kubeforge.dev/kubeforge/cluster/internal/redact"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/provision"
@@ -171,12 +174,16 @@ var nodeDiagnostics = map[string][]string{
 // pods' log files, runtime and network state and the driver's view of the machine; for the
 // cluster, its record and (when the API answers) nodes, pods and events. It writes everything it
 // can and returns the parts that failed, joined.
+//
+// Bundles get attached to public issues: everything is written through package redact (see
+// writePrivate), files 0600 in directories 0700. dir itself is made 0700 when missing; an existing
+// dir keeps its mode (it may be the user's working directory).
 func (c *Cluster) ExportLogs(ctx context.Context, dir string) error {
 	nodes, err := c.machines(ctx)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	var (
@@ -198,9 +205,13 @@ func (c *Cluster) ExportLogs(ctx context.Context, dir string) error {
 			}
 		}()
 	}
-	if d := c.dir; true {
+	{
+		d := c.dir
 		if b, err := os.ReadFile(d.RecordFile()); err == nil {
-			_ = os.WriteFile(filepath.Join(dir, "cluster.json"), b, 0o644)
+			// The record holds the proxy settings (user:password@host) and extra flags.
+			if err := writePrivate(filepath.Join(dir, "cluster.json"), b); err != nil {
+				fail(fmt.Errorf("cluster: %w", err))
+			}
 		}
 		for _, err := range exportAPI(ctx, d.SuperAdmin(), dir) {
 			fail(fmt.Errorf("cluster: %w", err))
@@ -213,18 +224,17 @@ func (c *Cluster) ExportLogs(ctx context.Context, dir string) error {
 // exportNode writes one node's part of an export into dir.
 func exportNode(ctx context.Context, n provision.Node, dir string) []error {
 	var errs []error
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := privateDir(dir); err != nil {
 		return []error{err}
 	}
+	// write keeps what fill wrote, even when it failed: a partial output helps too.
 	write := func(file string, fill func(io.Writer) error) {
-		f, err := os.Create(filepath.Join(dir, file))
-		if err != nil {
-			errs = append(errs, err)
-			return
-		}
-		defer f.Close()
-		if err := fill(f); err != nil {
+		var b bytes.Buffer
+		if err := fill(&b); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", file, err))
+		}
+		if err := writePrivate(filepath.Join(dir, file), b.Bytes()); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if i, ok := n.(provision.Inspector); ok {
@@ -255,16 +265,25 @@ func exportNode(ctx context.Context, n provision.Node, dir string) []error {
 	return errs
 }
 
+// maxLogFile bounds what untar reads of one log file (decompressed, for rotated .gz ones).
+const maxLogFile = 256 << 20
+
 // untar writes the regular files and directories of a tar stream under dir, refusing paths that
-// leave it.
+// leave it, through writePrivate (redacted, 0600 in 0700 directories). Rotated logs compressed
+// with gzip are written decompressed (without .gz): compressed, they could not be redacted. A file
+// that cannot be read is left out and reported; the others are written.
 func untar(r io.Reader, dir string) error {
+	if err := privateDir(dir); err != nil {
+		return err
+	}
 	tr := tar.NewReader(r)
+	var errs []error
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil
+			return errors.Join(errs...)
 		} else if err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
 		}
 		rel := filepath.Clean(filepath.FromSlash(h.Name))
 		if rel == "." {
@@ -276,44 +295,80 @@ func untar(r io.Reader, dir string) error {
 		p := filepath.Join(dir, rel)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
+			if err := privateDir(p); err != nil {
+				return errors.Join(append(errs, err)...)
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
+			if err := privateDir(filepath.Dir(p)); err != nil {
+				return errors.Join(append(errs, err)...)
 			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+			var body io.Reader = tr
+			if plain, ok := strings.CutSuffix(p, ".gz"); ok {
+				zr, err := gzip.NewReader(tr)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
+					continue
+				}
+				body, p = zr, plain
+			}
+			b, err := io.ReadAll(io.LimitReader(body, maxLogFile+1))
 			if err != nil {
-				return err
+				errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
+				continue
 			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
+			if len(b) > maxLogFile {
+				b = append(b[:maxLogFile], "\n[kubeforge export: cut at 256 MiB]\n"...)
 			}
-			if err != nil {
-				return err
+			if err := writePrivate(p, b); err != nil {
+				return errors.Join(append(errs, err)...)
 			}
 		}
 	}
 }
 
+// privateDir makes dir and its missing parents, mode 0700 (also when dir was there: an earlier
+// export's).
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// writePrivate writes b into the bundle at file, redacted (JSON files field by field, see
+// redact.JSON; anything else as text, see redact.Text), mode 0600 (also when file was there).
+func writePrivate(file string, b []byte) error {
+	if strings.HasSuffix(file, ".json") {
+		b = redact.JSON(b)
+	} else {
+		b = redact.Text(b)
+	}
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(b)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // exportAPI writes the cluster's nodes, pods and events as the API server has them.
 func exportAPI(ctx context.Context, kubeconfig, dir string) []error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	k, err := newKube(kubeconfig, 15*time.Second)
 	if err != nil {
 		return []error{fmt.Errorf("no API access (%v): nodes, pods and events not exported", err)}
 	}
-	cfg.Timeout = 15 * time.Second
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return []error{err}
-	}
+	cs := k.cs
 	var errs []error
-	save := func(file string, obj any) {
-		b, err := yaml.Marshal(obj)
+	save := func(file string, obj runtime.Object) {
+		b, err := redactedYAML(obj)
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, file), b, 0o644)
+			err = writePrivate(filepath.Join(dir, file), b)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", file, err))
@@ -328,7 +383,7 @@ func exportAPI(ctx context.Context, kubeconfig, dir string) []error {
 		errs = append(errs, fmt.Errorf("listing pods: %w", err))
 	} else {
 		save("pods.yaml", pods)
-		if err := os.WriteFile(filepath.Join(dir, "pods.txt"), podTable(pods.Items), 0o644); err != nil {
+		if err := writePrivate(filepath.Join(dir, "pods.txt"), podTable(pods.Items)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -336,11 +391,25 @@ func exportAPI(ctx context.Context, kubeconfig, dir string) []error {
 		errs = append(errs, fmt.Errorf("listing events: %w", err))
 	} else {
 		save("events.yaml", events)
-		if err := os.WriteFile(filepath.Join(dir, "events.txt"), eventTable(events.Items), 0o644); err != nil {
+		if err := writePrivate(filepath.Join(dir, "events.txt"), eventTable(events.Items)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errs
+}
+
+// redactedYAML is obj as YAML, redacted field by field (Secrets' data, env vars named like
+// secrets, secret flags in commands: see redact.JSON) before it is made YAML.
+func redactedYAML(obj runtime.Object) ([]byte, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	kind := obj.GetObjectKind().GroupVersionKind().Kind
+	if gvks, _, err := scheme.Scheme.ObjectKinds(obj); kind == "" && err == nil && len(gvks) > 0 {
+		kind = gvks[0].Kind // client-go's typed objects come without their kind
+	}
+	return yaml.JSONToYAML(redact.Object(b, kind))
 }
 
 // podTable is `kubectl get pods -A -o wide` in short.

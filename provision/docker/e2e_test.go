@@ -60,7 +60,7 @@ func testImage(t *testing.T, d *Driver, tag string) string {
 		add(&tar.Header{Name: dir + "/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
 	}
 	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, bb)
-	for _, l := range []string{"sh", "cat", "wc", "sleep", "ping", "ls", "stat"} {
+	for _, l := range []string{"sh", "cat", "wc", "sleep", "ping", "ls", "stat", "grep"} {
 		add(&tar.Header{Name: "bin/" + l, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
 	}
 	add(&tar.Header{Name: "var/lib/img/file", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("fromimage\n"))

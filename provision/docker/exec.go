@@ -25,26 +25,53 @@ const maxErrOutput = 64 << 10
 // the command and closed at its end. Stdout and stderr go to cmd.Stdout and cmd.Stderr when set;
 // the error of a failed command holds the tail of its stderr, and of its stdout too when
 // cmd.Stdout is nil. A command that exits non-zero, or cannot start, gives a *provision.RunError.
-// When ctx ends, Run returns at once; the command itself may go on running in the node.
+//
+// When ctx ends, Run stops the command before it returns: Docker never kills an exec'd process
+// whose client went away, so the command runs with a token in its environment and a second exec
+// signals every process holding it (provision.KillCmd: SIGTERM, SIGKILL after
+// provision.KillGrace), which reaches the children it started too.
 func (n *Node) Run(ctx context.Context, cmd provision.Cmd) error {
+	token := provision.NewExecToken()
+	started, err := n.exec(ctx, cmd, []string{provision.ExecTokenEnv + "=" + token})
+	if err == nil || ctx.Err() == nil || !started {
+		return err
+	}
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+	defer cancel()
+	if _, kerr := n.exec(kctx, provision.Cmd{Args: provision.KillCmd(token, provision.KillGrace)}, nil); kerr != nil {
+		var re *provision.RunError
+		if errors.As(err, &re) {
+			re.Err = fmt.Errorf("%w (stopping the command in the node failed: it may still run: %v)", re.Err, kerr)
+		}
+	}
+	return err
+}
+
+// killTimeout bounds the exec that stops an abandoned command (it takes KillGrace at most).
+const killTimeout = provision.KillGrace + 10*time.Second
+
+// exec runs cmd as Run does, its environment extended with env; started says whether Docker may
+// have started it (it was created).
+func (n *Node) exec(ctx context.Context, cmd provision.Cmd, env []string) (started bool, _ error) {
 	fail := func(code int, out string, err error) error {
 		return &provision.RunError{Node: n.name, Args: cmd.Args, ExitCode: code, Output: out, Err: err}
 	}
 	if len(cmd.Args) == 0 {
-		return fail(-1, "", errors.New("no command"))
+		return false, fail(-1, "", errors.New("no command"))
 	}
 	ex, err := n.d.cli.ContainerExecCreate(ctx, n.id, container.ExecOptions{
 		Cmd:          cmd.Args,
+		Env:          env,
 		AttachStdin:  cmd.Stdin != nil,
 		AttachStdout: true,
 		AttachStderr: true,
 	})
 	if err != nil {
-		return fail(-1, "", fmt.Errorf("docker exec: %w", err))
+		return false, fail(-1, "", fmt.Errorf("docker exec: %w", err))
 	}
 	resp, err := n.d.cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
 	if err != nil {
-		return fail(-1, "", fmt.Errorf("docker exec attach: %w", err))
+		return true, fail(-1, "", fmt.Errorf("docker exec attach: %w", err))
 	}
 	defer resp.Close()
 	stop := context.AfterFunc(ctx, resp.Close) // unblock the stream when ctx ends
@@ -66,27 +93,27 @@ func (n *Node) Run(ctx context.Context, cmd provision.Cmd) error {
 	}
 	_, copyErr := stdcopy.StdCopy(stdout, stderr, resp.Reader)
 	if ctx.Err() != nil {
-		return fail(-1, tail.String(), ctx.Err())
+		return true, fail(-1, tail.String(), ctx.Err())
 	}
 	if copyErr != nil {
-		return fail(-1, tail.String(), fmt.Errorf("docker exec output: %w", copyErr))
+		return true, fail(-1, tail.String(), fmt.Errorf("docker exec output: %w", copyErr))
 	}
 	// The stream can end a moment before Docker records the exit code.
 	delay := 5 * time.Millisecond
 	for {
 		in, err := n.d.cli.ContainerExecInspect(ctx, ex.ID)
 		if err != nil {
-			return fail(-1, tail.String(), fmt.Errorf("docker exec inspect: %w", err))
+			return true, fail(-1, tail.String(), fmt.Errorf("docker exec inspect: %w", err))
 		}
 		if !in.Running {
 			if in.ExitCode != 0 {
-				return fail(in.ExitCode, tail.String(), nil)
+				return true, fail(in.ExitCode, tail.String(), nil)
 			}
-			return nil
+			return true, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fail(-1, tail.String(), ctx.Err())
+			return true, fail(-1, tail.String(), ctx.Err())
 		case <-time.After(delay):
 		}
 		if delay < 200*time.Millisecond {

@@ -176,22 +176,59 @@ func (c *sshConn) close() {
 }
 
 // run runs cmd as provision.Node.Run does: a failure is a *provision.RunError with the output.
+//
+// When ctx ends, run stops the command before it returns. Without a pty, sshd leaves a session's
+// command running when the session closes, and it delivers a "signal" request (OpenSSH 8.1 and
+// later) to the session's main process only. So the command runs with a token in its
+// environment (exec'd by the login shell, so the process holding it is the command itself), and
+// after the signal request a second session signals every process holding the token
+// (provision.KillCmd: SIGTERM, SIGKILL after provision.KillGrace), the command's children too.
 func (c *sshConn) run(ctx context.Context, cmd provision.Cmd) error {
+	token := provision.NewExecToken()
+	started, err := c.exec(ctx, tokenCommand(token, cmd.Args), cmd)
+	if err == nil || ctx.Err() == nil || !started {
+		return err
+	}
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+	defer cancel()
+	kill := provision.KillCmd(token, provision.KillGrace)
+	if _, kerr := c.exec(kctx, shellJoin(kill), provision.Cmd{Args: kill}); kerr != nil {
+		var re *provision.RunError
+		if errors.As(err, &re) {
+			re.Err = fmt.Errorf("%w (stopping the command in the node failed: it may still run: %v)", re.Err, kerr)
+		}
+	}
+	return err
+}
+
+// killTimeout bounds the session that stops an abandoned command (it takes KillGrace at most,
+// after a new connection when the old one broke).
+const killTimeout = provision.KillGrace + 20*time.Second
+
+// tokenCommand is the remote shell's command line for args, with the token in its environment:
+// the shell execs the command, which holds the token, as its children will.
+func tokenCommand(token string, args []string) string {
+	return provision.ExecTokenEnv + "=" + token + "; export " + provision.ExecTokenEnv + "; exec " + shellJoin(args)
+}
+
+// exec runs command (a remote shell command line; cmd gives its streams, and its Args for
+// errors) in a new session; started says whether the command may have started.
+func (c *sshConn) exec(ctx context.Context, command string, cmd provision.Cmd) (started bool, _ error) {
 	fail := func(code int, out string, err error) error {
 		return &provision.RunError{Node: c.node, Args: cmd.Args, ExitCode: code, Output: out, Err: err}
 	}
 	client, err := c.get(ctx)
 	if err != nil {
-		return fail(-1, "", fmt.Errorf("SSH to %s: %w", c.addr, err))
+		return false, fail(-1, "", fmt.Errorf("SSH to %s: %w", c.addr, err))
 	}
 	sess, err := client.NewSession()
 	if err != nil {
 		c.close()
 		if client, err = c.get(ctx); err != nil {
-			return fail(-1, "", fmt.Errorf("SSH to %s: %w", c.addr, err))
+			return false, fail(-1, "", fmt.Errorf("SSH to %s: %w", c.addr, err))
 		}
 		if sess, err = client.NewSession(); err != nil {
-			return fail(-1, "", fmt.Errorf("SSH session on %s: %w", c.addr, err))
+			return false, fail(-1, "", fmt.Errorf("SSH session on %s: %w", c.addr, err))
 		}
 	}
 	defer sess.Close()
@@ -207,22 +244,22 @@ func (c *sshConn) run(ctx context.Context, cmd provision.Cmd) error {
 		sess.Stdin = cmd.Stdin
 	}
 	done := make(chan error, 1)
-	go func() { done <- sess.Run(shellJoin(cmd.Args)) }()
+	go func() { done <- sess.Run(command) }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = sess.Signal(ssh.SIGKILL)
+		_ = sess.Signal(ssh.SIGTERM)
 		sess.Close()
-		return fail(-1, captured.String(), ctx.Err())
+		return true, fail(-1, captured.String(), ctx.Err())
 	}
 	if err == nil {
-		return nil
+		return true, nil
 	}
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
-		return fail(ee.ExitStatus(), captured.String(), nil)
+		return true, fail(ee.ExitStatus(), captured.String(), nil)
 	}
-	return fail(-1, captured.String(), err)
+	return true, fail(-1, captured.String(), err)
 }
 
 // shellJoin quotes args for the remote shell.

@@ -67,7 +67,9 @@ func newExport(g *globals) *cobra.Command {
   DIR/<node>/logs/pods/...                  every pod's container logs
   DIR/cluster.json, nodes.yaml, pods.txt, pods.yaml, events.txt, events.yaml
 It works on a cluster whose start failed (kept with --keep-on-failure) and writes what it can
-when the API server does not answer.`,
+when the API server does not answer. Credentials are replaced with REDACTED (the userinfo of
+URLs such as proxy settings, tokens, passwords, private keys, kubeconfig client keys, Secrets'
+data) and the files are private (0600, directories 0700), but read a bundle before you publish it.`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return kferr.Usage("export logs takes one directory, e.g. `kubeforge export logs ./artifacts`")
