@@ -9,7 +9,10 @@
 package layers
 
 import (
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -87,7 +90,29 @@ func list(t *testing.T, deps bool) map[string][]string {
 	return m
 }
 
+// watchSources stats every Go file of the module, so that go test's cache of these tests (which
+// ask `go list`, a program it does not watch) is invalidated when any of them changes.
+func watchSources(t *testing.T) {
+	t.Helper()
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if strings.HasSuffix(path, ".go") {
+			_, err = os.Stat(path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLayers(t *testing.T) {
+	watchSources(t)
 	imports, deps := list(t, false), list(t, true)
 	for _, r := range rules {
 		graph := imports
