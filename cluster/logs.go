@@ -470,3 +470,13 @@ func (c *Cluster) Machine(ctx context.Context, name string) (provision.Node, err
 	}
 	return nil, kferr.Usage("cluster %q has no node %q (nodes: %s)", c.name, name, strings.Join(names, ", "))
 }
+
+// MachineNames names the cluster's machines (nodes and load balancer), in name order.
+func (c *Cluster) MachineNames(ctx context.Context) ([]string, error) {
+	nodes, err := c.driver.Nodes(ctx, c.name)
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.Name())
+	}
+	return out, err
+}

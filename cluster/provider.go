@@ -138,7 +138,19 @@ type Listed struct {
 // driver it was made with), those whose record is damaged, and those Docker has machines or
 // networks of. Each driver is opened once; a cluster whose driver does not answer is listed with
 // the error, so an unreachable hypervisor or a stopped Docker hides nothing else.
-func (p *Provider) List(ctx context.Context) ([]Listed, error) {
+func (p *Provider) List(ctx context.Context) ([]Listed, error) { return p.list(ctx, false) }
+
+// Names lists the clusters as List does, without their status (for shell completion).
+func (p *Provider) Names(ctx context.Context) ([]string, error) {
+	all, err := p.list(ctx, true)
+	var out []string
+	for _, l := range all {
+		out = append(out, l.Name)
+	}
+	return out, err
+}
+
+func (p *Provider) list(ctx context.Context, namesOnly bool) ([]Listed, error) {
 	recorded, damaged, err := p.home.Clusters()
 	if err != nil {
 		return nil, err
@@ -170,6 +182,10 @@ func (p *Provider) List(ctx context.Context) ([]Listed, error) {
 	}
 	var out []Listed
 	for _, n := range sortedKeys(sels) {
+		if namesOnly {
+			out = append(out, Listed{Name: n, Driver: sels[n].name})
+			continue
+		}
 		l := Listed{Name: n, Driver: sels[n].name}
 		c, err := p.Open(ctx, n)
 		if err == nil {

@@ -111,3 +111,35 @@ func TestListWithoutDocker(t *testing.T) {
 		t.Errorf("delete --all with two unreachable drivers: exit %d\n%s%s", code, outb.String(), errbuf.String())
 	}
 }
+
+// Shell completion: a script per shell, cluster names from the state directory.
+func TestCompletion(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("KUBEFORGE_HOME", home)
+	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+	for _, n := range []string{"dev", "ci"} {
+		if err := os.MkdirAll(filepath.Join(home, n), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(home, n, "cluster.json"), []byte(`{"spec":{"name":"`+n+`"}}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := Main(args, Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+		return code, out.String() + errb.String()
+	}
+	for _, sh := range []string{"bash", "zsh", "fish", "powershell"} {
+		if code, out := run("completion", sh); code != 0 || !strings.Contains(out, "kubeforge") {
+			t.Errorf("completion %s: exit %d\n%.300s", sh, code, out)
+		}
+	}
+	if code, out := run("completion", "tcsh"); code != 2 {
+		t.Errorf("completion tcsh: exit %d\n%s", code, out)
+	}
+	code, out := run("__complete", "stop", "--name", "")
+	if code != 0 || !strings.Contains(out, "ci\ndev\n") {
+		t.Errorf("completing --name: exit %d\n%s", code, out)
+	}
+}

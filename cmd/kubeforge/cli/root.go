@@ -33,6 +33,13 @@ type globals struct {
 
 func (g *globals) log() *ui.Logger { return ui.New(g.streams.Err, g.verbose) }
 
+// quiet is g without progress output (shell completion must print only its answers).
+func (g *globals) quiet() *globals {
+	q := *g
+	q.streams.Err = io.Discard
+	return &q
+}
+
 // Main runs kubeforge with args and returns the exit code.
 func Main(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -90,7 +97,15 @@ control-plane pods in the kubeadm layout, a kubeconfig context merged for you.
 	root.AddCommand(
 		newStart(g), newStop(g), newDelete(g), newStatus(g), newList(g), newKubeconfig(g),
 		newKubectl(g), newImage(g), newSSH(g), newVersion(g), newNode(g), newService(g), newConfig(g), newLogs(g), newExport(g), newEtcd(g),
+		newCompletion(g),
 	)
+	var nodeArgs []*cobra.Command
+	for _, path := range [][]string{{"ssh"}, {"node", "stop"}, {"node", "start"}, {"node", "delete"}} {
+		if c, _, err := root.Find(path); err == nil && c.Name() == path[len(path)-1] {
+			nodeArgs = append(nodeArgs, c)
+		}
+	}
+	completeNames(g, root, nodeArgs...)
 	for _, c := range root.Commands() {
 		if c.Args == nil {
 			c.Args = noArgs
