@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -40,10 +41,53 @@ func (g *globals) quiet() *globals {
 	return &q
 }
 
-// Main runs kubeforge with args and returns the exit code.
-func Main(args []string, s Streams) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// errInterrupted is the cause of the context of a command stopped by Ctrl-C (or SIGTERM).
+var errInterrupted = errors.New("interrupted")
+
+// Main runs kubeforge with args and returns the exit code. The first Ctrl-C (or SIGTERM) cancels
+// the command, which undoes what it made and returns (exit 130, "interrupted"); a second one
+// quits at once through exit, leaving what was made for `kubeforge delete`. A panic is reported
+// as an internal error, never as a Go stack trace.
+func Main(args []string, s Streams) (code int) {
+	return runMain(args, s, os.Exit)
+}
+
+func runMain(args []string, s Streams, exit func(int)) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(s.Err, "Error: internal error in kubeforge: %v\n", r)
+			fmt.Fprintf(s.Err, "Fix: this is a bug; please report it with the command you ran and `kubeforge export logs DIR` (run `kubeforge delete` if something was left half-made)\n")
+			if os.Getenv("KUBEFORGE_DEBUG") != "" {
+				fmt.Fprintf(s.Err, "%s", debug.Stack())
+			}
+			code = kferr.ExitInternal
+		}
+	}()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-sigs:
+				if n == 0 {
+					fmt.Fprintln(s.Err, "\nInterrupted: stopping and cleaning up (Ctrl-C again to quit at once)")
+					cancel(errInterrupted)
+					continue
+				}
+				fmt.Fprintln(s.Err, "Quitting at once: what was made is left; `kubeforge delete` removes it")
+				exit(130)
+				return
+			case <-done:
+				return
+			}
+		}
+	}()
+
 	g := &globals{streams: s}
 	root := newRoot(g)
 	root.SetArgs(args)
@@ -51,12 +95,22 @@ func Main(args []string, s Streams) int {
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
 	err := root.ExecuteContext(ctx)
+	interrupted := errors.Is(context.Cause(ctx), errInterrupted)
 	if err == nil {
 		return 0
 	}
-	var exit exitCode
-	if errors.As(err, &exit) {
-		return int(exit)
+	var ec exitCode
+	if errors.As(err, &ec) {
+		return int(ec)
+	}
+	if interrupted {
+		// The command's own error is the cancellation ("context canceled") or what it cut
+		// short: say what happened, and what the cleanup could not do.
+		fmt.Fprintln(s.Err, "Error: interrupted")
+		if !errors.Is(err, context.Canceled) || g.verbose {
+			fmt.Fprintf(s.Err, "(%v)\n", err)
+		}
+		return 130
 	}
 	if strings.HasPrefix(err.Error(), "unknown command") {
 		err = kferr.Usage("%v (see `kubeforge --help`)", err)
@@ -64,9 +118,6 @@ func Main(args []string, s Streams) int {
 	fmt.Fprintf(s.Err, "Error: %v\n", err)
 	if h := kferr.Hint(err); h != "" {
 		fmt.Fprintf(s.Err, "Fix: %s\n", h)
-	}
-	if ctx.Err() != nil {
-		return 130
 	}
 	return kferr.Code(err)
 }
