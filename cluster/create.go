@@ -61,6 +61,7 @@ type build struct {
 	made     []string           // the machines this run made: the only ones an undo removes
 	info     contract.ImageInfo // Nodes: the node image's description
 	kube     *kube              // Control plane on: the API server's client
+	rec      state.Record       // Nodes: the record written, marked complete by Ready
 
 	// since, when set, is when a resume or node add started: a Ready condition reported before
 	// it is stale. restarted (a resume) names the nodes that were started again.
@@ -82,19 +83,12 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	if err != nil {
 		return res, err
 	}
-	// The wait bounds the whole start, a wait for another kubeforge on the cluster included. A
-	// stopped cluster of emulated VMs gets longer unless the user chose.
-	wait := c.Wait
-	if rec, ok, err := dir.Load(); err == nil && ok && rec.Spec.Emulated() && !o.WaitGiven {
-		wait = spec.EmulatedWait
-	}
-	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
-	}
+	// The wait bounds the whole start, a wait for another kubeforge on the cluster included.
+	started := time.Now()
+	lockCtx, cancelLock := withWait(ctx, c.Wait)
+	defer cancelLock()
 	// One start (or other change) of a cluster at a time.
-	unlock, err := p.lock(ctx, dir, "start")
+	unlock, err := p.lock(lockCtx, dir, "start")
 	if err != nil {
 		return res, err
 	}
@@ -104,6 +98,16 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	if err != nil {
 		return res, err
 	}
+	// A stopped cluster of emulated VMs gets longer to start again, unless the user chose.
+	wait := c.Wait
+	if hasRec && rec.Spec.Emulated() && !o.WaitGiven {
+		wait = spec.EmulatedWait
+	}
+	if wait > 0 {
+		wait = max(wait-time.Since(started), time.Millisecond)
+	}
+	ctx, cancel := withWait(ctx, wait)
+	defer cancel()
 	sel := settingsOf(c)
 	if hasRec {
 		// An existing cluster starts again on the driver it was made with.
@@ -159,6 +163,14 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	}
 	res.APIServer = state.APIServerURL(b.apiHost, b.port)
 	return res, nil
+}
+
+// withWait bounds ctx by d (not at all when d is 0).
+func withWait(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
 }
 
 // lock takes cluster dir's lock for op, telling the user when it waits for another kubeforge.

@@ -247,7 +247,8 @@ func (b *build) writeClientConfigs() error {
 			return err
 		}
 	}
-	return b.dir.Save(state.Record{Spec: b.spec, Image: b.image, APIServerHost: b.apiHost, APIServerPort: b.port, Created: time.Now().UTC()})
+	b.rec = state.Record{Spec: b.spec, Image: b.image, APIServerHost: b.apiHost, APIServerPort: b.port, Created: time.Now().UTC()}
+	return b.dir.Save(b.rec)
 }
 
 // nodePodCIDR is the pod CIDR of the i-th node: the i-th /NodeCIDRMaskSize of the pod subnet.

@@ -30,12 +30,8 @@ func stepReady() step {
 		if err := b.mergeContext(); err != nil {
 			return err
 		}
-		rec, _, err := b.dir.Load()
-		if err != nil {
-			return err
-		}
-		rec.Complete = true
-		return b.dir.Save(rec)
+		b.rec.Complete = true
+		return b.dir.Save(b.rec)
 	}, undo: func(_ context.Context, b *build) error {
 		return RemoveFromKubeconfig(b.res.Kubeconfig, b.spec.Name)
 	}}
