@@ -108,14 +108,23 @@ func (c *Cluster) live(ctx context.Context) (*live, error) {
 	return l, nil
 }
 
-// liveNode returns the live cluster and its node called node.
-func (c *Cluster) liveNode(ctx context.Context, node string) (*live, provision.Node, error) {
-	l, err := c.live(ctx)
+// lockNode takes the cluster's lock for op and returns the live cluster and its node called
+// node; the caller unlocks.
+func (c *Cluster) lockNode(ctx context.Context, op, node string) (*live, provision.Node, func(), error) {
+	unlock, err := c.lock(ctx, op)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	n, err := l.node(node)
-	return l, n, err
+	l, err := c.live(ctx)
+	var n provision.Node
+	if err == nil {
+		n, err = l.node(node)
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return l, n, unlock, nil
 }
 
 // kube returns a client of the cluster's API server (kubeforge's own credentials).
@@ -348,15 +357,11 @@ type DeleteNodeOptions struct {
 // etcd and the load balancer, then removes its machine and its Node object. The last control
 // plane cannot be deleted: that is deleting the cluster.
 func (c *Cluster) DeleteNode(ctx context.Context, node string, o DeleteNodeOptions) error {
-	unlock, err := c.lock(ctx, "node delete")
+	l, n, unlock, err := c.lockNode(ctx, "node delete", node)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	l, n, err := c.liveNode(ctx, node)
-	if err != nil {
-		return err
-	}
 	isCP := n.Role() == string(spec.RoleControlPlane)
 	if isCP && len(l.controlPlanes()) <= 1 {
 		return kferr.Usage("%s is the last control-plane node of cluster %q: deleting it would end the cluster; to do that, run `kubeforge delete --name %s`", node, c.name, c.name)
@@ -463,15 +468,11 @@ func drainNode(ctx context.Context, cs kubernetes.Interface, node string, timeou
 // StopNode stops a node's machine. Its Node goes NotReady once the controller-manager's grace
 // period passes, and its pods are evicted after the cluster's pod eviction timeout.
 func (c *Cluster) StopNode(ctx context.Context, node string) error {
-	unlock, err := c.lock(ctx, "node stop")
+	l, n, unlock, err := c.lockNode(ctx, "node stop", node)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	l, n, err := c.liveNode(ctx, node)
-	if err != nil {
-		return err
-	}
 	if n.Role() == string(spec.RoleControlPlane) && len(l.controlPlanes()) == 1 {
 		c.p.log.Warnf("%s is the control-plane node: the cluster's API stops with it until `kubeforge node start %s`", node, node)
 	}
@@ -486,15 +487,11 @@ func (c *Cluster) StartNode(ctx context.Context, node string, wait time.Duration
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	unlock, err := c.lock(ctx, "node start")
+	l, n, unlock, err := c.lockNode(ctx, "node start", node)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	l, n, err := c.liveNode(ctx, node)
-	if err != nil {
-		return err
-	}
 	started := time.Now()
 	step := c.p.log.Step("Starting node " + node)
 	if err := step.Done(n.Start(ctx)); err != nil {
