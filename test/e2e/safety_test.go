@@ -134,7 +134,7 @@ func (s *sharedCluster) take(ctx context.Context, t *testing.T) *env {
 	s.cli, s.dir, s.started, s.failed = nil, "", false, ""
 	s.mu.Unlock()
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	e.deleteOnCleanup(s.name)
+	e.cleanupCluster(s.name)
 	return e
 }
 
@@ -151,26 +151,22 @@ func (s *sharedCluster) teardown() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	var errs []error
 	r, err := s.cli.Run(ctx, nil, "delete", "--name", s.name)
-	if err != nil {
-		return err
+	if err == nil && r.Code != 0 {
+		err = fmt.Errorf("kubeforge delete: %v", r)
 	}
-	if r.Code != 0 {
-		return fmt.Errorf("kubeforge delete: %v", r)
-	}
+	errs = append(errs, err)
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
 	defer cli.Close()
-	left, err := ownedBy(ctx, cli, s.name)
-	if err != nil {
-		return err
+	left, err := forceRemove(ctx, cli, s.name)
+	if err != nil || len(left) > 0 {
+		errs = append(errs, fmt.Errorf("delete left %v, removed by the test (%v)", left, err))
 	}
-	if len(left) > 0 {
-		return fmt.Errorf("delete left %v", left)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // envOf is an env for t running cli (a state directory and kubeconfig not t's own).
@@ -212,8 +208,10 @@ func ownedBy(ctx context.Context, cli *client.Client, name string) ([]string, er
 	return left, nil
 }
 
-// goStack matches what a Go panic or stack trace prints.
-var goStack = regexp.MustCompile(`goroutine |panic:|runtime/|runtime error|\.go:\d+`)
+// goStack matches what a Go panic or stack trace prints: the goroutine header, panic:, runtime
+// errors and frames ("\tpath/file.go:123 +0x1f"). A component's log line quoted in an error
+// (klog's "reconciler.go:251]") is not a frame.
+var goStack = regexp.MustCompile(`(?m)goroutine \d+ \[|panic:|runtime/|runtime error|^[ \t]+\S+\.go:\d+( \+0x[0-9a-f]+)?[ \t]*$`)
 
 // noStack fails t when kubeforge's output shows a Go panic or stack trace.
 func noStack(t *testing.T, what string, r result) {
@@ -256,6 +254,54 @@ func (e *env) nothingLeft(ctx context.Context, name string) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		e.t.Errorf("reading %s: %v", e.Kubeconfig, err)
 	}
+}
+
+// cleanupCluster deletes cluster name when the test ends, however it ends. When kubeforge cannot
+// delete it, or leaves something, that is an error, and the test removes the cluster's labelled
+// Docker objects itself so that nothing is left in the shared Docker daemon.
+func (e *env) cleanupCluster(name string) {
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		r, err := e.Run(ctx, nil, "delete", "--name", name)
+		if err == nil && r.Code != 0 {
+			err = fmt.Errorf("%v", r)
+		}
+		if err != nil {
+			e.t.Errorf("cleanup: kubeforge delete --name %s: %v", name, err)
+		}
+		if left, err := forceRemove(ctx, e.docker, name); err != nil || len(left) > 0 {
+			e.t.Errorf("cleanup: kubeforge delete --name %s left %v, removed by the test (%v)", name, left, err)
+		}
+		os.RemoveAll(filepath.Join(e.Home, name))
+	})
+}
+
+// forceRemove removes the containers, networks and volumes labelled as cluster name's, and
+// returns what it found.
+func forceRemove(ctx context.Context, cli *client.Client, name string) ([]string, error) {
+	left, err := ownedBy(ctx, cli, name)
+	if err != nil || len(left) == 0 {
+		return left, err
+	}
+	f := filters.NewArgs(filters.Arg("label", clusterLabel+"="+name))
+	var errs []error
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	errs = append(errs, err)
+	for _, c := range cs {
+		errs = append(errs, cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}))
+	}
+	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	errs = append(errs, err)
+	for _, n := range ns {
+		errs = append(errs, cli.NetworkRemove(ctx, n.ID))
+	}
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	errs = append(errs, err)
+	for _, v := range vs.Volumes {
+		errs = append(errs, cli.VolumeRemove(ctx, v.Name, true))
+	}
+	return left, errors.Join(errs...)
 }
 
 // deleteLeavesNothing runs `kubeforge delete` (exit 0) and checks that nothing of name is left.
@@ -504,7 +550,7 @@ func TestSafetyDeleteAllHostileLabel(t *testing.T) {
 	for _, args := range [][]string{{"list"}, {"list", "-o", "json"}} {
 		r := e.run(ctx, nil, args...)
 		noStack(t, "list", r)
-		if r.Code != 0 || strings.Contains(r.Stdout, `".."`) || strings.Contains(r.Stdout, "..\t") {
+		if r.Code != 0 || strings.Contains(r.Stdout, `".."`) || regexp.MustCompile(`(?m)^\.\.\s`).MatchString(r.Stdout) {
 			t.Errorf("kubeforge %v with a hostile label around: %v", args, r)
 		}
 	}
@@ -772,11 +818,14 @@ func TestSafetyCollidingName(t *testing.T) {
 	cs := e.clientset(name)
 	nodes := readyNodeNames(ctx, t, cs)
 	for _, other := range []string{name + "-m02", name + "-lb"} {
-		e.deleteOnCleanup(other) // if it was made after all
+		e.cleanupCluster(other) // if it was made after all
 		r := e.run(ctx, nil, "start", "--name", other)
 		failsCleanly(t, "start --name "+other, r)
 		if r.Code != 0 && r.Code != 2 {
 			t.Logf("start --name %s: exit %d (a usage error, 2, is expected for a name that collides)", other, r.Code)
+		}
+		if strings.Contains(r.Stderr, "✓ Network") {
+			t.Errorf("start --name %s made a network before it failed: refuse the name first", other)
 		}
 		if left := e.owned(ctx, other); len(left) > 0 {
 			t.Errorf("the refused start --name %s made %v", other, left)
@@ -824,7 +873,7 @@ func TestSafetyParallelStart(t *testing.T) {
 	defer cancel()
 	e := newEnv(t)
 	const name = "kfs-par"
-	e.deleteOnCleanup(name)
+	e.cleanupCluster(name)
 	results := make([]result, 2)
 	var wg sync.WaitGroup
 	for i := range results {
@@ -914,15 +963,13 @@ current-context: mine
 		t.Fatal(err)
 	}
 	e.Kubeconfig = link // e.CLI is this test's own
-	e.deleteOnCleanup(name)
+	e.cleanupCluster(name)
 
 	check := func(when string, want bool) {
 		t.Helper()
-		fi, err := os.Lstat(link)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			t.Fatalf("%s: %s is no longer a symlink (%v, mode %v)", when, link, err, fi.Mode())
-		}
-		if to, err := os.Readlink(link); err != nil || to != target {
+		if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			t.Errorf("%s: %s is no longer a symlink (%v)", when, link, err)
+		} else if to, err := os.Readlink(link); err != nil || to != target {
 			t.Errorf("%s: %s points to %q (%v), want %s", when, link, to, err, target)
 		}
 		kc, err := clientcmd.LoadFromFile(target)
@@ -1036,7 +1083,7 @@ func TestSafetyInterruptedStart(t *testing.T) {
 	defer cancel()
 	e := newEnv(t)
 	const name = "kfs-int"
-	e.deleteOnCleanup(name)
+	e.cleanupCluster(name)
 	e.ok(ctx, "image", "build") // so that the start's steps, not the image build, are interrupted
 
 	// when waits for the moment to interrupt; false when the start ended before it.
@@ -1044,12 +1091,12 @@ func TestSafetyInterruptedStart(t *testing.T) {
 		what string
 		when func(p *process) bool
 	}{
-		{"after 1s", func(p *process) bool { return !p.exited(time.Second) }},
-		{"while the nodes are made", func(p *process) bool {
-			return p.waitOutput("• Node "+name, time.Minute) && !p.exited(500*time.Millisecond)
-		}},
-		{"while the control plane starts", func(p *process) bool {
+		{"after 1s (the node being made)", func(p *process) bool { return !p.exited(time.Second) }},
+		{"while the control plane starts (~4s)", func(p *process) bool {
 			return p.waitOutput("• Control plane", 2*time.Minute) && !p.exited(2*time.Second)
+		}},
+		{"while DNS is awaited (~10s)", func(p *process) bool {
+			return p.waitOutput("• DNS", 3*time.Minute) && !p.exited(200*time.Millisecond)
 		}},
 	}
 	for _, pt := range points {
@@ -1102,7 +1149,9 @@ func TestSafetyInterruptedStart(t *testing.T) {
 		}
 		if !p.exited(2500 * time.Millisecond) {
 			t.Errorf("start still running %.1fs after the second interrupt", time.Since(second).Seconds())
-			p.exited(3 * time.Minute)
+			if !p.exited(3 * time.Minute) {
+				t.Fatalf("start still running 3 minutes after two interrupts: %v", p.result())
+			}
 		}
 		r := p.result()
 		t.Logf("exited %.1fs after the second interrupt: %v", time.Since(second).Seconds(), r)
