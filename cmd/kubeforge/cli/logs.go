@@ -85,6 +85,12 @@ data) and the files are private (0600, directories 0700), but read a bundle befo
 				return kferr.Usage("%s is a file: give a directory (it is created when missing)", dir)
 			}
 			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
+				// Nothing to export is the user's mistake, not an export with gaps.
+				if machines, err := c.MachineNames(cmd.Context()); err != nil {
+					return err
+				} else if len(machines) == 0 {
+					return kferr.Usage("cluster %q has no machines: `kubeforge list` shows the clusters", name)
+				}
 				st := g.log().Step(fmt.Sprintf("Exporting logs of %s to %s", name, dir))
 				err := c.ExportLogs(cmd.Context(), dir)
 				if err != nil {
