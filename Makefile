@@ -1,7 +1,7 @@
 # kubeforge — build, test and benchmark.
 #
 #   make            build bin/kubeforge (host CLI), bin/kubeforge-node, bin/kubeforge-init and the tools
-#   make cluster    build, then `kubeforge start` (builds the node image when missing)
+#   make cluster    check Docker (hack/ensure-docker.sh), build, then `kubeforge start` (builds the node image when missing)
 #   make test       unit tests, a bounded fuzz run, then the e2e tier (starts Docker when none is reachable, as root)
 #   make unit       unit tests only (fast, no Docker)
 #   make e2e        e2e tier only: real clusters on a real Docker daemon
@@ -48,10 +48,18 @@ check-version:
 	@v=$$($(GO) list -m -f '{{.Version}}' k8s.io/kubernetes); [ "$$v" = "$(KUBE_VERSION)" ] || \
 	  { echo "go.mod has k8s.io/kubernetes $$v but the Makefile's KUBE_VERSION is $(KUBE_VERSION): change both together" >&2; exit 1; }
 
-cluster: build
+# What `kubeforge start` needs from the host: a Docker daemon that answers (started, as root, when
+# none does). cluster and image check it before the long build, so that a missing or unreachable
+# Docker shows at once; `$(MAKE) build` after it keeps that order under make -j too.
+docker:
+	hack/ensure-docker.sh cluster
+
+cluster: docker
+	$(MAKE) build
 	$(BIN_DIR)/kubeforge start
 
-image: build
+image: docker
+	$(MAKE) build
 	$(BIN_DIR)/kubeforge image build
 
 test: unit fuzz e2e e2e-vm
