@@ -7,7 +7,8 @@
 #   make e2e        e2e tier only: real clusters on a real Docker daemon
 #   make image      build the node image
 #   make bench      measure start-to-usable, CPU time and idle memory into bench/results.md
-#   make lint       gofmt + go vet
+#   make lint       gofmt, go vet of every build configuration (hack/vet.sh), go.mod/go.sum tidy
+#   make tidy-check fails when `go mod tidy` would change go.mod or go.sum
 #   make fuzz       fuzz the config file parser for FUZZTIME (default 20s)
 #
 # The Kubernetes version lives here and in go.mod (k8s.io/kubernetes and its staging modules);
@@ -29,7 +30,7 @@ E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
 E2E_RUN ?=
 
-.PHONY: all build cli node init cluster image test unit e2e e2e-vm bench lint fuzz check-version docker clean
+.PHONY: all build cli node init cluster image test unit e2e e2e-vm bench lint tidy-check fuzz check-version docker clean
 all: build
 
 build: check-version cli node init tools
@@ -85,11 +86,19 @@ bench: build
 	hack/ensure-docker.sh
 	$(GO) run ./bench -kubeforge $(BIN_DIR)/kubeforge -out bench/results.md
 
-lint:
+# What CI checks before the tests (.ci/run). hack/vet.sh vets every build configuration the files
+# are written for: no tags, each //go:build tag (e2e, e2e_vm), and the !linux/!unix stubs.
+lint: tidy-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
-	$(GO) vet ./...
-	$(GO) vet -tags e2e ./...
-	$(GO) vet -tags e2e_vm ./test/e2evm/
+	GO=$(GO) hack/vet.sh
+
+# `go mod tidy -diff` prints what tidy would change and exits 1, changing nothing. Empty output
+# with a failure is tidy itself failing (module proxy unreachable...): its error is on stderr.
+tidy-check:
+	@d=$$($(GO) mod tidy -diff) && exit 0; \
+	if [ -n "$$d" ]; then printf '%s\n' "$$d"; \
+	  echo "go.mod/go.sum are not tidy (the diff above): run \`go mod tidy\` and commit the result" >&2; \
+	else echo "go mod tidy -diff failed (see above)" >&2; fi; exit 1
 
 # Fuzz `kubeforge start --config`'s parser (seeds: the example and the bad configs of its tests;
 # `make unit` runs the seeds). A failing input is saved in internal/config/testdata/fuzz/.
