@@ -24,7 +24,20 @@ KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 KUBE_LDFLAGS := -s -w -X $(VERSION_PKG).gitVersion=$(KUBE_VERSION) -X $(VERSION_PKG).gitMajor=1 \
 	-X $(VERSION_PKG).gitMinor=$(KUBE_MINOR) -X $(VERSION_PKG).gitTreeState=clean \
 	-X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION)
-HOST_LDFLAGS := -s -w -X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION)
+
+# bin/kubeforge's own identity (`kubeforge version`): `git describe` of this checkout ("devel" outside
+# one, e.g. a source tarball), the commit and the build date (SOURCE_DATE_EPOCH when set). Only the
+# host CLI is stamped: the node binaries do not depend on the commit, so a commit neither relinks
+# kubeforge-node nor changes the node image's content hash. Packagers may set KUBEFORGE_VERSION,
+# KUBEFORGE_COMMIT and KUBEFORGE_BUILD_DATE.
+BUILDINFO_PKG := kubeforge.dev/kubeforge/internal/buildinfo
+IN_GIT := $(shell [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$(CURDIR)" ] && echo yes)
+KUBEFORGE_VERSION ?= $(or $(if $(IN_GIT),$(shell git describe --tags --always --dirty 2>/dev/null)),devel)
+KUBEFORGE_COMMIT ?= $(if $(IN_GIT),$(shell git rev-parse HEAD 2>/dev/null))
+KUBEFORGE_BUILD_DATE ?= $(shell date -u $(if $(SOURCE_DATE_EPOCH),-d @$(SOURCE_DATE_EPOCH)) +%Y-%m-%dT%H:%M:%SZ)
+HOST_LDFLAGS := -s -w -X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION) \
+	-X $(BUILDINFO_PKG).Version=$(KUBEFORGE_VERSION) -X $(BUILDINFO_PKG).Commit=$(KUBEFORGE_COMMIT) \
+	-X $(BUILDINFO_PKG).Date=$(KUBEFORGE_BUILD_DATE)
 
 E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
