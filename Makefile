@@ -1,13 +1,14 @@
 # kubeforge — build, test and benchmark.
 #
 #   make            build bin/kubeforge (host CLI), bin/kubeforge-node, bin/kubeforge-init and the tools
-#   make cluster    build, then `kubeforge start` (builds the node image when missing)
+#   make cluster    check Docker (hack/ensure-docker.sh), build, then `kubeforge start` (builds the node image when missing)
 #   make test       unit tests, a bounded fuzz run, then the e2e tier (starts Docker when none is reachable, as root)
 #   make unit       unit tests only (fast, no Docker)
 #   make e2e        e2e tier only: real clusters on a real Docker daemon
 #   make image      build the node image
 #   make bench      measure start-to-usable, CPU time and idle memory into bench/results.md
-#   make lint       gofmt + go vet
+#   make lint       gofmt, go vet of every build configuration (hack/vet.sh), go.mod/go.sum tidy
+#   make tidy-check fails when `go mod tidy` would change go.mod or go.sum
 #   make fuzz       fuzz the config file parser for FUZZTIME (default 20s)
 #
 # The Kubernetes version lives here and in go.mod (k8s.io/kubernetes and its staging modules);
@@ -23,13 +24,26 @@ KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 KUBE_LDFLAGS := -s -w -X $(VERSION_PKG).gitVersion=$(KUBE_VERSION) -X $(VERSION_PKG).gitMajor=1 \
 	-X $(VERSION_PKG).gitMinor=$(KUBE_MINOR) -X $(VERSION_PKG).gitTreeState=clean \
 	-X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION)
-HOST_LDFLAGS := -s -w -X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION)
+
+# bin/kubeforge's own identity (`kubeforge version`): `git describe` of this checkout ("devel" outside
+# one, e.g. a source tarball), the commit and the build date (SOURCE_DATE_EPOCH when set). Only the
+# host CLI is stamped: the node binaries do not depend on the commit, so a commit neither relinks
+# kubeforge-node nor changes the node image's content hash. Packagers may set KUBEFORGE_VERSION,
+# KUBEFORGE_COMMIT and KUBEFORGE_BUILD_DATE.
+BUILDINFO_PKG := kubeforge.dev/kubeforge/internal/buildinfo
+IN_GIT := $(shell [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$(CURDIR)" ] && echo yes)
+KUBEFORGE_VERSION ?= $(or $(if $(IN_GIT),$(shell git describe --tags --always --dirty 2>/dev/null)),devel)
+KUBEFORGE_COMMIT ?= $(if $(IN_GIT),$(shell git rev-parse HEAD 2>/dev/null))
+KUBEFORGE_BUILD_DATE ?= $(shell date -u $(if $(SOURCE_DATE_EPOCH),-d @$(SOURCE_DATE_EPOCH)) +%Y-%m-%dT%H:%M:%SZ)
+HOST_LDFLAGS := -s -w -X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION) \
+	-X $(BUILDINFO_PKG).Version=$(KUBEFORGE_VERSION) -X $(BUILDINFO_PKG).Commit=$(KUBEFORGE_COMMIT) \
+	-X $(BUILDINFO_PKG).Date=$(KUBEFORGE_BUILD_DATE)
 
 E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
 E2E_RUN ?=
 
-.PHONY: all build cli node init cluster image test unit e2e e2e-vm bench lint fuzz check-version docker clean
+.PHONY: all build cli node init cluster image test unit e2e e2e-vm bench lint tidy-check fuzz check-version docker clean
 all: build
 
 build: check-version cli node init tools
@@ -48,10 +62,18 @@ check-version:
 	@v=$$($(GO) list -m -f '{{.Version}}' k8s.io/kubernetes); [ "$$v" = "$(KUBE_VERSION)" ] || \
 	  { echo "go.mod has k8s.io/kubernetes $$v but the Makefile's KUBE_VERSION is $(KUBE_VERSION): change both together" >&2; exit 1; }
 
-cluster: build
+# What `kubeforge start` needs from the host: a Docker daemon that answers (started, as root, when
+# none does). cluster and image check it before the long build, so that a missing or unreachable
+# Docker shows at once; `$(MAKE) build` after it keeps that order under make -j too.
+docker:
+	hack/ensure-docker.sh cluster
+
+cluster: docker
+	$(MAKE) build
 	$(BIN_DIR)/kubeforge start
 
-image: build
+image: docker
+	$(MAKE) build
 	$(BIN_DIR)/kubeforge image build
 
 test: unit fuzz e2e e2e-vm
@@ -77,11 +99,19 @@ bench: build
 	hack/ensure-docker.sh
 	$(GO) run ./bench -kubeforge $(BIN_DIR)/kubeforge -out bench/results.md
 
-lint:
+# What CI checks before the tests (.ci/run). hack/vet.sh vets every build configuration the files
+# are written for: no tags, each //go:build tag (e2e, e2e_vm), and the !linux/!unix stubs.
+lint: tidy-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
-	$(GO) vet ./...
-	$(GO) vet -tags e2e ./...
-	$(GO) vet -tags e2e_vm ./test/e2evm/
+	GO=$(GO) hack/vet.sh
+
+# `go mod tidy -diff` prints what tidy would change and exits 1, changing nothing. Empty output
+# with a failure is tidy itself failing (module proxy unreachable...): its error is on stderr.
+tidy-check:
+	@d=$$($(GO) mod tidy -diff) && exit 0; \
+	if [ -n "$$d" ]; then printf '%s\n' "$$d"; \
+	  echo "go.mod/go.sum are not tidy (the diff above): run \`go mod tidy\` and commit the result" >&2; \
+	else echo "go mod tidy -diff failed (see above)" >&2; fi; exit 1
 
 # Fuzz `kubeforge start --config`'s parser (seeds: the example and the bad configs of its tests;
 # `make unit` runs the seeds). A failing input is saved in internal/config/testdata/fuzz/.

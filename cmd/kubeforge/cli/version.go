@@ -3,30 +3,46 @@ package cli
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
+	"kubeforge.dev/kubeforge/internal/buildinfo"
 	"kubeforge.dev/kubeforge/internal/spec"
 )
 
+// versionInfo is `kubeforge version -o json`.
+type versionInfo struct {
+	buildinfo.Info
+	KubernetesVersion string `json:"kubernetesVersion"`
+}
+
 func newVersion(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	c := &cobra.Command{
 		Use:   "version",
-		Short: "Print kubeforge's version and the Kubernetes version it deploys",
+		Short: "Print kubeforge's version and commit, and the Kubernetes version it deploys",
 		RunE: func(*cobra.Command, []string) error {
-			v := "devel"
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-						v = "git-" + s.Value[:12]
-					}
-				}
+			if err := checkOutput(output); err != nil {
+				return err
 			}
-			fmt.Fprintf(g.streams.Out, "kubeforge %s (Kubernetes %s)\n", v, spec.KubernetesVersion)
+			v := versionInfo{Info: buildinfo.Get(), KubernetesVersion: spec.KubernetesVersion}
+			if output == "json" {
+				return printJSON(g, v)
+			}
+			fmt.Fprintf(g.streams.Out, "Version:    %s\nCommit:     %s\nBuilt:      %s\nKubernetes: %s\n",
+				v.Version, orUnknown(v.Commit), orUnknown(v.Date), v.KubernetesVersion)
 			return nil
 		},
 	}
+	outputFlag(c, &output)
+	return c
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func cmdCtx() context.Context { return context.Background() }
