@@ -571,7 +571,15 @@ func waitEtcdMember(ctx context.Context, n provision.Node, cluster string) error
 	return nil
 }
 
-// lock takes the cluster's lock for op (see state.Dir.Lock).
+// lock takes the cluster's lock for op (see state.Dir.Lock) and reads the record again: the
+// holder it waited for may have changed it (a node added).
 func (c *Cluster) lock(ctx context.Context, op string) (func(), error) {
-	return c.p.lock(ctx, c.dir, op)
+	unlock, err := c.p.lock(ctx, c.dir, op)
+	if err != nil {
+		return nil, err
+	}
+	if rec, ok, err := c.dir.Load(); err == nil {
+		c.rec, c.hasRec = rec, ok
+	}
+	return unlock, nil
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -70,6 +71,9 @@ func controlPlanePods(nodes ...string) []string {
 // waitError turns a failed wait into an error that says what did not happen, with the last
 // output of the first control plane's supervisor and the hint to look further.
 func (b *build) waitError(ctx context.Context, err error, what string) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err() // interrupted: the user knows why it stopped
+	}
 	if !ready.IsTimeout(err) && ctx.Err() == nil {
 		return err
 	}

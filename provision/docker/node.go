@@ -453,7 +453,7 @@ func (d *Driver) DeleteNode(ctx context.Context, cluster, name string) error {
 		return fmt.Errorf("delete node %s: %w", name, err)
 	}
 	if id != "" {
-		if err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		if err := d.removeContainer(ctx, id); err != nil {
 			return fmt.Errorf("delete node %s: %w", name, err)
 		}
 	}
@@ -643,4 +643,29 @@ func (n *Node) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop node %s: %w", n.name, err)
 	}
 	return nil
+}
+
+// removeContainer removes a container (forced, with its anonymous volumes). A removal already in
+// progress (another kubeforge, or one that quit at its second Ctrl-C, asked first: Docker goes on
+// without it) is waited for, bounded by ctx and a minute.
+func (d *Driver) removeContainer(ctx context.Context, id string) error {
+	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err == nil || cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if !cerrdefs.IsConflict(err) && !strings.Contains(err.Error(), "already in progress") {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		if _, ierr := d.cli.ContainerInspect(wctx, id); cerrdefs.IsNotFound(ierr) {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("%w (still being removed a minute later)", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
