@@ -97,7 +97,7 @@ e2e-vm: build
 
 bench: build
 	hack/ensure-docker.sh
-	$(GO) run ./bench -kubeforge $(BIN_DIR)/kubeforge -out bench/results.md
+	$(GO) run ./cmd/kubeforge-bench -kubeforge $(BIN_DIR)/kubeforge -out bench/results.md
 
 # What CI checks before the tests (.ci/run). hack/vet.sh vets every build configuration the files
 # are written for: no tags, each //go:build tag (e2e, e2e_vm), and the !linux/!unix stubs.

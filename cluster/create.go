@@ -173,8 +173,17 @@ func withWait(ctx context.Context, d time.Duration) (context.Context, context.Ca
 	return context.WithCancel(ctx)
 }
 
-// lock takes cluster dir's lock for op, telling the user when it waits for another kubeforge.
+// lockWait bounds the wait for another kubeforge on a cluster of a command without --wait.
+const lockWait = 10 * time.Minute
+
+// lock takes cluster dir's lock for op, telling the user when it waits for another kubeforge;
+// the wait ends with ctx, or after lockWait when ctx has no deadline.
 func (p *Provider) lock(ctx context.Context, dir state.Dir, op string) (func(), error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, lockWait)
+		defer cancel()
+	}
 	return dir.Lock(ctx, op, func(holder string) {
 		p.log.Infof("Waiting for another kubeforge on cluster %s: %s", dir.Name, holder)
 	})
