@@ -104,25 +104,65 @@ func (c *Cluster) Driver() string { return c.driver.Name() }
 
 // Open returns cluster name with its driver opened and answering. Its record says which driver;
 // a cluster without one (what remains of an interrupted start) or whose record is damaged is
-// looked for on Docker, with a warning for the latter, so that it can still be deleted.
+// looked for on every local driver (see unrecordedDrivers), with a warning for the latter, so
+// that it can still be deleted.
 func (p *Provider) Open(ctx context.Context, name string) (*Cluster, error) {
 	dir, err := p.home.Dir(name)
 	if err != nil {
 		return nil, kferr.Usage("--name: %v", errors.Unwrap(err))
 	}
 	rec, ok, err := dir.Load()
-	sel := driverSettings{name: spec.DriverDocker}
+	var d provision.Driver
 	switch {
 	case err != nil:
-		p.log.Warnf("%v; looking for what Docker has of it", err)
+		p.log.Warnf("%v; looking for its machines", err)
+		d, err = p.findUnrecorded(ctx, name)
 	case ok:
-		sel = settingsOf(rec.Spec)
+		d, err = p.driver(ctx, settingsOf(rec.Spec))
+	default:
+		d, err = p.findUnrecorded(ctx, name)
 	}
-	d, err := p.driver(ctx, sel)
 	if err != nil {
 		return nil, err
 	}
 	return &Cluster{p: p, name: name, dir: dir, rec: rec, hasRec: ok, driver: d}, nil
+}
+
+// unrecordedDrivers are where machines of a cluster without a (readable) record are looked for:
+// Docker, then the local libvirt daemon. A cluster made through a remote libvirt URI is always
+// recorded: its record is written before any machine is made.
+func unrecordedDrivers() []driverSettings {
+	return []driverSettings{{name: spec.DriverDocker}, {name: spec.DriverKVM}}
+}
+
+// findUnrecorded returns the driver that has machines of cluster name; when none has, the first
+// that answers (there is nothing to find, and commands say so); when none answers, Docker's error.
+func (p *Provider) findUnrecorded(ctx context.Context, name string) (provision.Driver, error) {
+	var first provision.Driver
+	var firstErr error
+	for _, s := range unrecordedDrivers() {
+		d, err := p.driver(ctx, s)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		nodes, err := d.Nodes(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if len(nodes) > 0 {
+			return d, nil
+		}
+		if first == nil {
+			first = d
+		}
+	}
+	if first != nil {
+		return first, nil
+	}
+	return nil, firstErr
 }
 
 // Listed is one cluster of List: its status, or why it could not be read (its driver does not
@@ -165,18 +205,27 @@ func (p *Provider) list(ctx context.Context, namesOnly bool) ([]Listed, error) {
 			sels[n] = settingsOf(rec.Spec)
 		}
 	}
-	docker := driverSettings{name: spec.DriverDocker}
 	for _, n := range damaged {
-		sels[n] = docker
+		sels[n] = driverSettings{name: spec.DriverDocker}
 	}
-	if d, err := p.driver(ctx, docker); err == nil {
+	// Machines no record names (what an interrupted start left): on Docker (whose error is the
+	// user's to see) and on the local libvirt daemon when one answers.
+	for i, s := range unrecordedDrivers() {
+		d, err := p.driver(ctx, s)
+		if err != nil {
+			continue
+		}
 		names, err := d.Clusters(ctx)
 		if err != nil {
-			return nil, err
+			if i == 0 {
+				return nil, err
+			}
+			p.log.Warnf("listing the VMs of %s: %v", d.Name(), err)
+			continue
 		}
 		for _, n := range names {
 			if _, ok := sels[n]; !ok && spec.ValidateName(n) == nil {
-				sels[n] = docker
+				sels[n] = s
 			}
 		}
 	}

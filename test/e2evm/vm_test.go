@@ -225,6 +225,16 @@ func TestVMCluster(t *testing.T) {
 		e.run(dctx, "delete", "--name", cluster)
 	})
 
+	// A run that was killed (a CI job cancelled, a session ended) leaves its VMs in libvirt with no
+	// record anywhere: `delete --name` must find and remove them, as a user would run it.
+	if left := leftovers(t); len(left) > 0 {
+		t.Logf("an interrupted earlier run left %v: deleting it", left)
+		e.ok(ctx, "delete", "--name", cluster)
+		if left := leftovers(t); len(left) > 0 {
+			t.Fatalf("delete --name %s of an unrecorded VM cluster left %v behind", cluster, left)
+		}
+	}
+
 	t.Run("bad input", func(t *testing.T) {
 		cases := []struct {
 			args []string
