@@ -135,8 +135,9 @@ func unrecordedDrivers() []driverSettings {
 	return []driverSettings{{name: spec.DriverDocker}, {name: spec.DriverKVM}}
 }
 
-// findUnrecorded returns the driver that has machines of cluster name; when none has, the first
-// that answers (there is nothing to find, and commands say so); when none answers, Docker's error.
+// findUnrecorded returns the driver that has machines of cluster name. When none has: the error
+// of the first that does not answer (the machines may be there: the user must see why kubeforge
+// cannot tell), else Docker (there is nothing to find, and commands say so).
 func (p *Provider) findUnrecorded(ctx context.Context, name string) (provision.Driver, error) {
 	var first provision.Driver
 	var firstErr error
@@ -159,10 +160,10 @@ func (p *Provider) findUnrecorded(ctx context.Context, name string) (provision.D
 			first = d
 		}
 	}
-	if first != nil {
-		return first, nil
+	if firstErr != nil {
+		return nil, firstErr
 	}
-	return nil, firstErr
+	return first, nil
 }
 
 // Listed is one cluster of List: its status, or why it could not be read (its driver does not
