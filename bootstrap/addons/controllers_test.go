@@ -87,7 +87,7 @@ func TestApplyUntil(t *testing.T) {
 
 	// A server that never accepts: ApplyUntil gives up with the error when ctx ends.
 	failing.Store(1 << 30)
-	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := ApplyUntil(ctx, dyn, ControllerServiceAccounts(), 10*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("ApplyUntil against a failing server: %v", err)

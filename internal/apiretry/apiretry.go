@@ -19,11 +19,16 @@ func Final(err error) bool {
 }
 
 // Until runs do at once and then every interval until it returns nil, a Final error (returned
-// as is) or ctx ends; then it returns ctx's error with do's last one.
+// as is) or ctx ends; then it returns ctx's error with do's last one (the last that ctx's end did
+// not cut short, which says why the server refused).
 func Until(ctx context.Context, interval time.Duration, do func(context.Context) error) error {
 	var last error
 	err := wait.PollUntilContextCancel(ctx, interval, true, func(ctx context.Context) (bool, error) {
-		last = do(ctx)
+		e := do(ctx)
+		if e != nil && ctx.Err() != nil && last != nil {
+			return false, nil
+		}
+		last = e
 		if last != nil && Final(last) {
 			return false, last
 		}
