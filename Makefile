@@ -13,7 +13,12 @@
 #
 # The Kubernetes version lives here and in go.mod (k8s.io/kubernetes and its staging modules);
 # `make check-version` (run by build) fails when the two disagree.
-KUBE_VERSION := v1.36.3
+# The supported versions are internal/versions/kubernetes.tsv, newest (the default) first; each row
+# names the module file its node binary is built with. KUBE_VERSION picks a row.
+VERSIONS_TABLE := internal/versions/kubernetes.tsv
+versions_row = $(shell awk -v v='$(1)' '!/^\#/ && NF && (v == "" || $$1 == v) {print; exit}' $(VERSIONS_TABLE))
+KUBE_DEFAULT_VERSION := $(word 1,$(call versions_row,))
+KUBE_VERSION ?= $(KUBE_DEFAULT_VERSION)
 
 GO ?= go
 BIN_DIR := bin
@@ -22,8 +27,7 @@ GOFLAGS_BUILD := -trimpath
 VERSION_PKG := k8s.io/component-base/version
 KUBE_MINOR := $(word 2,$(subst ., ,$(KUBE_VERSION)))
 KUBE_LDFLAGS := -s -w -X $(VERSION_PKG).gitVersion=$(KUBE_VERSION) -X $(VERSION_PKG).gitMajor=1 \
-	-X $(VERSION_PKG).gitMinor=$(KUBE_MINOR) -X $(VERSION_PKG).gitTreeState=clean \
-	-X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION)
+	-X $(VERSION_PKG).gitMinor=$(KUBE_MINOR) -X $(VERSION_PKG).gitTreeState=clean
 
 # bin/kubeforge's own identity (`kubeforge version`): `git describe` of this checkout ("devel" outside
 # one, e.g. a source tarball), the commit and the build date (SOURCE_DATE_EPOCH when set). Only the
@@ -35,8 +39,7 @@ IN_GIT := $(shell [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$(CURDIR)
 KUBEFORGE_VERSION ?= $(or $(if $(IN_GIT),$(shell git describe --tags --always --dirty 2>/dev/null)),devel)
 KUBEFORGE_COMMIT ?= $(if $(IN_GIT),$(shell git rev-parse HEAD 2>/dev/null))
 KUBEFORGE_BUILD_DATE ?= $(shell date -u $(if $(SOURCE_DATE_EPOCH),-d @$(SOURCE_DATE_EPOCH)) +%Y-%m-%dT%H:%M:%SZ)
-HOST_LDFLAGS := -s -w -X kubeforge.dev/kubeforge/internal/spec.KubernetesVersion=$(KUBE_VERSION) \
-	-X $(BUILDINFO_PKG).Version=$(KUBEFORGE_VERSION) -X $(BUILDINFO_PKG).Commit=$(KUBEFORGE_COMMIT) \
+HOST_LDFLAGS := -s -w -X $(BUILDINFO_PKG).Version=$(KUBEFORGE_VERSION) -X $(BUILDINFO_PKG).Commit=$(KUBEFORGE_COMMIT) \
 	-X $(BUILDINFO_PKG).Date=$(KUBEFORGE_BUILD_DATE)
 
 E2E_TIMEOUT ?= 60m

@@ -9,6 +9,7 @@ import (
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/versions"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -134,7 +135,7 @@ func (p *Provider) PruneImages(ctx context.Context, o PruneOptions) (Pruned, err
 	if err != nil {
 		return res, err
 	}
-	opts := images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: spec.KubernetesVersion, Log: p.log}
+	opts := images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: versions.Default().Kubernetes, Log: p.log}
 	keepVM, err := images.VMImageDir(opts)
 	if err != nil {
 		return res, err

@@ -32,8 +32,8 @@ import (
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/internal/kferr"
-	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/internal/ui"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // NodeRepo is the node image's repository; its tag is "<kubernetes version>-<inputs hash>".
@@ -78,7 +78,7 @@ type BuildOptions struct {
 	// ArtifactsDir holds bin/ with kubeforge-node, kubeforge-init and the tools built by
 	// `make tools` (containerd, containerd-shim-runc-v2, ctr, crictl, coredns, kubeforge-pause).
 	ArtifactsDir string
-	// KubernetesVersion of the node binary; default spec.KubernetesVersion.
+	// KubernetesVersion of the node binary; default versions.Default().Kubernetes.
 	KubernetesVersion string
 	// Tool versions, for the image's labels, image-info.json and the CoreDNS image's tag.
 	// Default: bin/.<tool>.version as written by images.mk, else the Default* constants.
@@ -119,7 +119,7 @@ func (o BuildOptions) withDefaults() BuildOptions {
 		o.ArtifactsDir = "."
 	}
 	if o.KubernetesVersion == "" {
-		o.KubernetesVersion = spec.KubernetesVersion
+		o.KubernetesVersion = versions.Default().Kubernetes
 	}
 	if o.ContainerdVersion == "" {
 		o.ContainerdVersion = stampedVersion(o.ArtifactsDir, "containerd", DefaultContainerdVersion)

@@ -7,9 +7,12 @@ IMAGES_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 BIN_DIR ?= bin
 GO ?= go
 
-CONTAINERD_VERSION ?= v2.4.2
-CRICTL_VERSION ?= v1.36.0
-COREDNS_VERSION ?= v1.13.2
+# The tools' versions are the default row's of internal/versions/kubernetes.tsv (one build serves
+# every row: a test keeps them equal).
+DEFAULT_ROW := $(shell awk '!/^\#/ && NF {print; exit}' internal/versions/kubernetes.tsv)
+COREDNS_VERSION ?= $(word 4,$(DEFAULT_ROW))
+CONTAINERD_VERSION ?= $(word 6,$(DEFAULT_ROW))
+CRICTL_VERSION ?= $(word 7,$(DEFAULT_ROW))
 
 CONTAINERD_MODULE := github.com/containerd/containerd/v2
 CONTAINERD_TAGS := no_devmapper,no_zfs,no_btrfs,no_aufs,no_systemd

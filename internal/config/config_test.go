@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 const header = "apiVersion: kubeforge.dev/v1alpha1\nkind: Cluster\n"
@@ -76,7 +77,7 @@ var badConfigs = []struct {
 	{"wait without unit", header + "wait: 300\n", `c.yaml:3: wait: "300" is not a duration`},
 	{"wait zero", header + "wait: 0s\n", "c.yaml:3: wait: 0s: use a positive duration such as 5m"},
 	{"bad name", header + "name: Dev_1\n", `c.yaml:3: name: invalid cluster name "Dev_1"`},
-	{"unknown feature gate", header + "featureGates:\n  ContextualLoging: true\n", "c.yaml:4: featureGates.ContextualLoging: Kubernetes " + spec.KubernetesVersion + ` has no feature gate "ContextualLoging"; did you mean ContextualLogging?`},
+	{"unknown feature gate", header + "featureGates:\n  ContextualLoging: true\n", "c.yaml:4: featureGates.ContextualLoging: Kubernetes " + versions.Default().Kubernetes + ` has no feature gate "ContextualLoging"; did you mean ContextualLogging?`},
 	{"feature gate not a boolean", header + "featureGates:\n  ContextualLogging: maybe\n", `c.yaml:4: featureGates.ContextualLogging: "maybe" is not true or false`},
 	{"locked feature gate", header + "featureGates:\n  InPlacePodVerticalScaling: false\n", "c.yaml:4: featureGates.InPlacePodVerticalScaling: is locked to true"},
 	{"unknown component", header + "extraArgs:\n  kube-apiservr:\n    v: 2\n", `c.yaml:4: extraArgs.kube-apiservr: "kube-apiservr" is not a component kubeforge passes flags to; use one of kube-apiserver, kube-controller-manager, kube-scheduler, kubelet`},

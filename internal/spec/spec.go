@@ -3,6 +3,8 @@
 package spec
 
 import (
+	"kubeforge.dev/kubeforge/internal/versions"
+
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -13,10 +15,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
-
-// KubernetesVersion is the version of the components linked into the node binary. The Makefile's
-// KUBE_VERSION stamps the binaries; this is the default the host CLI asks for.
-var KubernetesVersion = "v1.36.3"
 
 // DefaultName is the cluster name used when none is given.
 const DefaultName = "kubeforge"
@@ -191,7 +189,7 @@ func Default(name string) Cluster {
 	}
 	return Cluster{
 		Name:              name,
-		KubernetesVersion: KubernetesVersion,
+		KubernetesVersion: versions.Default().Kubernetes,
 		Driver:            DriverDocker,
 		Nodes:             []Node{{Name: NodeName(name, 0), Role: RoleControlPlane}},
 		PodSubnet:         "10.244.0.0/16",

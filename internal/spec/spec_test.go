@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 func TestDefault(t *testing.T) {
@@ -14,7 +16,7 @@ func TestDefault(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Default(\"test\").Validate() = %v", err)
 	}
-	if c.Name != "test" || c.Driver != "docker" || c.KubernetesVersion != KubernetesVersion {
+	if c.Name != "test" || c.Driver != "docker" || c.KubernetesVersion != versions.Default().Kubernetes {
 		t.Errorf("Default = %+v", c)
 	}
 	if want := []Node{{Name: "test", Role: RoleControlPlane}}; !reflect.DeepEqual(c.Nodes, want) {

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"kubeforge.dev/kubeforge/internal/versions"
+
 	"errors"
 	"fmt"
 	"io/fs"
@@ -75,6 +77,10 @@ func (c Cluster) Validate() error {
 		}
 	default:
 		return fieldErr("driver", "%q is not supported; use --driver %s (containers) or --driver %s (VMs through libvirt)", c.Driver, DriverDocker, DriverKVM)
+	}
+	if _, err := versions.Resolve(c.KubernetesVersion); err != nil || !strings.HasPrefix(c.KubernetesVersion, "v") || strings.Count(c.KubernetesVersion, ".") != 2 {
+		return fieldErr("kubernetesVersion", "%q is not supported: use one of %s (or a minor such as %s)",
+			c.KubernetesVersion, strings.Join(versions.Names(), ", "), versions.Default().Minor())
 	}
 	checks := []func() error{
 		c.validateNodes,
@@ -301,6 +307,11 @@ func validateArgs(p string, args map[string]string) error {
 }
 
 func (c Cluster) validateFeatureGates() error {
+	// The table of gates is the linked (default) release's: another release's gates are left to
+	// its components to check at start.
+	if c.KubernetesVersion != versions.Default().Kubernetes {
+		return nil
+	}
 	for _, name := range slices.Sorted(maps.Keys(c.FeatureGates)) {
 		if err := checkFeatureGate(name, c.FeatureGates[name]); err != nil {
 			return err
@@ -346,14 +357,14 @@ func checkFeatureGate(name string, on bool) error {
 	p := "featureGates." + name
 	g, ok := knownFeatureGates[name]
 	if !ok {
-		msg := fmt.Sprintf("Kubernetes %s has no feature gate %q", KubernetesVersion, name)
+		msg := fmt.Sprintf("Kubernetes %s has no feature gate %q", versions.Default().Kubernetes, name)
 		if s := closestGate(name); s != "" {
 			msg += fmt.Sprintf("; did you mean %s?", s)
 		}
 		return &FieldError{Path: p, Msg: msg}
 	}
 	if g.locked && on != g.enabled {
-		return fieldErr(p, "is locked to %t in Kubernetes %s (the feature is GA or removed): remove it", g.enabled, KubernetesVersion)
+		return fieldErr(p, "is locked to %t in Kubernetes %s (the feature is GA or removed): remove it", g.enabled, versions.Default().Kubernetes)
 	}
 	return nil
 }

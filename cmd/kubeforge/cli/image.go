@@ -10,6 +10,7 @@ import (
 	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 func newImage(g *globals) *cobra.Command {
@@ -47,7 +48,7 @@ prints its directory. Both are cached by the digest of their inputs.`,
 			})
 		},
 	}
-	c.Flags().StringVar(&kubeVersion, "kubernetes-version", spec.KubernetesVersion, "Kubernetes version of the node binary")
+	c.Flags().StringVar(&kubeVersion, "kubernetes-version", versions.Default().Kubernetes, "Kubernetes version of the node binary")
 	c.Flags().StringVar(&kind, "kind", "docker", "which image: docker (container nodes) or vm (VM nodes, --driver kvm)")
 	return c
 }

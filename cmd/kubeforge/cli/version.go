@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kubeforge.dev/kubeforge/internal/buildinfo"
-	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // versionInfo is `kubeforge version -o json`.
@@ -25,7 +25,7 @@ func newVersion(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			v := versionInfo{Info: buildinfo.Get(), KubernetesVersion: spec.KubernetesVersion}
+			v := versionInfo{Info: buildinfo.Get(), KubernetesVersion: versions.Default().Kubernetes}
 			if output == "json" {
 				return printJSON(g, v)
 			}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"kubeforge.dev/kubeforge/internal/buildinfo"
-	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // stamp sets what the Makefile's -ldflags -X would, for the test's duration.
@@ -34,7 +34,7 @@ func TestVersionText(t *testing.T) {
 	want := "Version:    v0.4.0-3-g0123456-dirty\n" +
 		"Commit:     " + commit + "\n" +
 		"Built:      2026-01-02T03:04:05Z\n" +
-		"Kubernetes: " + spec.KubernetesVersion + "\n"
+		"Kubernetes: " + versions.Default().Kubernetes + "\n"
 	if out != want {
 		t.Errorf("got:\n%s\nwant:\n%s", out, want)
 	}
@@ -48,7 +48,7 @@ func TestVersionUnstamped(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb)
 	}
 	if !strings.HasPrefix(out, "Version:    devel\n") || !strings.Contains(out, "Built:      unknown\n") ||
-		!strings.Contains(out, "Kubernetes: "+spec.KubernetesVersion+"\n") {
+		!strings.Contains(out, "Kubernetes: "+versions.Default().Kubernetes+"\n") {
 		t.Errorf("unexpected output:\n%s", out)
 	}
 }
@@ -67,7 +67,7 @@ func TestVersionJSON(t *testing.T) {
 		"version":           "v0.4.0",
 		"commit":            "0123456789abcdef0123456789abcdef01234567",
 		"buildDate":         "2026-01-02T03:04:05Z",
-		"kubernetesVersion": spec.KubernetesVersion,
+		"kubernetesVersion": versions.Default().Kubernetes,
 	}
 	if len(got) != len(want) {
 		t.Errorf("got %v, want %v", got, want)
