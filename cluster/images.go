@@ -3,8 +3,11 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/docker/docker/client"
 
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
@@ -205,4 +208,42 @@ func (p *Provider) recordedImages() (docker, vm []string, err error) {
 		}
 	}
 	return docker, vm, nil
+}
+
+// ReleaseImage says, for one supported Kubernetes release, what this machine has of it.
+type ReleaseImage struct {
+	versions.Release
+	Default bool `json:"default"`
+	// NodeBinary is set when its node binary is built; Image names its Docker node image when
+	// Docker has it for the current binaries (empty: built on first use).
+	NodeBinary bool   `json:"nodeBinary"`
+	Image      string `json:"image,omitempty"`
+}
+
+// Releases lists the supported Kubernetes releases, newest (the default) first, with what this
+// machine has of each. Docker not answering leaves Image empty.
+func (p *Provider) Releases(ctx context.Context) []ReleaseImage {
+	dir, _ := p.ArtifactsDir()
+	var cli *client.Client
+	if dir != "" {
+		if d, err := p.dockerDriver(ctx); err == nil {
+			cli = d.Client()
+		}
+	}
+	var out []ReleaseImage
+	for _, r := range versions.All() {
+		ri := ReleaseImage{Release: r, Default: r.IsDefault()}
+		if dir != "" {
+			if _, err := os.Stat(images.NodeBinary(dir, r.Kubernetes)); err == nil {
+				ri.NodeBinary = true
+				if ref, err := images.Ref(images.BuildOptions{ArtifactsDir: dir, KubernetesVersion: r.Kubernetes}); err == nil && cli != nil {
+					if ok, _ := images.Exists(ctx, cli, ref); ok {
+						ri.Image = ref
+					}
+				}
+			}
+		}
+		out = append(out, ri)
+	}
+	return out
 }

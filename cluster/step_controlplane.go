@@ -14,6 +14,7 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap/rbacseed"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // addonGrace bounds the add-ons' apply once the API server is ready (under emulation a request
@@ -58,7 +59,14 @@ func (b *build) bringUpControlPlane(ctx context.Context, objs []runtime.Object) 
 		return err
 	}
 	every := pollInterval(b.spec)
-	objs = append(append(addons.SystemPriorityClasses(), addons.ControllerServiceAccounts()...), objs...)
+	// The controller-manager's ServiceAccounts and the RBAC seed are the linked (default)
+	// release's: another release's controller-manager and API server make their own.
+	linked := b.spec.KubernetesVersion == versions.Default().Kubernetes
+	prio := addons.SystemPriorityClasses()
+	if linked {
+		prio = append(prio, addons.ControllerServiceAccounts()...)
+	}
+	objs = append(prio, objs...)
 	g, gctx := errgroup.WithContext(ctx)
 	applyCtx, stopApplying := context.WithCancel(gctx)
 	defer stopApplying()
@@ -70,7 +78,7 @@ func (b *build) bringUpControlPlane(ctx context.Context, objs []runtime.Object) 
 		}
 		return nil
 	})
-	if len(b.spec.FeatureGates) == 0 {
+	if linked && len(b.spec.FeatureGates) == 0 {
 		g.Go(func() error {
 			start := time.Now()
 			err := rbacseed.Create(seedCtx, b.kube.cs, rbacseed.Bootstrap(), every)

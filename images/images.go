@@ -39,12 +39,12 @@ import (
 // NodeRepo is the node image's repository; its tag is "<kubernetes version>-<inputs hash>".
 const NodeRepo = oci.Registry + "/node"
 
-// Default tool versions; images.mk has the same defaults, and Build prefers the version recorded
-// by the make target that built the binary (bin/.<tool>.version).
-const (
-	DefaultContainerdVersion = "v2.4.2"
-	DefaultCrictlVersion     = "v1.36.0"
-	DefaultCoreDNSVersion    = "v1.13.2"
+// Default tool versions are the default release's (internal/versions); Build prefers the version
+// recorded by the make target that built the binary (bin/.<tool>.version).
+var (
+	DefaultContainerdVersion = versions.Default().Containerd
+	DefaultCrictlVersion     = versions.Default().Crictl
+	DefaultCoreDNSVersion    = versions.Default().CoreDNS
 )
 
 // formatVersion changes whenever the layout of the node image changes for the same inputs.
@@ -176,6 +176,9 @@ func Exists(ctx context.Context, cli *client.Client, ref string) (bool, error) {
 
 // Build makes the node image unless Docker already has it, and returns its reference.
 func Build(ctx context.Context, opts BuildOptions) (string, error) {
+	if err := ensureBinaries(ctx, opts); err != nil {
+		return "", err
+	}
 	p, err := makePlan(opts)
 	if err != nil {
 		return "", err
@@ -219,8 +222,12 @@ func makePlan(opts BuildOptions) (*plan, error) {
 	bin := filepath.Join(o.ArtifactsDir, "bin")
 	var missing []string
 	for _, b := range append(append([]string{}, nodeBinaries...), preloadBinaries...) {
-		if st, err := os.Stat(filepath.Join(bin, b)); err != nil || !st.Mode().IsRegular() {
-			missing = append(missing, b)
+		file := filepath.Join(bin, b)
+		if b == "kubeforge-node" {
+			file = NodeBinary(o.ArtifactsDir, o.KubernetesVersion)
+		}
+		if st, err := os.Stat(file); err != nil || !st.Mode().IsRegular() {
+			missing = append(missing, strings.TrimPrefix(file, bin+"/"))
 		}
 	}
 	if len(missing) > 0 {
@@ -243,7 +250,11 @@ func makePlan(opts BuildOptions) (*plan, error) {
 		},
 	}
 	for _, b := range nodeBinaries {
-		p.files = append(p.files, overlayFile{path: path.Join(NodeBinDir[1:], b), mode: 0o755, src: filepath.Join(bin, b)})
+		src := filepath.Join(bin, b)
+		if b == "kubeforge-node" {
+			src = NodeBinary(o.ArtifactsDir, o.KubernetesVersion)
+		}
+		p.files = append(p.files, overlayFile{path: path.Join(NodeBinDir[1:], b), mode: 0o755, src: src})
 	}
 	for _, name := range slices.Sorted(maps.Keys(specs)) {
 		s := specs[name]
@@ -637,4 +648,10 @@ func readJSONStream(r io.Reader) error {
 			return errors.New(m.Error)
 		}
 	}
+}
+
+// ensureBinaries builds the node binary of a non-default release on first use.
+func ensureBinaries(ctx context.Context, opts BuildOptions) error {
+	o := opts.withDefaults()
+	return EnsureNodeBinary(ctx, o.ArtifactsDir, o.KubernetesVersion, o.Log)
 }

@@ -70,6 +70,9 @@ func cacheRoot(o BuildOptions) string {
 // files as the Docker node image (rootfs, binaries, preloaded images) on the VM rootfs; it needs
 // root (the rootfs keeps owners and device files), mkfs.ext4 and qemu-img.
 func BuildVM(ctx context.Context, opts BuildOptions) (vmimage.Image, error) {
+	if err := ensureBinaries(ctx, opts); err != nil {
+		return vmimage.Image{}, err
+	}
 	p, key, err := vmPlan(opts)
 	if err != nil {
 		return vmimage.Image{}, err

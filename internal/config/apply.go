@@ -1,6 +1,8 @@
 package config
 
 import (
+	"kubeforge.dev/kubeforge/internal/versions"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -90,6 +92,13 @@ func (f *File) Apply(c *spec.Cluster) error {
 	fail := func(path string, err error) { errs = append(errs, f.err(path, "%v", err)) }
 	if fc.Name != "" {
 		c.Name = fc.Name
+	}
+	if fc.KubernetesVersion != "" {
+		if r, err := versions.Resolve(fc.KubernetesVersion); err != nil {
+			fail("kubernetesVersion", err)
+		} else {
+			c.KubernetesVersion = r.Kubernetes
+		}
 	}
 	if fc.Image != "" {
 		c.Image = fc.Image

@@ -5,6 +5,10 @@
 package config
 
 import (
+	"strings"
+
+	"kubeforge.dev/kubeforge/internal/versions"
+
 	"bytes"
 	_ "embed"
 	"errors"
@@ -26,16 +30,23 @@ const (
 // MaxSize bounds a config file (a real one is a few KiB).
 const MaxSize = 1 << 20
 
-// Example is a commented config file that sets every field.
-//
 //go:embed example.yaml
-var Example string
+var exampleTemplate string
+
+// Example is a commented config file that sets every field (the supported Kubernetes versions
+// come from internal/versions).
+var Example = strings.NewReplacer(
+	"${DEFAULT_VERSION}", versions.Default().Kubernetes,
+	"${DEFAULT_MINOR}", versions.Default().Minor(),
+	"${VERSIONS}", strings.Join(versions.Names(), ", "),
+).Replace(exampleTemplate)
 
 // Cluster is the file's content.
 type Cluster struct {
 	APIVersion         string                       `json:"apiVersion"`
 	Kind               string                       `json:"kind"`
 	Name               string                       `json:"name,omitempty"`
+	KubernetesVersion  string                       `json:"kubernetesVersion,omitempty"`
 	Image              string                       `json:"image,omitempty"`
 	APIServerPort      int                          `json:"apiServerPort,omitempty"`
 	Wait               Scalar                       `json:"wait,omitempty"`

@@ -18,15 +18,15 @@ var tableTSV string
 
 // Release is one supported Kubernetes version and what its nodes run.
 type Release struct {
-	Kubernetes string // "v1.37.2"
+	Kubernetes string `json:"kubernetes"` // "v1.37.2"
 	// Modfile builds its node binary: "go.mod" (the default release: the host links it too) or
 	// a file under versions/ (go build -modfile).
-	Modfile    string
-	Etcd       string
-	CoreDNS    string
-	Pause      string
-	Containerd string
-	Crictl     string
+	Modfile    string `json:"modfile"`
+	Etcd       string `json:"etcd"`
+	CoreDNS    string `json:"coredns"`
+	Pause      string `json:"pause"`
+	Containerd string `json:"containerd"`
+	Crictl     string `json:"crictl"`
 }
 
 // Minor is the release's minor version, "1.37".

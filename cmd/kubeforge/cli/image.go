@@ -38,8 +38,12 @@ func newImageBuild(g *globals) *cobra.Command {
 --kind vm makes the VM image (a qcow2 disk with its kernel and initramfs, for --driver kvm) and
 prints its directory. Both are cached by the digest of their inputs.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := versions.Resolve(kubeVersion)
+			if err != nil {
+				return kferr.Usage("--kubernetes-version: %v", err)
+			}
 			return g.withProvider(func(p *cluster.Provider) error {
-				name, err := p.BuildImage(cmd.Context(), kind, kubeVersion)
+				name, err := p.BuildImage(cmd.Context(), kind, r.Kubernetes)
 				if err != nil {
 					return err
 				}
@@ -48,7 +52,7 @@ prints its directory. Both are cached by the digest of their inputs.`,
 			})
 		},
 	}
-	c.Flags().StringVar(&kubeVersion, "kubernetes-version", versions.Default().Kubernetes, "Kubernetes version of the node binary")
+	c.Flags().StringVar(&kubeVersion, "kubernetes-version", versions.Default().Minor(), "Kubernetes version of the image: one of "+strings.Join(versions.Names(), ", ")+", or a minor")
 	c.Flags().StringVar(&kind, "kind", "docker", "which image: docker (container nodes) or vm (VM nodes, --driver kvm)")
 	return c
 }

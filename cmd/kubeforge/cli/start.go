@@ -15,12 +15,14 @@ import (
 	"kubeforge.dev/kubeforge/internal/config"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // startFlags are the flags of `kubeforge start`.
 type startFlags struct {
 	config   string
 	name     string
+	version  string
 	wait     time.Duration
 	image    string
 	keep     bool
@@ -107,6 +109,7 @@ func (o *startFlags) register(f *pflag.FlagSet) {
 		}
 		return pflag.NormalizedName(name)
 	})
+	f.StringVar(&o.version, "kubernetes-version", versions.Default().Minor(), "Kubernetes version: one of "+strings.Join(versions.Names(), ", ")+", or a minor such as "+versions.Default().Minor()+" (its newest supported patch)")
 	f.StringVar(&o.image, "image", "", "node image to use (default: built from this kubeforge's binaries)")
 	f.BoolVar(&o.keep, "keep-on-failure", false, "keep what a failed start created, for debugging")
 	f.IntVar(&o.apiPort, "api-port", 0, "host port for the API server on 127.0.0.1 (default: a free port)")
@@ -189,6 +192,13 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 	if set("name") {
 		c = c.WithName(o.name)
 	}
+	if set("kubernetes-version") {
+		r, err := versions.Resolve(o.version)
+		if err != nil {
+			return c, kferr.Usage("--kubernetes-version: %v", err)
+		}
+		c.KubernetesVersion = r.Kubernetes
+	}
 	for _, f := range []struct {
 		flag  string
 		apply func()
@@ -249,7 +259,7 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 // that their errors are not blamed on the config file.
 func setByFlag(flags *pflag.FlagSet) func(path string) bool {
 	fields := map[string]string{
-		"name": "name", "wait": "wait", "image": "image", "api-port": "apiServerPort",
+		"name": "name", "kubernetes-version": "kubernetesVersion", "wait": "wait", "image": "image", "api-port": "apiServerPort",
 		"pod-eviction-timeout": "podEvictionTimeout", "port": "ports", "driver": "driver", "libvirt-uri": "driver", "accel": "accel", "nodes": "nodes", "control-planes": "nodes",
 	}
 	return func(path string) bool {

@@ -35,8 +35,18 @@ func TestVersionText(t *testing.T) {
 		"Commit:     " + commit + "\n" +
 		"Built:      2026-01-02T03:04:05Z\n" +
 		"Kubernetes: " + versions.Default().Kubernetes + "\n"
-	if out != want {
-		t.Errorf("got:\n%s\nwant:\n%s", out, want)
+	if !strings.HasPrefix(out, want) {
+		t.Errorf("got:\n%s\nwant it to start with:\n%s", out, want)
+	}
+	// Then every supported version, the default marked.
+	for i, r := range versions.All() {
+		line := "  " + r.Kubernetes
+		if i == 0 {
+			line += " (default)"
+		}
+		if !strings.Contains(out, "\n"+line+" ") {
+			t.Errorf("no line for %s in:\n%s", r.Kubernetes, out)
+		}
 	}
 }
 
@@ -60,8 +70,27 @@ func TestVersionJSON(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb)
 	}
 	var got map[string]string
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
+	var releases struct {
+		KubernetesVersions []struct {
+			Kubernetes string
+			Default    bool `json:"default"`
+		} `json:"kubernetesVersions"`
+	}
+	if err := json.Unmarshal([]byte(out), &releases); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(releases.KubernetesVersions) != len(versions.All()) || !releases.KubernetesVersions[0].Default ||
+		releases.KubernetesVersions[0].Kubernetes != versions.Default().Kubernetes {
+		t.Errorf("kubernetesVersions: %+v", releases.KubernetesVersions)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	delete(raw, "kubernetesVersions")
+	got = map[string]string{}
+	for k, v := range raw {
+		got[k], _ = v.(string)
 	}
 	want := map[string]string{
 		"version":           "v0.4.0",
