@@ -23,6 +23,7 @@ import (
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/internal/ui"
+	"kubeforge.dev/kubeforge/internal/versions"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -272,7 +273,7 @@ func TestE2EPreloadedImagesImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("crictl images:\n%s", out)
-	for _, want := range []string{"kubeforge.local/pause", "3.10", "kubeforge.local/kube-components", "v1.36.3", "kubeforge.local/coredns", DefaultCoreDNSVersion} {
+	for _, want := range []string{"kubeforge.local/pause", "3.10", "kubeforge.local/kube-components", versions.Default().Kubernetes, "kubeforge.local/coredns", DefaultCoreDNSVersion} {
 		if !strings.Contains(out, want) {
 			t.Errorf("crictl images lacks %s", want)
 		}

@@ -25,8 +25,11 @@ GOBUILD_TOOL := $(IMAGES_DIR)/tools/gobuild.sh
 TOOL_BINS := $(BIN_DIR)/containerd $(BIN_DIR)/containerd-shim-runc-v2 $(BIN_DIR)/ctr \
 	$(BIN_DIR)/crictl $(BIN_DIR)/coredns $(BIN_DIR)/kubeforge-pause
 
-.PHONY: tools clean-tools
+.PHONY: tools clean-tools print-tool-versions
 tools: $(TOOL_BINS)
+
+print-tool-versions:
+	@echo $(CONTAINERD_VERSION) $(CRICTL_VERSION) $(COREDNS_VERSION)
 
 clean-tools:
 	rm -f $(TOOL_BINS) $(BIN_DIR)/.containerd.version $(BIN_DIR)/.crictl.version $(BIN_DIR)/.coredns.version

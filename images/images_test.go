@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/images/rootfs"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // fakeArtifacts makes ArtifactsDir/bin with a small file for every binary the image needs.
@@ -36,13 +38,13 @@ func testOptions(t *testing.T, artifacts string) BuildOptions {
 	os.WriteFile(ca, []byte("CA"), 0o644)
 	return BuildOptions{
 		ArtifactsDir:      artifacts,
-		KubernetesVersion: "v1.36.3",
+		KubernetesVersion: versions.Default().Kubernetes,
 		CABundle:          ca,
 		Rootfs:            rootfs.Options{CacheDir: t.TempDir()},
 	}
 }
 
-var refPattern = regexp.MustCompile(`^kubeforge\.local/node:v1\.36\.3-[0-9a-f]{12}$`)
+var refPattern = regexp.MustCompile(`^kubeforge\.local/node:` + regexp.QuoteMeta(versions.Default().Kubernetes) + `-[0-9a-f]{12}$`)
 
 func TestRefIsStable(t *testing.T) {
 	opts := testOptions(t, fakeArtifacts(t))
@@ -95,11 +97,22 @@ func TestRefChangesWithEveryInput(t *testing.T) {
 		check("changed "+b, opts)
 	}
 	opts := base
-	opts.KubernetesVersion = "v1.36.4"
-	if r, _ := Ref(opts); !strings.HasPrefix(r, NodeRepo+":v1.36.4-") {
-		t.Errorf("ref %s does not carry the Kubernetes version", r)
+	if all := versions.All(); len(all) > 1 {
+		// Another release: its node binary is its own (bin/k8s/<version>/).
+		other := all[1].Kubernetes
+		opts.KubernetesVersion = other
+		bin := NodeBinary(opts.ArtifactsDir, other)
+		if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, []byte("node binary "+other), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := Ref(opts); err != nil || !strings.HasPrefix(r, NodeRepo+":"+other+"-") {
+			t.Errorf("ref %s (%v) does not carry the Kubernetes version", r, err)
+		}
+		check("kubernetes version", opts)
 	}
-	check("kubernetes version", opts)
 	opts = base
 	opts.ContainerdVersion = "v2.4.1"
 	check("containerd version", opts)
@@ -141,17 +154,18 @@ func TestMissingBinaries(t *testing.T) {
 	}
 }
 
-// The Makefile fragment and the Go defaults must agree.
+// The Makefile fragment and the Go defaults must agree (both read the versions table).
 func TestMakefileDefaultsMatch(t *testing.T) {
-	mk, err := os.ReadFile("images.mk")
-	if err != nil {
-		t.Fatal(err)
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
 	}
-	for v, want := range map[string]string{"CONTAINERD_VERSION": DefaultContainerdVersion, "CRICTL_VERSION": DefaultCrictlVersion, "COREDNS_VERSION": DefaultCoreDNSVersion} {
-		m := regexp.MustCompile(`(?m)^` + v + ` \?= (\S+)$`).FindSubmatch(mk)
-		if m == nil || string(m[1]) != want {
-			t.Errorf("images.mk %s = %q, Go default %s", v, m, want)
-		}
+	out, err := exec.Command("make", "-s", "--no-print-directory", "-C", "..", "print-tool-versions").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make print-tool-versions: %v\n%s", err, out)
+	}
+	want := DefaultContainerdVersion + " " + DefaultCrictlVersion + " " + DefaultCoreDNSVersion
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Errorf("images.mk builds %q, the Go defaults are %q", got, want)
 	}
 }
 
@@ -275,7 +289,7 @@ func TestNodeTarAssembly(t *testing.T) {
 	// The preloaded images are docker archives named as the cluster will ask for them.
 	wantTags := map[string]string{
 		"pause":           "kubeforge.local/pause:3.10",
-		"kube-components": "kubeforge.local/kube-components:v1.36.3",
+		"kube-components": "kubeforge.local/kube-components:" + versions.Default().Kubernetes,
 		"coredns":         "kubeforge.local/coredns:" + DefaultCoreDNSVersion,
 	}
 	// pause and the components are boot images (imported before the kubelet starts).
@@ -302,7 +316,7 @@ func TestNodeTarAssembly(t *testing.T) {
 	if err := json.Unmarshal(files["etc/kubeforge/image-info.json"].data, &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.KubernetesVersion != "v1.36.3" || info.ContainerdVersion != DefaultContainerdVersion || info.Images["pause"] != oci.PauseImage || len(info.Preload) != 3 {
+	if info.KubernetesVersion != versions.Default().Kubernetes || info.ContainerdVersion != DefaultContainerdVersion || info.Images["pause"] != oci.PauseImage || len(info.Preload) != 3 {
 		t.Errorf("image-info.json: %+v", info)
 	}
 }
@@ -318,7 +332,7 @@ func TestReadJSONStream(t *testing.T) {
 }
 
 func TestTagSafe(t *testing.T) {
-	if got := tagSafe("v1.36.3+kf.1"); got != "v1.36.3_kf.1" {
+	if got := tagSafe("v1.99.0+kf.1"); got != "v1.99.0_kf.1" {
 		t.Fatal(got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"kubeforge.dev/kubeforge/contract/vmimage"
 	"kubeforge.dev/kubeforge/images/rootfs"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 func TestVMRootfsOptions(t *testing.T) {
@@ -31,7 +32,7 @@ func TestVMImageDirFollowsInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	d2, _ := VMImageDir(opts)
-	if d1 != d2 || !strings.HasPrefix(filepath.Base(d1), "v1.36.3-") || filepath.Dir(d1) != filepath.Join(opts.Rootfs.CacheDir, "vm") {
+	if d1 != d2 || !strings.HasPrefix(filepath.Base(d1), versions.Default().Kubernetes+"-") || filepath.Dir(d1) != filepath.Join(opts.Rootfs.CacheDir, "vm") {
 		t.Errorf("VMImageDir = %s then %s", d1, d2)
 	}
 	if err := os.WriteFile(filepath.Join(art, "bin", "kubeforge-init"), []byte("changed"), 0o755); err != nil {
@@ -56,10 +57,10 @@ func TestPruneVMImages(t *testing.T) {
 		}
 		return dir
 	}
-	keep := mk("v1.36.3-aaaaaaaaaaaa", true)
-	old := mk("v1.36.3-bbbbbbbbbbbb", true)
-	recorded := mk("v1.36.2-dddddddddddd", true) // a cluster was made from it
-	building := mk(".build-v1.36.3-cccccccccccc-123", true)
+	keep := mk("v1.99.0-aaaaaaaaaaaa", true)
+	old := mk("v1.99.0-bbbbbbbbbbbb", true)
+	recorded := mk("v1.98.0-dddddddddddd", true) // a cluster was made from it
+	building := mk(".build-v1.99.0-cccccccccccc-123", true)
 	other := mk("not-an-image", false)
 	removed, err := PruneVMImages(keep, []string{recorded + "/"})
 	if err != nil {

@@ -23,11 +23,12 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 func testConfig() Config {
 	return Config{
-		KubernetesVersion:    "v1.36.3",
+		KubernetesVersion:    versions.Default().Kubernetes,
 		ControlPlaneEndpoint: "192.168.49.2:6443",
 		PodSubnet:            "10.244.0.0/16",
 		DNSDomain:            "cluster.local",

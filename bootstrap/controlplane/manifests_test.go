@@ -13,6 +13,7 @@ import (
 
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/strictyaml"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
@@ -20,7 +21,7 @@ var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "
 func testConfig() Config {
 	return Config{
 		ClusterName:       "test",
-		KubernetesVersion: "v1.36.3",
+		KubernetesVersion: versions.Default().Kubernetes,
 		NodeName:          "test",
 		NodeIP:            netip.MustParseAddr("192.168.49.2"),
 		PodSubnet:         "10.244.0.0/16",

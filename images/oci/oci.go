@@ -39,7 +39,7 @@ const (
 	FormatVersion = "1"
 )
 
-// KubeComponentsImage is the skeleton image for a Kubernetes version ("v1.36.3").
+// KubeComponentsImage is the skeleton image for a Kubernetes version ("v1.N.P").
 func KubeComponentsImage(kubeVersion string) string { return KubeComponentsRepo + ":" + kubeVersion }
 
 // CoreDNSImage is the CoreDNS image for a CoreDNS version ("v1.13.2").

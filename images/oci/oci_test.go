@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // readTar returns the headers and contents of a tar.
@@ -104,7 +106,7 @@ func TestArchiveIsReproducible(t *testing.T) {
 }
 
 func TestKubeComponentsLayer(t *testing.T) {
-	layer, err := Layer(KubeComponents("v1.36.3"))
+	layer, err := Layer(KubeComponents(versions.Default().Kubernetes))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ var tableTSV string
 
 // Release is one supported Kubernetes version and what its nodes run.
 type Release struct {
-	Kubernetes string `json:"kubernetes"` // "v1.37.2"
+	Kubernetes string `json:"kubernetes"` // "v1.N.P"
 	// Modfile builds its node binary: "go.mod" (the default release: the host links it too) or
 	// a file under versions/ (go build -modfile).
 	Modfile    string `json:"modfile"`
@@ -29,7 +29,7 @@ type Release struct {
 	Crictl     string `json:"crictl"`
 }
 
-// Minor is the release's minor version, "1.37".
+// Minor is the release's minor version, "1.N".
 func (r Release) Minor() string {
 	parts := strings.SplitN(strings.TrimPrefix(r.Kubernetes, "v"), ".", 3)
 	return parts[0] + "." + parts[1]
@@ -54,7 +54,7 @@ func parse(tsv string) ([]Release, error) {
 		}
 		r := Release{Kubernetes: f[0], Modfile: f[1], Etcd: f[2], CoreDNS: f[3], Pause: f[4], Containerd: f[5], Crictl: f[6]}
 		if !strings.HasPrefix(r.Kubernetes, "v1.") || strings.Count(r.Kubernetes, ".") != 2 {
-			return nil, fmt.Errorf("kubernetes.tsv:%d: %q is not a Kubernetes version like v1.37.2", i+1, r.Kubernetes)
+			return nil, fmt.Errorf("kubernetes.tsv:%d: %q is not a Kubernetes version like v1.N.P", i+1, r.Kubernetes)
 		}
 		out = append(out, r)
 	}
@@ -76,7 +76,7 @@ func All() []Release {
 // Default is the release a cluster gets unless it asks for another: the newest.
 func Default() Release { return All()[0] }
 
-// Names are the supported versions, newest first ("v1.37.2", ...).
+// Names are the supported versions, newest first.
 func Names() []string {
 	var out []string
 	for _, r := range All() {
@@ -85,8 +85,8 @@ func Names() []string {
 	return out
 }
 
-// Resolve finds the release of v: a full version ("v1.35.4", "1.35.4") or a minor ("1.35",
-// "v1.35": the newest patch supported of it). Anything else is an error listing the supported
+// Resolve finds the release of v: a full version ("v1.N.P", "1.N.P") or a minor ("1.N",
+// "v1.N": the newest patch supported of it). Anything else is an error listing the supported
 // versions.
 func Resolve(v string) (Release, error) {
 	want := "v" + strings.TrimPrefix(strings.TrimSpace(v), "v")

@@ -104,20 +104,20 @@ func TestStaleImageVolumes(t *testing.T) {
 		return []poolVolume{vol(p+".qcow2", ""), vol(p+".vmlinuz", ""), vol(p+".initrd", ""), vol(p+".complete", "")}
 	}
 	var vols []poolVolume
-	for _, k := range []string{"v1.36.3-c0c0c0c0c0c0", "v1.36.3-0000000000aa", "v1.36.3-bbbbbbbbbbbb", "v1.36.3-dddddddddddd", "v1.36.2-eeeeeeeeeeee"} {
+	for _, k := range []string{"v1.99.0-c0c0c0c0c0c0", "v1.99.0-0000000000aa", "v1.99.0-bbbbbbbbbbbb", "v1.99.0-dddddddddddd", "v1.98.0-eeeeeeeeeeee"} {
 		vols = append(vols, image(k)...)
 	}
 	vols = append(vols,
-		vol("kf-a.qcow2", "/pool/kubeforge-node-v1.36.3-bbbbbbbbbbbb.qcow2"), // a node disk over an old image
+		vol("kf-a.qcow2", "/pool/kubeforge-node-v1.99.0-bbbbbbbbbbbb.qcow2"), // a node disk over an old image
 		vol("kf-a-seed.tar", ""), vol("kubeforge-node-.qcow2", ""), vol("other.img", ""),
 		// The node disk and seed of a cluster named kubeforge-node-foo are not images.
 		vol("kubeforge-node-foo.qcow2", ""), vol("kubeforge-node-foo-m02.qcow2", ""))
-	used := map[string]bool{"/pool/kubeforge-node-v1.36.3-bbbbbbbbbbbb.qcow2": true, // backing file
-		"/pool/kubeforge-node-v1.36.3-dddddddddddd.vmlinuz": true} // a domain's kernel
-	// Kept: the current image, and v1.36.2-eeeeeeeeeeee (a recorded cluster's).
-	got := staleImageVolumes(vols, used, []string{"v1.36.3-c0c0c0c0c0c0", "v1.36.2-eeeeeeeeeeee"})
-	want := []string{"kubeforge-node-v1.36.3-0000000000aa.complete", "kubeforge-node-v1.36.3-0000000000aa.initrd",
-		"kubeforge-node-v1.36.3-0000000000aa.qcow2", "kubeforge-node-v1.36.3-0000000000aa.vmlinuz"}
+	used := map[string]bool{"/pool/kubeforge-node-v1.99.0-bbbbbbbbbbbb.qcow2": true, // backing file
+		"/pool/kubeforge-node-v1.99.0-dddddddddddd.vmlinuz": true} // a domain's kernel
+	// Kept: the current image, and v1.98.0-eeeeeeeeeeee (a recorded cluster's).
+	got := staleImageVolumes(vols, used, []string{"v1.99.0-c0c0c0c0c0c0", "v1.98.0-eeeeeeeeeeee"})
+	want := []string{"kubeforge-node-v1.99.0-0000000000aa.complete", "kubeforge-node-v1.99.0-0000000000aa.initrd",
+		"kubeforge-node-v1.99.0-0000000000aa.qcow2", "kubeforge-node-v1.99.0-0000000000aa.vmlinuz"}
 	if !slices.Equal(got, want) {
 		t.Errorf("stale = %v, want %v", got, want)
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 // TestSingleNode is the tutorial path: start, look at kube-system, run a pod from a locally built
@@ -62,7 +63,7 @@ func TestSingleNode(t *testing.T) {
 		if _, ok := n.Labels["node-role.kubernetes.io/control-plane"]; !ok {
 			t.Errorf("node %s has no control-plane role label: %v", node, n.Labels)
 		}
-		if v := n.Status.NodeInfo.KubeletVersion; v != "v1.36.3" {
+		if v := n.Status.NodeInfo.KubeletVersion; v != versions.Default().Kubernetes {
 			t.Errorf("kubelet version %q", v)
 		}
 	})
