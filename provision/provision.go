@@ -85,6 +85,9 @@ type NodeConfig struct {
 	MemoryBytes int64
 	// Mounts are host paths bind-mounted into the machine.
 	Mounts []Mount
+	// KeepData makes the machine over the data (/var: etcd, kubelet, images, volumes) a machine
+	// of that name left behind (Replacer); without it such data is refused, never reused.
+	KeepData bool
 }
 
 // Mount makes the host's HostPath (absolute; it must exist) visible at ContainerPath (absolute)
@@ -239,4 +242,11 @@ type ImagePruner interface {
 // after it exits; ok is false when that program is not installed.
 type Terminal interface {
 	TerminalCommand() (argv []string, cleanup func(), ok bool, err error)
+}
+
+// Replacer is a Driver that can make a node's machine anew from another image while keeping its
+// data (/var: etcd, kubelet state, images, volumes): `kubeforge upgrade`. ReplaceNode removes the
+// machine cfg names (its data stays), then makes and returns the new one, not started.
+type Replacer interface {
+	ReplaceNode(ctx context.Context, cfg NodeConfig) (Node, error)
 }

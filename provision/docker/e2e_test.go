@@ -928,3 +928,63 @@ func TestE2EBadLabels(t *testing.T) {
 		t.Error(`DeleteNetwork("..") succeeded`)
 	}
 }
+
+// TestE2EReplaceNode: a node made anew from another image keeps its /var (what an upgrade
+// needs), and a container of another cluster is never replaced.
+func TestE2EReplaceNode(t *testing.T) {
+	d := newDriver(t)
+	ctx := t.Context()
+	id := uniq(t)
+	img, img2 := testImage(t, d, id), testImage(t, d, id+"-new")
+	cluster := "e2e-" + id
+	t.Cleanup(func() { purge(t, d, cluster) })
+	nw, err := d.EnsureNetwork(ctx, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := provision.NodeConfig{Cluster: cluster, Name: cluster, Role: "control-plane", Image: img, Network: nw, IP: Network(nw).NodeIP(0)}
+	n, err := d.CreateNode(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runOut(ctx, n, nil, "sh", "-c", "echo kept > /var/data && cat /var/data"); err != nil || out != "kept\n" {
+		t.Fatalf("writing /var/data: %q %v", out, err)
+	}
+	cfg.Image = img2
+	n2, err := d.ReplaceNode(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n2.(*Node).ID() == n.(*Node).ID() {
+		t.Fatal("ReplaceNode kept the old container")
+	}
+	if err := n2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runOut(ctx, n2, nil, "cat", "/var/data"); err != nil || out != "kept\n" {
+		t.Errorf("after ReplaceNode, /var/data: %q %v", out, err)
+	}
+	insp, err := d.cli.ContainerInspect(ctx, cluster)
+	if err != nil || insp.Config.Image != img2 {
+		t.Errorf("replaced container's image: %v %v", insp.Config.Image, err)
+	}
+	// Another cluster's node is not replaced.
+	other := cfg
+	other.Cluster = cluster + "x"
+	other.Name = cluster
+	if _, err := d.ReplaceNode(ctx, other); err == nil {
+		t.Error("ReplaceNode replaced a container of another cluster")
+	}
+	if err := d.DeleteNode(ctx, cluster, cluster); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteNetwork(ctx, cluster); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(t, d, cluster); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
+}

@@ -114,8 +114,13 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if err := d.newVolume(ctx, cfg, volName, volLabels); err != nil {
 		return nil, err
 	}
-	// The volume is this create's own: a failed create removes it (an in-use volume stays).
-	cleanup := func() { _ = d.cli.VolumeRemove(context.WithoutCancel(ctx), volName, false) }
+	// The volume is this create's own: a failed create removes it (an in-use volume stays); a
+	// replaced machine's data stays whatever happens.
+	cleanup := func() {
+		if !cfg.KeepData {
+			_ = d.cli.VolumeRemove(context.WithoutCancel(ctx), volName, false)
+		}
+	}
 
 	no := false
 	conf := &container.Config{
@@ -264,6 +269,8 @@ func ownedVolume(v volume.Volume, cluster, node string) bool {
 func (d *Driver) newVolume(ctx context.Context, cfg provision.NodeConfig, name string, labels map[string]string) error {
 	v, err := d.cli.VolumeInspect(ctx, name)
 	switch {
+	case err == nil && cfg.KeepData && ownedVolume(v, cfg.Cluster, cfg.Name):
+		return nil // the data of the machine this one replaces
 	case err == nil:
 		return d.existingVolume(cfg, v)
 	case !cerrdefs.IsNotFound(err):
@@ -668,4 +675,30 @@ func (d *Driver) removeContainer(ctx context.Context, id string) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// ReplaceNode removes the container of node cfg.Name (it must be this cluster's) and makes it
+// anew from cfg (a new image, say) over the same /var volume: etcd, the kubelet's state, the
+// images and the node-local volumes stay. The new container is not started.
+func (d *Driver) ReplaceNode(ctx context.Context, cfg provision.NodeConfig) (provision.Node, error) {
+	if err := validate(cfg); err != nil {
+		return nil, err
+	}
+	c, err := d.cli.ContainerInspect(ctx, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("replace node %s: %w", cfg.Name, err)
+	}
+	if l := c.Config.Labels; l[provision.LabelCluster] != cfg.Cluster || l[provision.LabelNode] != cfg.Name {
+		return nil, kferr.Environment("nothing to do for this cluster: that container is not one of its nodes",
+			"replace node %s of cluster %s: container %s is not that node; not touching it", cfg.Name, cfg.Cluster, cfg.Name)
+	}
+	if err := d.cli.ContainerStop(ctx, c.ID, container.StopOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("replace node %s: stopping it: %w", cfg.Name, err)
+	}
+	// Removing the container, not its named volume (RemoveVolumes removes anonymous ones only).
+	if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("replace node %s: removing its container: %w", cfg.Name, err)
+	}
+	cfg.KeepData = true
+	return d.CreateNode(ctx, cfg)
 }
