@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -15,6 +17,9 @@ type NodeStatus struct {
 	Role  string `json:"role"`
 	IP    string `json:"ip"`
 	State string `json:"state"`
+	// Version is the node's kubelet version, when the API server answers (during an upgrade the
+	// nodes differ).
+	Version string `json:"version,omitempty"`
 }
 
 // Status is what `kubeforge status` shows.
@@ -84,6 +89,9 @@ func (c *Cluster) Status(ctx context.Context) (Status, error) {
 		if running > 0 {
 			st.APIServerReady = c.apiUp(ctx, requestTimeout(c.rec.Spec))
 		}
+		if st.APIServerReady {
+			c.nodeVersions(ctx, st.Nodes)
+		}
 	}
 	if st.State == StateRunning && !st.APIServerReady {
 		st.State = StateDegraded
@@ -111,4 +119,23 @@ func (p *Provider) KubeconfigPath(name string) (string, error) {
 		return "", kferr.Usage("cluster %q does not exist here (no %s): `kubeforge list` shows the clusters", name, dir.Kubeconfig())
 	}
 	return dir.Kubeconfig(), nil
+}
+
+// nodeVersions fills in the kubelet version of each node the API server lists.
+func (c *Cluster) nodeVersions(ctx context.Context, nodes []NodeStatus) {
+	k, err := c.kube(requestTimeout(c.rec.Spec))
+	if err != nil {
+		return
+	}
+	list, err := k.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for i := range nodes {
+		for _, o := range list.Items {
+			if o.Name == nodes[i].Name {
+				nodes[i].Version = o.Status.NodeInfo.KubeletVersion
+			}
+		}
+	}
 }

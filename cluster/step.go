@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
@@ -45,8 +46,8 @@ func (p *Provider) runSteps(ctx context.Context, b *build, steps []step, keep bo
 			p.log.Warnf("keeping what was created (--keep-on-failure); remove it with `kubeforge delete --name %s`", b.spec.Name)
 			return err
 		}
-		if errors.Is(ctx.Err(), context.Canceled) {
-			p.log.Warnf("interrupted: removing what this start made (Ctrl-C again to quit at once)")
+		if errors.Is(ctx.Err(), context.Canceled) && slices.ContainsFunc(done, func(s step) bool { return s.undo != nil }) {
+			p.log.Warnf("interrupted: undoing what was made (Ctrl-C again to quit at once)")
 		}
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 		defer cancel()

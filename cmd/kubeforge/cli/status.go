@@ -73,9 +73,9 @@ func printStatus(g *globals, st cluster.Status) {
 	}
 	fmt.Fprintf(out, "Kubernetes: %s\nAPI server: %s (%s)\nKubeconfig: %s\n", st.KubernetesVersion, st.APIServer, ready, st.Kubeconfig)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tIP\tSTATE")
+	fmt.Fprintln(tw, "NODE\tROLE\tIP\tSTATE\tVERSION")
 	for _, n := range st.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, n.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Role, n.IP, n.State, n.Version)
 	}
 	tw.Flush()
 }
