@@ -247,3 +247,29 @@ func (p *Provider) Releases(ctx context.Context) []ReleaseImage {
 	}
 	return out
 }
+
+// KubectlFor returns the kubectl to use with cluster name: "" for the one the CLI links, when
+// the cluster's version is within kubectl's skew (one minor either way) of it; else a kubectl
+// of the cluster's own version, built on first use.
+func (p *Provider) KubectlFor(ctx context.Context, name string) (string, error) {
+	dir, err := p.home.Dir(name)
+	if err != nil {
+		return "", err
+	}
+	rec, ok, err := dir.Load()
+	if err != nil || !ok || rec.Spec.KubernetesVersion == "" {
+		return "", err
+	}
+	skew := minorOf(rec.Spec.KubernetesVersion) - minorOf(versions.Default().Kubernetes)
+	if skew >= -1 && skew <= 1 {
+		return "", nil
+	}
+	art, err := p.ArtifactsDir()
+	if err != nil {
+		return "", err
+	}
+	if err := images.EnsureKubectl(ctx, art, rec.Spec.KubernetesVersion, p.log); err != nil {
+		return "", err
+	}
+	return images.Kubectl(art, rec.Spec.KubernetesVersion), nil
+}

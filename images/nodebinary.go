@@ -23,12 +23,28 @@ func NodeBinary(artifacts, version string) string {
 	return filepath.Join(artifacts, "bin", "k8s", version, "kubeforge-node")
 }
 
+// Kubectl is where the kubectl of Kubernetes version lives under artifacts (built by `make kubectl
+// KUBE_VERSION=...`): for clusters out of the version skew of the kubectl the host CLI links.
+func Kubectl(artifacts, version string) string {
+	return filepath.Join(artifacts, "bin", "k8s", version, "kubectl")
+}
+
 // EnsureNodeBinary builds the node binary of a supported version other than the default when it
 // is missing: `make node KUBE_VERSION=<version>` in the source tree the artifacts directory is
 // (the Makefile picks the release's module file). It takes minutes: the progress line says how
 // long, honestly.
 func EnsureNodeBinary(ctx context.Context, artifacts, version string, log *ui.Logger) error {
-	bin := NodeBinary(artifacts, version)
+	return ensureBuilt(ctx, artifacts, version, NodeBinary(artifacts, version), "node", "the node binary", "about 5 minutes on 2 cores, less with a warm Go build cache", log)
+}
+
+// EnsureKubectl builds the kubectl of a supported version when it is missing (`make kubectl
+// KUBE_VERSION=<version>`).
+func EnsureKubectl(ctx context.Context, artifacts, version string, log *ui.Logger) error {
+	return ensureBuilt(ctx, artifacts, version, Kubectl(artifacts, version), "kubectl", "kubectl", "about a minute once its node binary is built, else about 4", log)
+}
+
+// ensureBuilt runs `make <target> KUBE_VERSION=<version>` in artifacts unless bin exists.
+func ensureBuilt(ctx context.Context, artifacts, version, bin, target, what, estimate string, log *ui.Logger) error {
 	if _, err := os.Stat(bin); err == nil {
 		return nil
 	}
@@ -37,15 +53,15 @@ func EnsureNodeBinary(ctx context.Context, artifacts, version string, log *ui.Lo
 		return kferr.Usage("%v", err)
 	}
 	if _, err := os.Stat(filepath.Join(artifacts, "Makefile")); err != nil {
-		return kferr.Environment(fmt.Sprintf("build it in the kubeforge source tree: make node KUBE_VERSION=%s", rel.Kubernetes),
-			"the node binary for Kubernetes %s is not built (%s) and %s is not a kubeforge source tree", rel.Kubernetes, bin, artifacts)
+		return kferr.Environment(fmt.Sprintf("build it in the kubeforge source tree: make %s KUBE_VERSION=%s", target, rel.Kubernetes),
+			"%s for Kubernetes %s is not built (%s) and %s is not a kubeforge source tree", what, rel.Kubernetes, bin, artifacts)
 	}
 	if _, err := exec.LookPath("make"); err != nil {
-		return kferr.Environment("install make and Go 1.26+ (it builds the node binary from the source tree)", "the node binary for Kubernetes %s is not built and there is no make", rel.Kubernetes)
+		return kferr.Environment("install make and Go 1.26+ (they build it from the source tree)", "%s for Kubernetes %s is not built and there is no make", what, rel.Kubernetes)
 	}
 	log = orDiscard(log)
-	step := log.Step(fmt.Sprintf("Building the node binary for Kubernetes %s (once: about 5 minutes on 2 cores, less with a warm Go build cache)", rel.Kubernetes))
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", artifacts, "node", "KUBE_VERSION="+rel.Kubernetes)
+	step := log.Step(fmt.Sprintf("Building %s for Kubernetes %s (once: %s)", what, rel.Kubernetes, estimate))
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", artifacts, target, "KUBE_VERSION="+rel.Kubernetes)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -53,8 +69,8 @@ func EnsureNodeBinary(ctx context.Context, artifacts, version string, log *ui.Lo
 		if len(tail) > 3000 {
 			tail = "..." + tail[len(tail)-3000:]
 		}
-		return step.Done(kferr.Environment(fmt.Sprintf("run `make node KUBE_VERSION=%s` in %s to see the whole build", rel.Kubernetes, artifacts),
-			"building the node binary for Kubernetes %s: %v\n%s", rel.Kubernetes, err, tail))
+		return step.Done(kferr.Environment(fmt.Sprintf("run `make %s KUBE_VERSION=%s` in %s to see the whole build", target, rel.Kubernetes, artifacts),
+			"building %s for Kubernetes %s: %v\n%s", what, rel.Kubernetes, err, tail))
 	}
 	return step.Done(nil)
 }

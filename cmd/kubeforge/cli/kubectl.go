@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -49,11 +51,25 @@ func newKubectl(g *globals) *cobra.Command {
 			if _, err := clusterName(name); err != nil {
 				return err
 			}
-			var path string
+			var path, own string
 			if err := g.withProvider(func(p *cluster.Provider) (err error) {
-				path, err = p.KubeconfigPath(name)
+				if path, err = p.KubeconfigPath(name); err != nil {
+					return err
+				}
+				own, err = p.KubectlFor(cmd.Context(), name)
 				return err
 			}); err != nil {
+				return err
+			}
+			if own != "" {
+				// The cluster's version is out of the linked kubectl's skew: its own kubectl.
+				k := exec.CommandContext(cmd.Context(), own, append([]string{"--kubeconfig", path}, args...)...)
+				k.Stdin, k.Stdout, k.Stderr = g.streams.In, g.streams.Out, g.streams.Err
+				err := k.Run()
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					return exitCode(ee.ExitCode())
+				}
 				return err
 			}
 			flags := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50)
