@@ -11,14 +11,25 @@
 #   make tidy-check fails when `go mod tidy` would change go.mod or go.sum
 #   make fuzz       fuzz the config file parser for FUZZTIME (default 20s)
 #
-# The Kubernetes version lives here and in go.mod (k8s.io/kubernetes and its staging modules);
-# `make check-version` (run by build) fails when the two disagree.
-# The supported versions are internal/versions/kubernetes.tsv, newest (the default) first; each row
-# names the module file its node binary is built with. KUBE_VERSION picks a row.
+# The supported Kubernetes versions are internal/versions/kubernetes.tsv, newest (the default)
+# first; each row names the module file its node binary is built with (go.mod for the default,
+# which the host CLI links too; versions/v1.NN.mod, with its own .sum, for the others).
+# KUBE_VERSION picks a row: `make node KUBE_VERSION=<version>` builds bin/k8s/<version>/kubeforge-node
+# (kubeforge start --kubernetes-version runs that on first use). `make check-version` (run by
+# build) fails when a module file does not pin the version its row names.
 VERSIONS_TABLE := internal/versions/kubernetes.tsv
 versions_row = $(shell awk -v v='$(1)' '!/^\#/ && NF && (v == "" || $$1 == v) {print; exit}' $(VERSIONS_TABLE))
 KUBE_DEFAULT_VERSION := $(word 1,$(call versions_row,))
 KUBE_VERSION ?= $(KUBE_DEFAULT_VERSION)
+KUBE_ROW := $(call versions_row,$(KUBE_VERSION))
+ifeq ($(KUBE_ROW),)
+$(error KUBE_VERSION=$(KUBE_VERSION) is not in $(VERSIONS_TABLE): use one of $(shell awk '!/^\#/ && NF {print $$1}' $(VERSIONS_TABLE)))
+endif
+KUBE_MODFILE := $(word 2,$(KUBE_ROW))
+KUBE_MODFLAG := $(if $(filter go.mod,$(KUBE_MODFILE)),,-modfile=$(KUBE_MODFILE))
+# Code that differs between releases sits in small files behind the tag kube_1_NN.
+KUBE_TAGS := kube_1_$(word 2,$(subst ., ,$(KUBE_VERSION)))
+KUBE_BIN_DIR := $(if $(filter $(KUBE_DEFAULT_VERSION),$(KUBE_VERSION)),bin,bin/k8s/$(KUBE_VERSION))
 
 GO ?= go
 BIN_DIR := bin
@@ -46,7 +57,7 @@ E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
 E2E_RUN ?=
 
-.PHONY: all build cli node init cluster image test unit e2e e2e-vm bench lint tidy-check fuzz check-version docker clean
+.PHONY: all build cli node kubectl init cluster image test unit e2e e2e-vm bench lint tidy-check fuzz check-version docker clean
 all: build
 
 build: check-version cli node init tools
@@ -55,15 +66,24 @@ cli:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(HOST_LDFLAGS)' -o $(BIN_DIR)/kubeforge ./cmd/kubeforge
 
 # The node binary links every component: ~5 min cold, seconds when the build cache is warm.
+# KUBE_VERSION other than the default: bin/k8s/<version>/kubeforge-node, from its module file.
 node:
-	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o $(BIN_DIR)/kubeforge-node ./cmd/kubeforge-node
+	$(GO) build $(KUBE_MODFLAG) -tags $(KUBE_TAGS) $(GOFLAGS_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o $(KUBE_BIN_DIR)/kubeforge-node ./cmd/kubeforge-node
+
+# kubectl of KUBE_VERSION (bin/k8s/<version>/kubectl): `kubeforge kubectl` runs it for a cluster
+# out of the version skew of the kubectl bin/kubeforge links (built on first use).
+kubectl:
+	$(GO) build $(KUBE_MODFLAG) $(GOFLAGS_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o bin/k8s/$(KUBE_VERSION)/kubectl k8s.io/kubernetes/cmd/kubectl
 
 init:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $(BIN_DIR)/kubeforge-init ./cmd/kubeforge-init
 
 check-version:
-	@v=$$($(GO) list -m -f '{{.Version}}' k8s.io/kubernetes); [ "$$v" = "$(KUBE_VERSION)" ] || \
-	  { echo "go.mod has k8s.io/kubernetes $$v but the Makefile's KUBE_VERSION is $(KUBE_VERSION): change both together" >&2; exit 1; }
+	@awk '!/^#/ && NF {print $$1, $$2}' $(VERSIONS_TABLE) | while read v mod; do \
+	  flag=; [ "$$mod" = go.mod ] || flag=-modfile=$$mod; \
+	  got=$$($(GO) list $$flag -m -f '{{.Version}}' k8s.io/kubernetes) || exit 1; \
+	  [ "$$got" = "$$v" ] || { echo "$$mod has k8s.io/kubernetes $$got but $(VERSIONS_TABLE) says $$v: change both together" >&2; exit 1; }; \
+	done
 
 # What `kubeforge start` needs from the host: a Docker daemon that answers (started, as root, when
 # none does). cluster and image check it before the long build, so that a missing or unreachable

@@ -204,7 +204,7 @@ var postroutingJump = []string{"-m", "comment", "--comment", "kubeforge pod masq
 // EnsureMasquerade makes nat's MasqueradeChain hold exactly
 //
 //	-s clusterCIDR -d clusterCIDR -j RETURN
-//	-s clusterCIDR ! -d clusterCIDR -j MASQUERADE [--random-fully]
+//	-s clusterCIDR ! -d clusterCIDR -j MASQUERADE --random-fully
 //
 // (replacing the chain's content atomically with iptables-restore when it differs) and makes
 // POSTROUTING jump to it.
@@ -217,10 +217,8 @@ func (a *HostApplier) EnsureMasquerade(clusterCIDR string) error {
 
 // masqueradeRules are the chain's rules as iptables-save prints them.
 func (a *HostApplier) masqueradeRules(cidr string) []string {
-	masq := "-A " + MasqueradeChain + " -s " + cidr + " ! -d " + cidr + " -j MASQUERADE"
-	if a.ipt.HasRandomFully() {
-		masq += " --random-fully"
-	}
+	// --random-fully (iptables 1.6.2+, every node image's) avoids SNAT port collisions.
+	masq := "-A " + MasqueradeChain + " -s " + cidr + " ! -d " + cidr + " -j MASQUERADE --random-fully"
 	return []string{
 		"-A " + MasqueradeChain + " -s " + cidr + " -d " + cidr + " -j RETURN",
 		masq,

@@ -223,10 +223,7 @@ func natChain(t *testing.T, chain string) string {
 
 func TestE2EMasquerade(t *testing.T) {
 	a := newE2EApplier(t)
-	masq := "-j MASQUERADE"
-	if a.ipt.HasRandomFully() {
-		masq += " --random-fully"
-	}
+	masq := "-j MASQUERADE --random-fully"
 	wantChain := func(cidr string) string {
 		return "-A KUBEFORGE-MASQ -s " + cidr + " -d " + cidr + " -j RETURN\n" +
 			"-A KUBEFORGE-MASQ -s " + cidr + " ! -d " + cidr + " " + masq
