@@ -128,13 +128,17 @@ lint: tidy-check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	GO=$(GO) hack/vet.sh
 
-# `go mod tidy -diff` prints what tidy would change and exits 1, changing nothing. Empty output
-# with a failure is tidy itself failing (module proxy unreachable...): its error is on stderr.
+# `go mod tidy -diff` prints what tidy would change and exits 1, changing nothing; every module
+# file of the versions table is checked. Empty output with a failure is tidy itself failing
+# (module proxy unreachable...): its error is on stderr.
 tidy-check:
-	@d=$$($(GO) mod tidy -diff) && exit 0; \
-	if [ -n "$$d" ]; then printf '%s\n' "$$d"; \
-	  echo "go.mod/go.sum are not tidy (the diff above): run \`go mod tidy\` and commit the result" >&2; \
-	else echo "go mod tidy -diff failed (see above)" >&2; fi; exit 1
+	@for mod in $$(awk '!/^#/ && NF {print $$2}' $(VERSIONS_TABLE)); do \
+	  flag=; [ "$$mod" = go.mod ] || flag=-modfile=$$mod; \
+	  d=$$($(GO) mod tidy -diff $$flag) && continue; \
+	  if [ -n "$$d" ]; then printf '%s\n' "$$d"; \
+	    echo "$$mod is not tidy (the diff above): run \`go mod tidy $$flag\` and commit the result" >&2; \
+	  else echo "go mod tidy -diff $$flag failed (see above)" >&2; fi; exit 1; \
+	done
 
 # Fuzz `kubeforge start --config`'s parser (seeds: the example and the bad configs of its tests;
 # `make unit` runs the seeds). A failing input is saved in internal/config/testdata/fuzz/.

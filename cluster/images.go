@@ -178,7 +178,20 @@ func (p *Provider) PruneImages(ctx context.Context, o PruneOptions) (Pruned, err
 	if err != nil {
 		return res, err
 	}
-	res.DockerImages, err = images.Prune(ctx, d.Client(), append(recordedDocker, keep), p.log)
+	keepDocker := append(recordedDocker, keep)
+	// The current node image of every other supported release whose node binary is built: not
+	// an older build's, so not prunable.
+	for _, rel := range versions.All()[1:] {
+		if _, err := os.Stat(images.NodeBinary(dir, rel.Kubernetes)); err != nil {
+			continue
+		}
+		o := opts
+		o.KubernetesVersion = rel.Kubernetes
+		if ref, err := images.Ref(o); err == nil {
+			keepDocker = append(keepDocker, ref)
+		}
+	}
+	res.DockerImages, err = images.Prune(ctx, d.Client(), keepDocker, p.log)
 	if res.DockerImages == nil {
 		res.DockerImages = []string{}
 	}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
+
+	"kubeforge.dev/kubeforge/internal/versions"
 )
 
 type run struct {
@@ -63,14 +65,15 @@ func main() {
 	runs := flag.Int("runs", 3, "number of single-node start/delete cycles")
 	multiRuns := flag.Int("multi-runs", 3, "number of 3-node start/node add/delete cycles")
 	idle := flag.Duration("idle", 60*time.Second, "how long after start to measure idle memory")
+	versionRuns := flag.Int("version-runs", 2, "number of single-node start/delete cycles per supported Kubernetes version")
 	flag.Parse()
-	if err := bench(*kubeforge, *out, *runs, *multiRuns, *idle); err != nil {
+	if err := bench(*kubeforge, *out, *runs, *multiRuns, *versionRuns, *idle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(bin, out string, n, multi int, idle time.Duration) error {
+func bench(bin, out string, n, multi, perVersion int, idle time.Duration) error {
 	ctx := context.Background()
 	bin, err := filepath.Abs(bin)
 	if err != nil {
@@ -161,10 +164,35 @@ func bench(bin, out string, n, multi int, idle time.Duration) error {
 
 		multiResults = append(multiResults, r)
 	}
+	// Start-to-usable of each supported Kubernetes version, the default included (same machine,
+	// same run: comparable).
+	var versionResults []versionRun
+	for _, rel := range versions.All() {
+		fmt.Fprintf(os.Stderr, "bench: building the node image of Kubernetes %s (not measured)\n", rel.Kubernetes)
+		if _, err := kf("image", "build", "--kubernetes-version", rel.Kubernetes); err != nil {
+			return err
+		}
+		for i := 0; i < perVersion; i++ {
+			if _, err := kf("delete", "--name", name); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			if _, err := kf("start", "--name", name, "--kubernetes-version", rel.Kubernetes); err != nil {
+				return err
+			}
+			r := versionRun{Version: rel.Kubernetes, Usable: time.Since(t0)}
+			fmt.Fprintf(os.Stderr, "bench: Kubernetes %s run %d: usable in %.1fs; waiting %s for idle memory\n", rel.Kubernetes, i+1, r.Usable.Seconds(), idle)
+			time.Sleep(idle) // the measurement itself: memory after this long idle
+			if _, r.IdleMemMiB, err = nodeStats(ctx, cli, name); err != nil {
+				return err
+			}
+			versionResults = append(versionResults, r)
+		}
+	}
 	if _, err := kf("delete", "--name", name); err != nil {
 		return err
 	}
-	return writeResults(ctx, cli, out, results, multiResults, idle)
+	return writeResults(ctx, cli, out, results, multiResults, versionResults, idle)
 }
 
 // nodeStats returns the node container's total CPU time and its memory use in MiB as docker
@@ -189,7 +217,14 @@ func nodeStats(ctx context.Context, cli *client.Client, name string) (time.Durat
 	return time.Duration(s.CPUStats.CPUUsage.TotalUsage), mem / (1 << 20), nil
 }
 
-func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, idle time.Duration) error {
+// versionRun is one single-node start of a given Kubernetes version.
+type versionRun struct {
+	Version    string
+	Usable     time.Duration
+	IdleMemMiB float64
+}
+
+func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, vs []versionRun, idle time.Duration) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# kubeforge benchmark\n\nMeasured %s by `make bench` (%d runs).\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), len(rs))
 	fmt.Fprintf(&b, "## Machine\n%s\n", machine(ctx, cli))
@@ -223,6 +258,26 @@ func writeResults(ctx context.Context, cli *client.Client, out string, rs []run,
 		fmt.Fprintf(&b, "Usable: every node Ready, CoreDNS ready, default ServiceAccount. Idle memory %s after the node add.\n"+
 			"Targets (issue 3): 3-node usable in at most 20 s, a node added and Ready in at most 5 s, idle worker at most 120 MiB.\n"+
 			"Stop/start again: the 3-node cluster right after it was usable, before the node add; target (issue 4) 15 s.\n", idle)
+	}
+	if len(vs) > 0 {
+		fmt.Fprintf(&b, "\n## Single node per Kubernetes version (node image present)\n")
+		fmt.Fprintf(&b, "| version | runs | start to usable (median) | idle memory %s after start (median) |\n|---|---|---|---|\n", idle)
+		var order []string
+		byVersion := map[string][]versionRun{}
+		for _, r := range vs {
+			if _, ok := byVersion[r.Version]; !ok {
+				order = append(order, r.Version)
+			}
+			byVersion[r.Version] = append(byVersion[r.Version], r)
+		}
+		for _, v := range order {
+			var u, m []float64
+			for _, r := range byVersion[v] {
+				u, m = append(u, r.Usable.Seconds()), append(m, r.IdleMemMiB)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.1f s | %.0f MiB |\n", v, len(u), median(u), median(m))
+		}
+		fmt.Fprintf(&b, "\n`kubeforge start --kubernetes-version V` with V's node image built beforehand (not measured).\n")
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
