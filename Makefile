@@ -50,8 +50,11 @@ IN_GIT := $(shell [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$(CURDIR)
 KUBEFORGE_VERSION ?= $(or $(if $(IN_GIT),$(shell git describe --tags --always --dirty 2>/dev/null)),devel)
 KUBEFORGE_COMMIT ?= $(if $(IN_GIT),$(shell git rev-parse HEAD 2>/dev/null))
 KUBEFORGE_BUILD_DATE ?= $(shell date -u $(if $(SOURCE_DATE_EPOCH),-d @$(SOURCE_DATE_EPOCH)) +%Y-%m-%dT%H:%M:%SZ)
+# The host CLI links the default release's client-go and kubectl: stamped with that version, so
+# that `kubeforge kubectl -- version` reports a client version kubectl can compare.
 HOST_LDFLAGS := -s -w -X $(BUILDINFO_PKG).Version=$(KUBEFORGE_VERSION) -X $(BUILDINFO_PKG).Commit=$(KUBEFORGE_COMMIT) \
-	-X $(BUILDINFO_PKG).Date=$(KUBEFORGE_BUILD_DATE)
+	-X $(BUILDINFO_PKG).Date=$(KUBEFORGE_BUILD_DATE) -X $(VERSION_PKG).gitVersion=$(KUBE_DEFAULT_VERSION) \
+	-X $(VERSION_PKG).gitMajor=1 -X $(VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(KUBE_DEFAULT_VERSION))) -X $(VERSION_PKG).gitTreeState=clean
 
 E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
