@@ -66,6 +66,12 @@ func TestSingleNode(t *testing.T) {
 		if v := n.Status.NodeInfo.KubeletVersion; v != versions.Default().Kubernetes {
 			t.Errorf("kubelet version %q", v)
 		}
+		// The built-in kubectl is the default release's, and says so (kubectl refuses
+		// `version` when its own is unparsable).
+		v := versions.Default().Kubernetes
+		if out := e.ok(ctx, "kubectl", "--name", name, "--", "version").Stdout; !strings.Contains(out, "Client Version: "+v) || !strings.Contains(out, "Server Version: "+v) {
+			t.Errorf("kubeforge kubectl -- version:\n%s", out)
+		}
 	})
 
 	t.Run("kube-system pods Running", func(t *testing.T) {
