@@ -176,9 +176,16 @@ func patchOf(v string) int {
 // stepUpgradeNode moves one node to the new release, unless its kubelet reports it already: a
 // worker is drained first and uncordoned after; its machine is made anew from the new node image
 // over its kept data, with its files rendered for the new release (same PKI, same address).
+// upgradeNodeWait bounds the move of one node (its drain included); a Docker node takes seconds.
+const upgradeNodeWait = 5 * time.Minute
+
 func stepUpgradeNode(l *live, rp provision.Replacer, n provision.Node, o UpgradeOptions, res *UpgradeResult) step {
 	isCP := n.Role() == string(spec.RoleControlPlane)
 	return step{name: "Node " + n.Name(), run: func(ctx context.Context, b *build) error {
+		// One node that does not come back must not use up the whole upgrade's wait: it stops
+		// with the others still serving, and says so.
+		ctx, cancel := context.WithTimeout(ctx, upgradeNodeWait)
+		defer cancel()
 		cs := b.kube.cs
 		obj, err := cs.CoreV1().Nodes().Get(ctx, n.Name(), metav1.GetOptions{})
 		if err != nil {

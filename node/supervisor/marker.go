@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,9 +17,12 @@ import (
 	"kubeforge.dev/kubeforge/internal/fsutil"
 )
 
-// Fingerprint hashes the paths and sizes of the regular files matching glob (sorted), so that a
-// done marker written for one set of files does not count for another. No match is a valid
-// (empty) set.
+// Fingerprint hashes the paths and contents of the regular files matching glob (sorted), so that
+// a done marker written for one set of files does not count for another: a node made anew from
+// another node image over its kept /var (an upgrade) imports the new image archives, which can
+// have the same names and sizes as the old ones (kube-components.tar of v1.36.3 and of v1.37.2
+// differ only in a tag of the same length). The archives are small (the components' image holds
+// no binary): hashing them costs milliseconds. No match is a valid (empty) set.
 func Fingerprint(glob string) (string, error) {
 	if glob == "" {
 		return "", nil
@@ -37,9 +41,23 @@ func Fingerprint(glob string) (string, error) {
 		if !fi.Mode().IsRegular() {
 			continue
 		}
-		fmt.Fprintf(h, "%s\x00%d\n", m, fi.Size())
+		fmt.Fprintf(h, "%s\x00%d\x00", m, fi.Size())
+		if err := hashFile(h, m); err != nil {
+			return "", fmt.Errorf("doneKey: %w", err)
+		}
+		h.Write([]byte("\n"))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
 }
 
 // markerDone tells whether a oneshot service's done marker is present and, when the service has a
