@@ -32,6 +32,20 @@ func (e *env) writeVolume(ctx context.Context, cs kubernetes.Interface, clusterN
 	if _, err := cs.CoreV1().PersistentVolumeClaims("default").Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
 		e.t.Fatal(err)
 	}
+	node := e.volumePod(ctx, cs, name, text)
+	got, err := cs.CoreV1().PersistentVolumeClaims("default").Get(ctx, name, metav1.GetOptions{})
+	if err != nil || got.Status.Phase != corev1.ClaimBound || *got.Spec.StorageClassName != "standard" {
+		e.t.Fatalf("claim %s: %+v %v; want Bound to a volume of class standard", name, got, err)
+	}
+	e.checkVolume(ctx, clusterName, name, text)
+	return node
+}
+
+// volumePod creates pod name on claim name, which writes text into the volume unless the volume
+// has its file already, and returns the node it runs on once it runs. Called again after the pod
+// was removed (a drain removes a pod no controller owns), it reads the volume's kept data.
+func (e *env) volumePod(ctx context.Context, cs kubernetes.Interface, name, text string) string {
+	e.t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
@@ -52,11 +66,6 @@ func (e *env) writeVolume(ctx context.Context, cs kubernetes.Interface, clusterN
 	if err != nil {
 		e.t.Fatalf("the pod of claim %s never ran: %v", name, err)
 	}
-	got, err := cs.CoreV1().PersistentVolumeClaims("default").Get(ctx, name, metav1.GetOptions{})
-	if err != nil || got.Status.Phase != corev1.ClaimBound || *got.Spec.StorageClassName != "standard" {
-		e.t.Fatalf("claim %s: %+v %v; want Bound to a volume of class standard", name, got, err)
-	}
-	e.checkVolume(ctx, clusterName, name, text)
 	return p.Spec.NodeName
 }
 

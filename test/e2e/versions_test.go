@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -189,7 +190,12 @@ func TestUpgrade(t *testing.T) {
 	if out := e.ok(ctx, "status", "--name", name).Stdout; strings.Count(out, to.Kubernetes) < 5 {
 		t.Errorf("status does not show every node on %s:\n%s", to.Kubernetes, out)
 	}
-	// Objects and data kept; the workload runs again on every node it wants.
+	// Objects and data kept; the workload runs again on every node it wants. The drain of the
+	// claim's node removed its pod (no controller owns it, as `kubectl drain --force` does): a
+	// new one on the same claim reads what the first wrote.
+	if _, err := cs.CoreV1().Pods("default").Get(ctx, "data", metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		e.volumePod(ctx, cs, "data", "written-after-the-upgrade")
+	}
 	e.checkVolume(ctx, name, "data", "kept-through-the-upgrade")
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		d, err := cs.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
