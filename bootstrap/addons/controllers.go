@@ -28,12 +28,14 @@ var controllerServiceAccounts = []string{
 	"deployment-controller", "device-taint-eviction-controller", "disruption-controller",
 	"endpoint-controller", "endpointslice-controller", "endpointslicemirroring-controller",
 	"ephemeral-volume-controller", "expand-controller", "generic-garbage-collector",
-	"horizontal-pod-autoscaler", "job-controller", "legacy-service-account-token-cleaner",
-	"namespace-controller", "node-controller", "persistent-volume-binder", "pod-garbage-collector",
+	"horizontal-pod-autoscaler", "job-controller", "kube-apiserver-serving-clustertrustbundle-publisher",
+	"legacy-service-account-token-cleaner", "namespace-controller", "node-controller",
+	"persistent-volume-binder", "pod-garbage-collector", "podcertificaterequestcleaner",
 	"pv-protection-controller", "pvc-protection-controller", "replicaset-controller",
 	"replication-controller", "resource-claim-controller", "resourcequota-controller",
 	"root-ca-cert-publisher", "service-account-controller", "service-cidrs-controller",
-	"statefulset-controller", "token-cleaner", "ttl-after-finished-controller", "ttl-controller",
+	"statefulset-controller", "storage-version-migrator-controller", "token-cleaner",
+	"ttl-after-finished-controller", "ttl-controller",
 	"validatingadmissionpolicy-status-controller", "volumeattributesclass-protection-controller",
 }
 

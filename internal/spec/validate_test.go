@@ -143,8 +143,8 @@ func TestValidateFeatureGates(t *testing.T) {
 		// GA and locked: setting it to its default is allowed, anything else is refused.
 		{map[string]bool{"InPlacePodVerticalScaling": false}, "featureGates.InPlacePodVerticalScaling", "locked to true"},
 		// Dependencies, as the components check them at start.
-		{map[string]bool{"ClusterTrustBundleProjection": true}, "featureGates.ClusterTrustBundleProjection", "needs ClusterTrustBundle, which is disabled"},
-		{map[string]bool{"DRAResourceClaimDeviceStatus": false}, "featureGates.DRAResourceClaimDeviceStatus", "(enabled) needs it"},
+		{map[string]bool{"TopologyAwareWorkloadScheduling": true}, "featureGates.TopologyAwareWorkloadScheduling", "needs GenericWorkload, which is disabled"},
+		{map[string]bool{"GracefulNodeShutdown": false}, "featureGates.GracefulNodeShutdown", "(enabled) needs it"},
 	} {
 		c.FeatureGates = tc.gates
 		wantFieldError(t, c.Validate(), tc.path, tc.msg)
@@ -153,7 +153,7 @@ func TestValidateFeatureGates(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("a locked gate at its default: %v", err)
 	}
-	c.FeatureGates = map[string]bool{"ClusterTrustBundleProjection": true, "ClusterTrustBundle": true}
+	c.FeatureGates = map[string]bool{"TopologyAwareWorkloadScheduling": true, "GenericWorkload": true}
 	if err := c.Validate(); err != nil {
 		t.Errorf("a gate with its dependency: %v", err)
 	}

@@ -20,8 +20,8 @@ import (
 // Fingerprint hashes the paths and contents of the regular files matching glob (sorted), so that
 // a done marker written for one set of files does not count for another: a node made anew from
 // another node image over its kept /var (an upgrade) imports the new image archives, which can
-// have the same names and sizes as the old ones (kube-components.tar of v1.36.3 and of v1.37.2
-// differ only in a tag of the same length). The archives are small (the components' image holds
+// have the same names and sizes as the old ones (kube-components.tar of two patch or minor releases
+// can differ only in a tag of the same length). The archives are small (the components' image holds
 // no binary): hashing them costs milliseconds. No match is a valid (empty) set.
 func Fingerprint(glob string) (string, error) {
 	if glob == "" {

@@ -16,7 +16,7 @@ func TestFingerprintContent(t *testing.T) {
 		}
 	}
 	glob := filepath.Join(dir, "*.tar")
-	write("kube-components.tar", "tag v1.36.3")
+	write("kube-components.tar", "tag of release A")
 	write("pause.tar", "pause")
 	a, err := Fingerprint(glob)
 	if err != nil {
@@ -25,7 +25,7 @@ func TestFingerprintContent(t *testing.T) {
 	if again, _ := Fingerprint(glob); again != a {
 		t.Errorf("the same files: %s, then %s", a, again)
 	}
-	write("kube-components.tar", "tag v1.37.2")
+	write("kube-components.tar", "tag of release B")
 	b, err := Fingerprint(glob)
 	if err != nil {
 		t.Fatal(err)
