@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -138,7 +139,7 @@ func checkUpgrade(cluster, from string, to versions.Release) error {
 		return kferr.Usage("cannot compare Kubernetes %s with %s", from, to.Kubernetes)
 	case from == to.Kubernetes:
 		return kferr.Usage("cluster %q runs Kubernetes %s already", cluster, from)
-	case tm < fm || (tm == fm && patchOf(to.Kubernetes) < patchOf(from)):
+	case utilversion.MustParseGeneric(to.Kubernetes).LessThan(utilversion.MustParseGeneric(from)):
 		return kferr.Usage("cluster %q runs Kubernetes %s: going back to %s is not supported (upstream supports no downgrade); make a new cluster with `kubeforge start --kubernetes-version %s`", cluster, from, to.Kubernetes, to.Minor())
 	case tm > fm+1:
 		var step string
@@ -152,33 +153,21 @@ func checkUpgrade(cluster, from string, to versions.Release) error {
 	return nil
 }
 
+// minorOf is v's minor version, -1 when v is not a version.
 func minorOf(v string) int {
-	p := strings.Split(strings.TrimPrefix(v, "v"), ".")
-	if len(p) < 2 {
-		return -1
-	}
-	n, err := strconv.Atoi(p[1])
+	pv, err := utilversion.ParseGeneric(v)
 	if err != nil {
 		return -1
 	}
-	return n
+	return int(pv.Minor())
 }
 
-func patchOf(v string) int {
-	p := strings.Split(strings.TrimPrefix(v, "v"), ".")
-	if len(p) < 3 {
-		return -1
-	}
-	n, _ := strconv.Atoi(p[2])
-	return n
-}
+// upgradeNodeWait bounds the move of one node (its drain included); a Docker node takes seconds.
+const upgradeNodeWait = 5 * time.Minute
 
 // stepUpgradeNode moves one node to the new release, unless its kubelet reports it already: a
 // worker is drained first and uncordoned after; its machine is made anew from the new node image
 // over its kept data, with its files rendered for the new release (same PKI, same address).
-// upgradeNodeWait bounds the move of one node (its drain included); a Docker node takes seconds.
-const upgradeNodeWait = 5 * time.Minute
-
 func stepUpgradeNode(l *live, rp provision.Replacer, n provision.Node, o UpgradeOptions, res *UpgradeResult) step {
 	isCP := n.Role() == string(spec.RoleControlPlane)
 	return step{name: "Node " + n.Name(), run: func(ctx context.Context, b *build) error {
