@@ -135,18 +135,20 @@ func unrecordedDrivers() []driverSettings {
 	return []driverSettings{{name: spec.DriverDocker}, {name: spec.DriverKVM}}
 }
 
-// findUnrecorded returns the driver that has machines of cluster name. When none has: the error
-// of the first that does not answer (the machines may be there: the user must see why kubeforge
-// cannot tell), else Docker (there is nothing to find, and commands say so).
+// findUnrecorded returns the driver that has machines of cluster name, else Docker (there is
+// nothing to find, and commands say so). Docker not answering is an error (the machines may be
+// there: the user must see why kubeforge cannot tell); a local libvirt daemon that does not answer
+// is passed over, as List does: most users have none, and a missing cluster must still be
+// reported as missing (and deleting it must succeed) without one.
 func (p *Provider) findUnrecorded(ctx context.Context, name string) (provision.Driver, error) {
 	var first provision.Driver
-	var firstErr error
-	for _, s := range unrecordedDrivers() {
+	for i, s := range unrecordedDrivers() {
 		d, err := p.driver(ctx, s)
 		if err != nil {
-			if firstErr == nil {
-				firstErr = err
+			if i == 0 {
+				return nil, err
 			}
+			p.log.Debugf("looking for cluster %s on %s: %v", name, s.name, err)
 			continue
 		}
 		nodes, err := d.Nodes(ctx, name)
@@ -159,9 +161,6 @@ func (p *Provider) findUnrecorded(ctx context.Context, name string) (provision.D
 		if first == nil {
 			first = d
 		}
-	}
-	if firstErr != nil {
-		return nil, firstErr
 	}
 	return first, nil
 }

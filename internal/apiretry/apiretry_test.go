@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 func TestUntil(t *testing.T) {
@@ -32,6 +33,21 @@ func TestUntil(t *testing.T) {
 	err = Until(context.Background(), time.Millisecond, func(context.Context) error { n++; return invalid })
 	if !apierrors.IsInvalid(err) || n != 1 {
 		t.Fatalf("Until = %v after %d tries, want the Invalid error after 1", err, n)
+	}
+
+	// The Service IP allocator before it has read the default ServiceCIDR: retried.
+	notSynced := apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "kube-dns", field.ErrorList{
+		field.Invalid(field.NewPath("spec", "clusterIPs"), []string{"10.96.0.10"},
+			"failed to allocate IP 10.96.0.10: the provided network does not match the current range")})
+	n = 0
+	err = Until(context.Background(), time.Millisecond, func(context.Context) error {
+		if n++; n < 3 {
+			return notSynced
+		}
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("Until = %v after %d tries, want nil after 3 (the allocator's not-synced Invalid retried)", err, n)
 	}
 
 	// A server that stays unready: ctx's end, with the last error.
