@@ -334,3 +334,36 @@ func LoadBalancerFiles(controlPlanes []netip.Addr) (Files, error) {
 	f.add(contract.ServicesPath, sb, 0o644)
 	return f, nil
 }
+
+// CloudProvider is what the cluster's cloud-provider machine (LoadBalancer Services on Docker)
+// is made for.
+type CloudProvider struct {
+	Cluster string
+	Network string     // the cluster's Docker network
+	Image   string     // the node image, which the Services' load balancers run too
+	Server  netip.Addr // where it reaches the API server: the control plane or the HA load balancer
+}
+
+// CloudProviderFiles renders the cloud-provider machine's files: its kubeconfig (user
+// contract.CloudUser, bound by addons.RBAC) and its supervisor's one service, `kubeforge-node
+// cloud-provider` (node/cloud).
+func CloudProviderFiles(c CloudProvider, auth *pki.Authorities) (Files, error) {
+	var f Files
+	kc, err := auth.Kubeconfig("https://"+netip.AddrPortFrom(c.Server, APIServerPort).String(), c.Cluster, contract.CloudUser, nil)
+	if err != nil {
+		return f, err
+	}
+	f.add(contract.CloudKubeconfigPath, kc, 0o600)
+	svcs := services.Config{Services: []services.Service{{
+		Name: "cloud-provider", Path: contract.NodeBinary,
+		Args: []string{"cloud-provider", "-cluster", c.Cluster, "-network", c.Network, "-image", c.Image,
+			"-kubeconfig", contract.CloudKubeconfigPath},
+		Env: map[string]string{contract.SteadyGCEnv: controlplane.SteadyGCPercent},
+	}}}
+	sb, err := json.MarshalIndent(svcs, "", "  ")
+	if err != nil {
+		return f, err
+	}
+	f.add(contract.ServicesPath, sb, 0o644)
+	return f, nil
+}

@@ -157,7 +157,11 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	if c.ControlPlanes() > 1 {
 		steps = append(steps, stepLoadBalancer())
 	}
-	steps = append(steps, stepNodes(c), stepControlPlane(), stepKubelet(), stepDNS(), stepReady())
+	steps = append(steps, stepNodes(c))
+	if hasCloudProvider(d.Name()) {
+		steps = append(steps, stepCloudProvider())
+	}
+	steps = append(steps, stepControlPlane(), stepKubelet(), stepDNS(), stepReady())
 	if err := p.runSteps(ctx, b, steps, o.KeepOnFailure); err != nil {
 		return res, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"kubeforge.dev/kubeforge/provision"
 )
 
 // Delete removes every machine of the cluster (its labels say which), its network, its context
@@ -21,6 +23,19 @@ func (c *Cluster) Delete(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	// The cloud provider first: it makes machines (the Services' load balancers) while it runs.
+	for _, n := range nodes {
+		if n.Role() == provision.RoleCloudProvider {
+			if err := c.driver.DeleteNode(ctx, c.name, n.Name()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		if nodes, err = c.driver.Nodes(ctx, c.name); err != nil {
+			return err
+		}
+	}
 	for _, n := range nodes {
 		if err := c.driver.DeleteNode(ctx, c.name, n.Name()); err != nil {
 			errs = append(errs, err)

@@ -80,7 +80,9 @@ func (c *Cluster) Images(ctx context.Context) ([]images.NodeImage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return images.List(ctx, slices.DeleteFunc(nodes, provision.IsLoadBalancer))
+	return images.List(ctx, slices.DeleteFunc(nodes, func(n provision.Node) bool {
+		return provision.IsLoadBalancer(n) || provision.IsService(n)
+	}))
 }
 
 // Image kinds for BuildImage.

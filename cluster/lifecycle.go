@@ -33,8 +33,10 @@ func (c *Cluster) Stop(ctx context.Context) error {
 			workers = append(workers, n)
 		}
 	}
-	groups := [][]provision.Node{workers, cps}
-	count := len(l.nodes)
+	// The cloud provider and the Services' load balancers first: nothing then reacts to the nodes
+	// going away.
+	groups := [][]provision.Node{l.services, workers, cps}
+	count := len(l.nodes) + len(l.services)
 	if l.lb != nil {
 		groups = append(groups, []provision.Node{l.lb})
 		count++
@@ -92,10 +94,11 @@ func stepStartMachines(l *live, stopped int) step {
 	if l.lb != nil {
 		machines = append(machines, l.lb)
 	}
+	machines = append(machines, l.services...)
 	return step{name: fmt.Sprintf("Starting %d stopped node(s)", stopped), run: func(ctx context.Context, b *build) error {
 		g, ctx := errgroup.WithContext(ctx)
 		for _, n := range machines {
-			if !b.restarted[n.Name()] && !provision.IsLoadBalancer(n) {
+			if !b.restarted[n.Name()] && !provision.IsLoadBalancer(n) && !provision.IsService(n) {
 				continue
 			}
 			g.Go(func() error {

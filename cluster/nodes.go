@@ -41,8 +41,9 @@ type NodeInfo struct {
 // live is a cluster that was completely created, with its machines.
 type live struct {
 	*Cluster
-	nodes []provision.Node // Kubernetes nodes, control planes first in name order
-	lb    provision.Node   // the API load balancer of an HA cluster, nil otherwise
+	nodes    []provision.Node // Kubernetes nodes, control planes first in name order
+	lb       provision.Node   // the API load balancer of an HA cluster, nil otherwise
+	services []provision.Node // the cloud provider and the Services' load balancers (Docker)
 }
 
 // endpoint is where nodes reach the API server: the load balancer, or the (only) control plane.
@@ -93,9 +94,12 @@ func (c *Cluster) live(ctx context.Context) (*live, error) {
 	}
 	l := &live{Cluster: c}
 	for _, n := range all {
-		if provision.IsLoadBalancer(n) {
+		switch {
+		case provision.IsLoadBalancer(n):
 			l.lb = n
-		} else {
+		case provision.IsService(n):
+			l.services = append(l.services, n)
+		default:
 			l.nodes = append(l.nodes, n)
 		}
 	}

@@ -3,13 +3,16 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -19,6 +22,9 @@ type ServiceURL struct {
 	Port     string `json:"port"` // the Service port's name, or its number
 	NodePort int    `json:"nodePort"`
 	URL      string `json:"url"`
+	// LoadBalancer (a LoadBalancer Service on Docker) is the URL at the Service's external IP, on
+	// the cluster's network (routable from a Linux host); URL is then its port on 127.0.0.1.
+	LoadBalancer string `json:"loadBalancer,omitempty"`
 }
 
 // ServiceURLs returns URLs that reach a NodePort (or LoadBalancer) Service from the host: a port
@@ -64,6 +70,10 @@ func (c *Cluster) ServiceURLs(ctx context.Context, namespace, service string) ([
 			}
 		}
 	}
+	lbPorts, lbIP, err := c.loadBalancerPorts(ctx, l, svc)
+	if err != nil {
+		return nil, err
+	}
 	var out []ServiceURL
 	for _, sp := range svc.Spec.Ports {
 		if sp.NodePort == 0 {
@@ -73,11 +83,21 @@ func (c *Cluster) ServiceURLs(ctx context.Context, namespace, service string) ([
 		if u.Port == "" {
 			u.Port = strconv.Itoa(int(sp.Port))
 		}
+		scheme := "http"
+		if sp.Protocol == corev1.ProtocolUDP {
+			scheme = "udp"
+		}
+		lbPort, isLB := lbPorts[fmt.Sprintf("%d/%s", sp.Port, strings.ToLower(string(sp.Protocol)))]
 		switch hp, ok := published[int(sp.NodePort)]; {
+		case isLB:
+			u.URL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, lbPort)
+			if lbIP != "" {
+				u.LoadBalancer = scheme + "://" + net.JoinHostPort(lbIP, strconv.Itoa(int(sp.Port)))
+			}
 		case ok:
-			u.URL = fmt.Sprintf("http://127.0.0.1:%d", hp)
+			u.URL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, hp)
 		case goruntime.GOOS == "linux" && host != "":
-			u.URL = fmt.Sprintf("http://%s:%d", host, sp.NodePort)
+			u.URL = fmt.Sprintf("%s://%s:%d", scheme, host, sp.NodePort)
 		case host == "":
 			return nil, kferr.Environment(fmt.Sprintf("start a node with `kubeforge node start NAME --name %s`", name), "cluster %q has no running node", name)
 		default:
@@ -90,4 +110,29 @@ func (c *Cluster) ServiceURLs(ctx context.Context, namespace, service string) ([
 		return nil, kferr.Usage("service %s/%s has no node ports yet", namespace, service)
 	}
 	return out, nil
+}
+
+// loadBalancerPorts returns the host ports of LoadBalancer Service svc's load-balancer machine
+// (by "PORT/proto") and its external IP; none for another type, or before the machine is made.
+func (c *Cluster) loadBalancerPorts(ctx context.Context, l *live, svc *corev1.Service) (map[string]int, string, error) {
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+		return nil, "", nil
+	}
+	name := contract.ServiceLBName(c.name, svc.Namespace, svc.Name, string(svc.UID))
+	for _, m := range l.services {
+		p, ok := m.(provision.Publisher)
+		if m.Name() != name || !ok {
+			continue
+		}
+		ports, err := p.PublishedPorts(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		ip := ""
+		if m.IP().IsValid() {
+			ip = m.IP().String()
+		}
+		return ports, ip, nil
+	}
+	return nil, "", nil
 }

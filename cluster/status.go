@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -51,6 +52,8 @@ func (c *Cluster) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return st, err
 	}
+	// The cloud provider and the Services' load balancers are not nodes (nor the cluster's state).
+	nodes = slices.DeleteFunc(nodes, provision.IsService)
 	running := 0
 	for _, n := range nodes {
 		s, err := n.State(ctx)

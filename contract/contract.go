@@ -112,3 +112,35 @@ type ImageInfo struct {
 	Images            map[string]string `json:"images"` // role -> image reference, all preloaded
 	Preload           []string          `json:"preload"`
 }
+
+// LoadBalancer Services on Docker clusters: the cluster's cloud-provider machine (node/cloud, `kubeforge-node
+// cloud-provider` run by the supervisor of a machine made from the node image) makes one service load-balancer
+// machine per Service (node/svclb). Both carry the labels every kubeforge machine does
+// (dev.kubeforge.cluster, .node, .role) so that stop, start and delete find them.
+const (
+	// CloudKubeconfigPath is the cloud provider's kubeconfig in its machine.
+	CloudKubeconfigPath = "/etc/kubeforge/cloud.conf"
+	// CloudUser is the user (certificate common name) the cloud provider talks to the API as.
+	CloudUser = "kubeforge:cloud-provider"
+	// RoleCloudProvider is the cloud provider's machine's role label.
+	RoleCloudProvider = "cloud-provider"
+	// RoleServiceLB is the role label of a Service's load-balancer machine.
+	RoleServiceLB = "service-lb"
+	// LabelService is a service load-balancer machine's Service, <namespace>/<name>.
+	LabelService = "dev.kubeforge.service"
+	// LabelServiceConfig is a hash of what a service load-balancer machine was made for (ports,
+	// nodes): the cloud provider makes it again when that changes.
+	LabelServiceConfig = "dev.kubeforge.service-config"
+	// DockerSocket is where the cloud provider's machine finds the Docker daemon's socket.
+	DockerSocket = "/run/kubeforge-docker.sock"
+)
+
+// CloudProviderName is the machine of cluster's cloud provider.
+func CloudProviderName(cluster string) string { return cluster + "-cloud" }
+
+// Labels every kubeforge machine, network and volume carries (provision re-exports them).
+const (
+	LabelCluster = "dev.kubeforge.cluster"
+	LabelNode    = "dev.kubeforge.node"
+	LabelRole    = "dev.kubeforge.role"
+)

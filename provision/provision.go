@@ -11,14 +11,16 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // Labels every driver puts on what it creates, so that delete removes exactly what belongs to a
 // cluster and nothing else.
 const (
-	LabelCluster = "dev.kubeforge.cluster"
-	LabelNode    = "dev.kubeforge.node"
-	LabelRole    = "dev.kubeforge.role"
+	LabelCluster = contract.LabelCluster
+	LabelNode    = contract.LabelNode
+	LabelRole    = contract.LabelRole
 	// LabelAPIPort records the host port the API server is published on (control planes).
 	LabelAPIPort = "dev.kubeforge.apiserver-port"
 )
@@ -61,12 +63,32 @@ func (n Network) LoadBalancerIP() netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
+// CloudProviderIP is the address of the cluster's cloud-provider machine (Docker clusters): the
+// one below the load balancer's. The Services' load balancers take the addresses below it.
+func (n Network) CloudProviderIP() netip.Addr {
+	lb := n.LoadBalancerIP()
+	if !lb.IsValid() {
+		return lb
+	}
+	return lb.Prev()
+}
+
 // RoleLoadBalancer is the role of the API load balancer's machine (HA clusters): it is not a
 // Kubernetes node.
 const RoleLoadBalancer = "load-balancer"
 
 // IsLoadBalancer says whether n is a cluster's load balancer rather than a Kubernetes node.
 func IsLoadBalancer(n Node) bool { return n.Role() == RoleLoadBalancer }
+
+// RoleCloudProvider and RoleServiceLB are the roles of a Docker cluster's cloud-provider machine
+// and of its Services' load balancers (node/cloud): machines of the cluster, not Kubernetes nodes.
+const (
+	RoleCloudProvider = contract.RoleCloudProvider
+	RoleServiceLB     = contract.RoleServiceLB
+)
+
+// IsService says whether n is the cloud provider or a Service's load balancer.
+func IsService(n Node) bool { return n.Role() == RoleCloudProvider || n.Role() == RoleServiceLB }
 
 // NodeConfig is what a driver needs to create a node.
 type NodeConfig struct {
@@ -174,6 +196,13 @@ type Node interface {
 type Inspector interface {
 	// Inspect returns the driver's description of the machine, as JSON.
 	Inspect(ctx context.Context) ([]byte, error)
+}
+
+// Publisher is a machine whose ports are published on the host (Docker containers).
+type Publisher interface {
+	// PublishedPorts maps each published port, "PORT/proto" (80/tcp), to its host port on
+	// 127.0.0.1.
+	PublishedPorts(ctx context.Context) (map[string]int, error)
 }
 
 // Cmd is a command to run in a node.

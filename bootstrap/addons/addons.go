@@ -110,8 +110,19 @@ func RBAC() []runtime.Object {
 			group("system:bootstrappers:kubeadm:default-node-token")),
 		crb("kubeadm:node-autoapprove-certificate-rotation", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
 			group("system:nodes")),
+		// The cloud provider (LoadBalancer Services, node/cloud): upstream's service controller
+		// reads Services and Nodes, keeps its finalizer and the status, and records events.
+		clusterRole(CloudProviderRole,
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "patch", "update"}},
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"patch", "update"}},
+			rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+			rbacv1.PolicyRule{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}}),
+		crb(CloudProviderRole, CloudProviderRole, user(contract.CloudUser)),
 	}
 }
+
+// CloudProviderRole is the cloud provider's ClusterRole (and its binding's name).
+const CloudProviderRole = "kubeforge:cloud-provider"
 
 // KubeProxyMinSyncPeriod is kube-proxy's iptables.minSyncPeriod (upstream 1s).
 const KubeProxyMinSyncPeriod = "100ms"

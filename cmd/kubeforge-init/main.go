@@ -8,6 +8,7 @@
 //	kubeforge-init status [-json]                            show the services' state
 //	kubeforge-init setup                                     run the node setup again
 //	kubeforge-init lb [-config FILE]                         the API load balancer of an HA cluster
+//	kubeforge-init svclb -port P/N/NP... -node IP...         a LoadBalancer Service's forwarder
 //
 // It must stay small: stdlib and golang.org/x/sys only, no Kubernetes packages.
 package main
@@ -18,6 +19,7 @@ import (
 
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/node/lb"
+	"kubeforge.dev/kubeforge/node/svclb"
 	"kubeforge.dev/kubeforge/node/supervisor"
 )
 
@@ -31,6 +33,8 @@ func main() {
 			os.Exit(supervisor.SetupMain(args[1:], os.Stdout, os.Stderr))
 		case "lb":
 			os.Exit(lb.Main(args[1:], os.Stdout, os.Stderr))
+		case "svclb":
+			os.Exit(svclb.Main(args[1:], os.Stdout, os.Stderr))
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(os.Stdout, usage)
 			os.Exit(0)
@@ -44,6 +48,7 @@ const usage = `usage:
   kubeforge-init status [-json]                            show the state of the node's services
   kubeforge-init setup                                     run the node setup again (idempotent)
   kubeforge-init lb [-config FILE]                         the API servers' load balancer (HA clusters)
+  kubeforge-init svclb -port PROTO/PORT/NODEPORT... -node IP...   a LoadBalancer Service's forwarder
 
 Services come from ` + contract.ServicesPath + `; their logs are in ` + contract.LogDir + `/<name>.log
 and their state in ` + contract.StatusPath + `.

@@ -323,11 +323,12 @@ func (c Cluster) Emulated() bool { return c.Driver == DriverKVM && c.Accel == Ac
 
 // machineSuffix is what follows a cluster's name in the names of its other machines: workers and
 // further control planes (-m02, -m03...) and the HA load balancer (-lb).
-var machineSuffix = regexp.MustCompile(`^-(m[0-9]+|lb)$`)
+var machineSuffix = regexp.MustCompile(`^-(m[0-9]+|lb|cloud|svc-[-a-z0-9]+)$`)
 
 // MachineNamesCollide tells whether clusters a and b would have machines of the same name: they
 // are one cluster, or one's name is a machine name of the other ("kf-m02" and "kf", "kf-lb" and
-// "kf"). Two such clusters can never both exist.
+// "kf", "kf-cloud" and "kf", "kf-svc-default-web" and "kf": the cloud provider and a Service's load
+// balancer). Two such clusters can never both exist.
 func MachineNamesCollide(a, b string) bool {
 	return a == b || isMachineOf(a, b) || isMachineOf(b, a)
 }

@@ -375,6 +375,9 @@ func TestMachineNamesCollide(t *testing.T) {
 		{"kf-m02", "kf-m03", false},
 		{"dev", "kf", false},
 		{"a-m02", "a-m02-lb", true},
+		{"kf", "kf-cloud", true},
+		{"kf-svc-default-web", "kf", true},
+		{"kf", "kf-svc", false},
 	} {
 		if got := MachineNamesCollide(tc.a, tc.b); got != tc.want {
 			t.Errorf("MachineNamesCollide(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)

@@ -23,6 +23,7 @@ import (
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/go-connections/nat"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -36,6 +37,15 @@ var StopTimeout = 10 * time.Second
 
 // VolumeName is the volume holding a node's /var.
 func VolumeName(node string) string { return node + "-var" }
+
+// socketPath is the daemon's socket on the daemon's host: that of DOCKER_HOST when it is a unix
+// socket, else Docker's default (a remote daemon listens there too).
+func (d *Driver) socketPath() string {
+	if p, ok := strings.CutPrefix(d.cli.DaemonHost(), "unix://"); ok {
+		return p
+	}
+	return "/var/run/docker.sock"
+}
 
 // FreePort returns a TCP port that is free on 127.0.0.1 now (another process may take it before
 // it is used).
@@ -162,6 +172,10 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: "/lib/modules", Target: "/lib/modules", ReadOnly: true})
 	}
 	host.Mounts = append(host.Mounts, bindMounts(cfg.Mounts)...)
+	if cfg.Role == provision.RoleCloudProvider {
+		// The cloud provider makes the Services' load balancers: it talks to this daemon.
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: d.socketPath(), Target: contract.DockerSocket})
+	}
 	publish := func(nodePort, hostPort int) {
 		if conf.ExposedPorts == nil {
 			conf.ExposedPorts, host.PortBindings = nat.PortSet{}, nat.PortMap{}
@@ -593,6 +607,25 @@ func (n *Node) Inspect(ctx context.Context) ([]byte, error) {
 		return raw, nil
 	}
 	return out.Bytes(), nil
+}
+
+// PublishedPorts is provision.Publisher: the host ports Docker gave the container's ports.
+func (n *Node) PublishedPorts(ctx context.Context) (map[string]int, error) {
+	c, err := n.d.cli.ContainerInspect(ctx, n.id)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting %s: %w", n.name, err)
+	}
+	out := map[string]int{}
+	if c.NetworkSettings != nil {
+		for p, bs := range c.NetworkSettings.Ports {
+			for _, b := range bs {
+				if hp, err := strconv.Atoi(b.HostPort); err == nil && hp != 0 {
+					out[string(p)] = hp
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 func (n *Node) Name() string    { return n.name }

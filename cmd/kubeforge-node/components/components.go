@@ -45,6 +45,7 @@ var table = map[string]Runner{
 	"kubelet":                 cobraRunner(func() *cobra.Command { return kubelet.NewKubeletCommand(context.Background()) }),
 	"kube-proxy":              cobraRunner(proxy.NewProxyCommand),
 	"netctl":                  netctlRunner,
+	"cloud-provider":          cloudRunner,
 	// storage-provisioner serves the default StorageClass "standard": see node/localpv.
 	"storage-provisioner": cobraRunner(localpv.NewCommand),
 	// etcd-member adds or removes a stacked etcd member (HA control planes): see node/etcdmember.

@@ -189,7 +189,7 @@ func newService(g *globals) *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "service SERVICE",
-		Short: "Print URLs that reach a NodePort service from the host",
+		Short: "Print URLs that reach a NodePort or LoadBalancer service from the host",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return kferr.Usage("name one service, e.g. `kubeforge service web --url`")
@@ -215,9 +215,13 @@ func newService(g *globals) *cobra.Command {
 					return nil
 				}
 				tw := tabwriter.NewWriter(g.streams.Out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tPORT\tNODEPORT\tURL")
+				fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tPORT\tNODEPORT\tURL\tLOADBALANCER")
 				for _, u := range urls {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", namespace, args[0], u.Port, u.NodePort, u.URL)
+					lb := u.LoadBalancer
+					if lb == "" {
+						lb = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", namespace, args[0], u.Port, u.NodePort, u.URL, lb)
 				}
 				return tw.Flush()
 			})
