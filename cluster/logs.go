@@ -250,7 +250,14 @@ func exportNode(ctx context.Context, n provision.Node, dir string) []error {
 	if st, err := n.State(ctx); err != nil || st != provision.StateRunning {
 		return errs // a stopped node has its console and inspect only
 	}
+	if n.Role() == provision.RoleServiceLB {
+		return errs // a Service's forwarder: everything it says is on its console
+	}
+	kubeNode := !provision.IsLoadBalancer(n) && !provision.IsService(n)
 	for file, args := range nodeDiagnostics {
+		if args[0] == "crictl" && !kubeNode {
+			continue // no container runtime there
+		}
 		write(file, func(w io.Writer) error { return n.Run(ctx, provision.Cmd{Args: args, Stdout: w, Stderr: w}) })
 	}
 	// The services' log files and the pods' (container runtime) logs, as files.

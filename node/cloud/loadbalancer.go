@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -43,6 +44,9 @@ type LoadBalancers struct {
 	Image   string // the node image the containers run (kubeforge-init svclb)
 	Docker  *client.Client
 	Nodes   corelisters.NodeLister
+
+	// mu serializes the changes: two Services made at once must not pick the same address.
+	mu sync.Mutex
 }
 
 // name is the machine of svc.
@@ -71,6 +75,8 @@ func (l *LoadBalancers) GetLoadBalancer(ctx context.Context, _ string, svc *v1.S
 // EnsureLoadBalancer makes svc's machine, or makes it again when its ports or nodes changed
 // (keeping its address and host ports), and returns its address.
 func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v1.Service, nodes []*v1.Node) (*v1.LoadBalancerStatus, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	ports, err := servicePorts(svc)
 	if err != nil {
 		return nil, err
@@ -90,12 +96,16 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 	if ok {
 		ip := containerIP(c, l.Network)
 		if c.Config.Labels[contract.LabelServiceConfig] == hash && ip.IsValid() {
-			if c.State == nil || !c.State.Running {
-				if err := l.Docker.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-					return nil, fmt.Errorf("start %s: %w", name, err)
-				}
+			if c.State != nil && c.State.Running {
+				return status(ip), nil
 			}
-			return status(ip), nil
+			err := l.Docker.ContainerStart(ctx, c.ID, container.StartOptions{})
+			if err == nil {
+				return status(ip), nil
+			}
+			// Its address or a host port was taken meanwhile: make it anew below.
+			klog.InfoS("the load balancer does not start; making it again", "service", klog.KObj(svc), "machine", name, "err", err)
+			ip = netip.Addr{}
 		}
 		keepIP = ip
 		keepPorts = hostPorts(c)
@@ -108,7 +118,7 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 			return nil, err
 		}
 	}
-	klog.InfoS("making the load balancer", "service", klog.KObj(svc), "machine", name, "ip", keepIP, "ports", ports, "nodes", ips)
+	klog.InfoS("making the load balancer", "service", klog.KObj(svc), "machine", name, "ip", keepIP, "ports", fmt.Sprint(ports), "nodes", fmt.Sprint(ips))
 	if err := l.create(ctx, svc, name, hash, keepIP, ports, ips, keepPorts, false); err != nil {
 		if !portTaken(err) {
 			return nil, err
@@ -116,9 +126,6 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 		// A host port is taken (another cluster's Service, a program of the user's): Docker
 		// picks free ones.
 		klog.InfoS("a host port is taken; publishing on ports Docker picks", "service", klog.KObj(svc), "err", err)
-		if err := l.remove(ctx, name); err != nil {
-			return nil, err
-		}
 		if err := l.create(ctx, svc, name, hash, keepIP, ports, ips, nil, true); err != nil {
 			return nil, err
 		}
@@ -134,6 +141,8 @@ func (l *LoadBalancers) UpdateLoadBalancer(ctx context.Context, cluster string, 
 
 // EnsureLoadBalancerDeleted removes svc's machine.
 func (l *LoadBalancers) EnsureLoadBalancerDeleted(ctx context.Context, _ string, svc *v1.Service) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.remove(ctx, l.name(svc))
 }
 
@@ -187,6 +196,10 @@ func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash 
 		return fmt.Errorf("create %s: %w", name, err)
 	}
 	if err := l.Docker.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		// Not left half made: the next try makes it anew.
+		if rerr := l.Docker.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true}); rerr != nil {
+			klog.ErrorS(rerr, "removing a load balancer that did not start", "machine", name)
+		}
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	return nil
@@ -381,14 +394,20 @@ func containerIP(c container.InspectResponse, netName string) netip.Addr {
 // hostPorts are the host ports c was given, by "PORT/proto".
 func hostPorts(c container.InspectResponse) map[string]string {
 	out := map[string]string{}
-	if c.NetworkSettings != nil {
-		for p, bs := range c.NetworkSettings.Ports {
+	add := func(m nat.PortMap) {
+		for p, bs := range m {
 			for _, b := range bs {
 				if b.HostPort != "" && b.HostPort != "0" {
 					out[string(p)] = b.HostPort
 				}
 			}
 		}
+	}
+	if c.HostConfig != nil {
+		add(c.HostConfig.PortBindings) // what was asked (a stopped container has only this)
+	}
+	if c.NetworkSettings != nil {
+		add(c.NetworkSettings.Ports) // what Docker gave
 	}
 	return out
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -17,6 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -177,6 +179,19 @@ func TestDockerRestart(t *testing.T) {
 	if node := e.writeVolume(ctx, cs, name, "data", "kept-across-dockerd"); node != worker {
 		t.Errorf("the volume's pod runs on %s, want the worker %s", node, worker)
 	}
+	// A LoadBalancer Service (CoreDNS over UDP) answers from the host before and after.
+	dnsSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns", Namespace: "kube-system"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"k8s-app": "kube-dns"},
+			Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt(53)}}},
+	}
+	if _, err := cs.CoreV1().Services("kube-system").Create(ctx, dnsSvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lbAddr := net.JoinHostPort(externalIP(ctx, t, cs, "kube-system", "dns"), "53")
+	if err := answers(ctx, "DNS at the load balancer "+lbAddr, "10.96.0.1", func() (string, error) { return dnsAsk(ctx, "udp", lbAddr) }); err != nil {
+		t.Error(err)
+	}
 
 	restartDockerd(ctx, t, pid)
 	since := time.Now()
@@ -204,6 +219,9 @@ func TestDockerRestart(t *testing.T) {
 		t.Errorf("DNS from a pod after the daemon restart: %v", r)
 	}
 	t.Logf("DNS answers %.1fs after dockerd", time.Since(since).Seconds())
+	if err := answers(ctx, "DNS at the load balancer "+lbAddr+" after the daemon restart", "10.96.0.1", func() (string, error) { return dnsAsk(ctx, "udp", lbAddr) }); err != nil {
+		t.Error(err)
+	}
 	if out := e.ok(ctx, "status", "--name", name, "-o", "json").Stdout; !strings.Contains(out, `"state": "Running"`) {
 		t.Errorf("status after the daemon restart:\n%s", out)
 	}

@@ -11,69 +11,36 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 )
 
-// echoDeployment serves its pod's name over HTTP on port 80 and over UDP on port 5353 (one
-// datagram in, the name back).
-func echoDeployment() *appsv1.Deployment {
-	labels := map[string]string{"app": "echo"}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "echo"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](1),
-					Containers: []corev1.Container{{
-						Name:  "echo",
-						Image: BusyboxImage,
-						Command: []string{"sh", "-c", "busybox mkdir -p /www && hostname > /www/index.html && " +
-							"busybox udpsvd 0 5353 busybox hostname & exec busybox httpd -f -p 80 -h /www"},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt(80)}},
-							PeriodSeconds: 1,
-						},
-					}},
-				},
-			},
-		},
+// dnsAsk resolves the kubernetes Service's name through the DNS server at addr, over network
+// (udp or tcp), and returns the first address.
+func dnsAsk(ctx context.Context, network, addr string) (string, error) {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		return d.DialContext(ctx, network, addr)
+	}}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	ips, err := r.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
+	if err != nil || len(ips) == 0 {
+		return "", fmt.Errorf("lookup via %s %s: %v", network, addr, err)
 	}
+	return ips[0], nil
 }
 
-// udpAsk sends one datagram to addr and returns the answer.
-func udpAsk(addr string) (string, error) {
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(2 * time.Second)); err != nil {
-		return "", err
-	}
-	if _, err := c.Write([]byte("who\n")); err != nil {
-		return "", err
-	}
-	b := make([]byte, 512)
-	n, err := c.Read(b)
-	return strings.TrimSpace(string(b[:n])), err
-}
-
-// answers polls until get returns a pod name of echo.
-func answers(ctx context.Context, what string, get func() (string, error)) error {
+// answers polls until get returns something starting with want.
+func answers(ctx context.Context, what, want string, get func() (string, error)) error {
 	var last string
 	var lastErr error
 	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		last, lastErr = get()
-		return lastErr == nil && strings.HasPrefix(last, "echo-"), nil
+		return lastErr == nil && strings.HasPrefix(last, want), nil
 	})
 	if err != nil {
 		return fmt.Errorf("%s: got %q, %v: %w", what, last, lastErr, err)
@@ -98,10 +65,10 @@ type serviceURL struct {
 	NodePort                int
 }
 
-// TestLoadBalancer: a Service of type LoadBalancer on a one-node cluster gets an address on the
-// cluster's network from the built-in cloud provider, answers there and at its 127.0.0.1 ports
-// from the host (TCP and UDP, several ports), keeps both over stop/start, and stops answering
-// when the Service is deleted; delete leaves nothing.
+// TestLoadBalancer: Services of type LoadBalancer on a one-node cluster get addresses on the
+// cluster's network from the built-in cloud provider, answer there and at their 127.0.0.1 ports
+// from the host (TCP and UDP, several ports, one port number with both), keep both over
+// stop/start, and stop answering when the Service is deleted; delete leaves nothing.
 func TestLoadBalancer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -112,29 +79,44 @@ func TestLoadBalancer(t *testing.T) {
 	cs := e.clientset(name)
 	buildBusybox(ctx, t, e.docker)
 	e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
-	if _, err := cs.AppsV1().Deployments("default").Create(ctx, echoDeployment(), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.AppsV1().Deployments("default").Create(ctx, webDeployment(1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "echo"},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "echo"},
+	// Two Services: web, two TCP ports to the web server; dns, CoreDNS over UDP and TCP (one
+	// port number, both protocols).
+	web := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "web"},
 			Ports: []corev1.ServicePort{
 				{Name: "http", Port: 80, TargetPort: intstr.FromInt(80)},
 				{Name: "alt", Port: 8081, TargetPort: intstr.FromInt(80)},
-				{Name: "udp", Port: 5353, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt(5353)},
+			}},
+	}
+	dns := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns", Namespace: "kube-system"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"k8s-app": "kube-dns"},
+			Ports: []corev1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt(53)},
+				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt(53)},
 			}},
 	}
 	created := time.Now()
-	if _, err := cs.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, s := range []*corev1.Service{web, dns} {
+		if _, err := cs.CoreV1().Services(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ip := externalIP(ctx, t, cs, "echo")
-	t.Logf("external IP %s after %s", ip, time.Since(created).Round(time.Millisecond))
+	webIP := externalIP(ctx, t, cs, "default", "web")
+	t.Logf("web: external IP %s after %s", webIP, time.Since(created).Round(time.Millisecond))
+	dnsIP := externalIP(ctx, t, cs, "kube-system", "dns")
+	if dnsIP == webIP {
+		t.Fatalf("both Services got %s", webIP)
+	}
 
-	urls := func() map[string]serviceURL {
+	urls := func(t *testing.T, ns, svc string) map[string]serviceURL {
 		t.Helper()
 		var us []serviceURL
-		r := e.ok(ctx, "service", "echo", "--name", name, "-o", "json")
+		r := e.ok(ctx, "service", svc, "-n", ns, "--name", name, "-o", "json")
 		if err := json.Unmarshal([]byte(r.Stdout), &us); err != nil {
 			t.Fatalf("service -o json: %v: %s", err, r.Stdout)
 		}
@@ -144,66 +126,77 @@ func TestLoadBalancer(t *testing.T) {
 		}
 		return m
 	}
-	check := func(t *testing.T, when string) map[string]serviceURL {
-		u := urls()
-		if len(u) != 3 {
-			t.Fatalf("%s: service --url: %+v, want 3 ports", when, u)
-		}
-		for port, want := range map[string]string{"http": "http://" + ip + ":80", "alt": "http://" + ip + ":8081", "udp": "udp://" + ip + ":5353"} {
-			if u[port].LoadBalancer != want || !strings.HasPrefix(u[port].URL, strings.SplitN(want, ":", 2)[0]+"://127.0.0.1:") {
-				t.Errorf("%s: port %s: %+v, want the load balancer at %s and a 127.0.0.1 URL", when, port, u[port], want)
+	check := func(t *testing.T, when string) (map[string]serviceURL, map[string]serviceURL) {
+		w, d := urls(t, "default", "web"), urls(t, "kube-system", "dns")
+		want := map[string]string{"http": "http://" + webIP + ":80", "alt": "http://" + webIP + ":8081"}
+		for port, lb := range want {
+			u := w[port]
+			if u.LoadBalancer != lb || !strings.HasPrefix(u.URL, "http://127.0.0.1:") {
+				t.Errorf("%s: web port %s: %+v, want the load balancer at %s and a 127.0.0.1 URL", when, port, u, lb)
 			}
-		}
-		for _, port := range []string{"http", "alt"} {
-			for _, url := range []string{u[port].LoadBalancer, u[port].URL} {
-				if err := answers(ctx, when+": "+url, func() (string, error) { return httpGet(ctx, url) }); err != nil {
+			for _, url := range []string{u.LoadBalancer, u.URL} {
+				if err := answers(ctx, when+": "+url, "web-", func() (string, error) { return httpGet(ctx, url) }); err != nil {
 					t.Error(err)
 				}
 			}
 		}
-		for _, url := range []string{u["udp"].LoadBalancer, u["udp"].URL} {
-			addr := strings.TrimPrefix(url, "udp://")
-			if err := answers(ctx, when+": "+url, func() (string, error) { return udpAsk(addr) }); err != nil {
-				t.Error(err)
+		for port, proto := range map[string]string{"dns": "udp", "dns-tcp": "http"} {
+			u := d[port]
+			if lb := proto + "://" + net.JoinHostPort(dnsIP, "53"); u.LoadBalancer != lb || !strings.HasPrefix(u.URL, proto+"://127.0.0.1:") {
+				t.Errorf("%s: dns port %s: %+v, want the load balancer at %s and a 127.0.0.1 URL", when, port, u, lb)
+			}
+			network := map[string]string{"udp": "udp", "http": "tcp"}[proto]
+			for _, url := range []string{u.LoadBalancer, u.URL} {
+				addr := url[strings.Index(url, "://")+3:]
+				if err := answers(ctx, when+": DNS over "+network+" at "+addr, "10.96.0.1", func() (string, error) { return dnsAsk(ctx, network, addr) }); err != nil {
+					t.Error(err)
+				}
 			}
 		}
-		return u
+		return w, d
 	}
-	first := check(t, "created")
-	if r := e.ok(ctx, "service", "echo", "--name", name, "--url"); !strings.Contains(r.Stdout, first["http"].URL+"\n") {
-		t.Errorf("service --url: %q, want %s on a line", r.Stdout, first["http"].URL)
+	firstWeb, firstDNS := check(t, "created")
+	if r := e.ok(ctx, "service", "web", "--name", name, "--url"); !strings.Contains(r.Stdout, firstWeb["http"].URL+"\n") {
+		t.Errorf("service --url: %q, want %s on a line", r.Stdout, firstWeb["http"].URL)
 	}
 	// kubectl shows the address, as on a cloud.
-	if r := e.ok(ctx, "kubectl", "--name", name, "--", "get", "service", "echo", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"); strings.TrimSpace(r.Stdout) != ip {
-		t.Errorf("kubectl get service: external IP %q, want %s", r.Stdout, ip)
+	if r := e.ok(ctx, "kubectl", "--name", name, "--", "get", "service", "web", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"); strings.TrimSpace(r.Stdout) != webIP {
+		t.Errorf("kubectl get service: external IP %q, want %s", r.Stdout, webIP)
+	}
+	// The load balancers are not nodes.
+	var st struct{ Nodes []struct{ Name string } }
+	if err := json.Unmarshal([]byte(e.ok(ctx, "status", "--name", name, "-o", "json").Stdout), &st); err != nil || len(st.Nodes) != 1 {
+		t.Errorf("status -o json: %v, nodes %+v, want 1", err, st.Nodes)
 	}
 
 	t.Run("stop and start keep it", func(t *testing.T) {
 		e := e.sub(t)
 		e.ok(ctx, "stop", "--name", name)
 		e.ok(ctx, "start", "--name", name)
-		if got := externalIP(ctx, t, cs, "echo"); got != ip {
-			t.Errorf("external IP after stop/start %s, want %s", got, ip)
+		if got := externalIP(ctx, t, cs, "default", "web"); got != webIP {
+			t.Errorf("external IP after stop/start %s, want %s", got, webIP)
 		}
-		again := check(t, "after stop/start")
-		for port, u := range first {
-			if again[port].URL != u.URL {
-				t.Errorf("port %s: %s after stop/start, %s before", port, again[port].URL, u.URL)
+		w, d := check(t, "after stop/start")
+		for before, after := range map[*map[string]serviceURL]map[string]serviceURL{&firstWeb: w, &firstDNS: d} {
+			for port, u := range *before {
+				if after[port].URL != u.URL {
+					t.Errorf("port %s: %s after stop/start, %s before", port, after[port].URL, u.URL)
+				}
 			}
 		}
 	})
 
 	t.Run("deleted Service stops answering", func(t *testing.T) {
-		if err := cs.CoreV1().Services("default").Delete(ctx, "echo", metav1.DeleteOptions{}); err != nil {
+		if err := cs.CoreV1().Services("default").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		for _, url := range []string{first["http"].LoadBalancer, first["http"].URL} {
+		for _, url := range []string{firstWeb["http"].LoadBalancer, firstWeb["http"].URL} {
 			if err := silent(ctx, url, func() (string, error) { return httpGet(ctx, url) }); err != nil {
 				t.Error(err)
 			}
 		}
 		if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			_, err := e.docker.ContainerInspect(ctx, name+"-svc-default-echo")
+			_, err := e.docker.ContainerInspect(ctx, name+"-svc-default-web")
 			return err != nil, nil
 		}); err != nil {
 			t.Errorf("the Service's load-balancer container is still there: %v", err)
@@ -216,12 +209,12 @@ func TestLoadBalancer(t *testing.T) {
 	}
 }
 
-// externalIP waits for Service name's load-balancer address.
-func externalIP(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string) string {
+// externalIP waits for Service ns/name's load-balancer address.
+func externalIP(ctx context.Context, t *testing.T, cs kubernetes.Interface, ns, name string) string {
 	t.Helper()
 	var ip string
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		s, err := cs.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+		s, err := cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil || len(s.Status.LoadBalancer.Ingress) == 0 {
 			return false, nil
 		}
