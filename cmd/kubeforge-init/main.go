@@ -19,8 +19,8 @@ import (
 
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/node/lb"
-	"kubeforge.dev/kubeforge/node/svclb"
 	"kubeforge.dev/kubeforge/node/supervisor"
+	"kubeforge.dev/kubeforge/node/svclb"
 )
 
 func main() {
