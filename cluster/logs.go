@@ -262,7 +262,11 @@ func exportNode(ctx context.Context, n provision.Node, dir string) []error {
 	}
 	// The services' log files and the pods' (container runtime) logs, as files.
 	var tarball bytes.Buffer
-	err := n.Run(ctx, provision.Cmd{Args: []string{"tar", "-C", "/var/log", "-cf", "-", "kubeforge", "pods"}, Stdout: &tarball})
+	dirs := []string{"kubeforge", "pods"}
+	if !kubeNode {
+		dirs = dirs[:1] // no pods there
+	}
+	err := n.Run(ctx, provision.Cmd{Args: append([]string{"tar", "-C", "/var/log", "-cf", "-"}, dirs...), Stdout: &tarball})
 	if err != nil {
 		return append(errs, fmt.Errorf("reading /var/log: %w", err))
 	}

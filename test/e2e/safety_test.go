@@ -816,12 +816,13 @@ func TestSafetyCollidingName(t *testing.T) {
 		return m
 	}
 	was := look()
-	if len(was.containers) != 2 || len(was.volumes) != 2 {
-		t.Fatalf("cluster %s: %+v, want 2 containers and 2 volumes", name, was)
+	// Two nodes and the cloud provider, each with its /var volume.
+	if len(was.containers) != 3 || len(was.volumes) != 3 {
+		t.Fatalf("cluster %s: %+v, want 3 containers and 3 volumes", name, was)
 	}
 	cs := e.clientset(name)
 	nodes := readyNodeNames(ctx, t, cs)
-	for _, other := range []string{name + "-m02", name + "-lb"} {
+	for _, other := range []string{name + "-m02", name + "-lb", name + "-cloud"} {
 		e.cleanupCluster(other) // if it was made after all
 		r := e.run(ctx, nil, "start", "--name", other)
 		failsCleanly(t, "start --name "+other, r)
