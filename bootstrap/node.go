@@ -228,8 +228,14 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 	}
 
 	// Kubelet and container runtime.
+	servingCert, servingKey, err := auth.KubeletServing(n.Name, n.IP.AsSlice())
+	if err != nil {
+		return f, err
+	}
+	f.add(kubeletconfig.ServingCertPath, servingCert, 0o644)
+	f.add(kubeletconfig.ServingKeyPath, servingKey, 0o600)
 	kc, err := kubeletconfig.Render(kubeletconfig.Options{ClusterDNS: dnsIP, ClusterDomain: c.DNSDomain, ResolvConf: contract.PodResolvConf, Emulated: slow,
-		SystemReserved: n.SystemReserved, FeatureGates: c.FeatureGates})
+		SystemReserved: n.SystemReserved, FeatureGates: c.FeatureGates, ServingCert: true})
 	if err != nil {
 		return f, err
 	}

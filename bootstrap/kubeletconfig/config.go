@@ -22,7 +22,11 @@ import (
 const (
 	ConfigPath     = "/var/lib/kubelet/config.yaml"
 	KubeconfigPath = "/etc/kubernetes/kubelet.conf"
-	ContainerdSock = "unix://" + contract.ContainerdSocket
+	// ServingCertPath and ServingKeyPath are the kubelet's serving certificate, signed by the
+	// cluster CA (so that clients of its API, metrics-server's scrapes, can verify it).
+	ServingCertPath = contract.PKIDir + "/kubelet-serving.crt"
+	ServingKeyPath  = contract.PKIDir + "/kubelet-serving.key"
+	ContainerdSock  = "unix://" + contract.ContainerdSocket
 )
 
 // Options are what the kubelet configuration depends on.
@@ -38,6 +42,9 @@ type Options struct {
 	FeatureGates map[string]bool
 	// Emulated is set for nodes whose CPU is emulated: the kubelet syncs its pods less often.
 	Emulated bool
+	// ServingCert makes the kubelet serve with ServingCertPath/ServingKeyPath rather than a
+	// certificate it signs itself.
+	ServingCert bool
 }
 
 func syncFrequency(emulated bool) time.Duration {
@@ -99,6 +106,9 @@ func Render(o Options) ([]byte, error) {
 		LocalStorageCapacityIsolation: ptr.To(true),
 		SystemReserved:                o.SystemReserved,
 		FeatureGates:                  o.FeatureGates,
+	}
+	if o.ServingCert {
+		c.TLSCertFile, c.TLSPrivateKeyFile = ServingCertPath, ServingKeyPath
 	}
 	b, err := yaml.Marshal(c)
 	if err != nil {

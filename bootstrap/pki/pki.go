@@ -8,6 +8,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -241,6 +242,33 @@ func (a *Authorities) Kubeconfig(server, contextName, commonName string, orgs []
 	kc.Contexts[contextName] = &clientcmdapi.Context{Cluster: contextName, AuthInfo: contextName}
 	kc.CurrentContext = contextName
 	return clientcmd.Write(*kc)
+}
+
+// KubeletServing returns a node's kubelet serving certificate and key (PEM), signed by the
+// cluster CA for the node's name and address, as the kubelet's serverTLSBootstrap would get them
+// through a CertificateSigningRequest (CN system:node:<name>, O system:nodes).
+func (a *Authorities) KubeletServing(node string, ip net.IP) (certPEM, keyPEMBytes []byte, err error) {
+	id := KubeletIdentity(node)
+	cfg := &pkiutil.CertConfig{
+		Config: certutil.Config{
+			CommonName:   id.CommonName,
+			Organization: id.Organizations,
+			AltNames:     certutil.AltNames{DNSNames: []string{node}, IPs: []net.IP{ip}},
+			Usages:       []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			NotBefore:    time.Now().Add(-kubeadmconstants.CertificateBackdate),
+		},
+		NotAfter:            time.Now().Add(kubeadmconstants.CertificateValidityPeriod),
+		EncryptionAlgorithm: Algorithm,
+	}
+	cert, key, err := pkiutil.NewCertAndKey(a.Cluster.Cert, a.Cluster.Key, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the kubelet serving certificate of %s: %w", node, err)
+	}
+	kp, err := keyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pkiutil.EncodeCertPEM(cert), kp, nil
 }
 
 // Well-known identities, as kubeadm makes them.

@@ -129,3 +129,32 @@ func TestKubeconfig(t *testing.T) {
 		t.Fatalf("subject %v", c.Subject)
 	}
 }
+
+func TestKubeletServing(t *testing.T) {
+	a, err := EnsureAuthorities(t.TempDir(), "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := a.KubeletServing("demo-m02", net.ParseIP("192.168.49.3"))
+	if err != nil || len(keyPEM) == 0 {
+		t.Fatalf("KubeletServing: %v", err)
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatal("no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(a.Cluster.Cert)
+	for _, host := range []string{"demo-m02", "192.168.49.3"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: host, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("the serving certificate does not verify for %s against the cluster CA: %v", host, err)
+		}
+	}
+	if cert.Subject.CommonName != "system:node:demo-m02" {
+		t.Errorf("CN %q", cert.Subject.CommonName)
+	}
+}
