@@ -79,6 +79,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	if err := c.Validate(); err != nil {
 		return res, kferr.Usage("%v", err)
 	}
+	if err := ValidateAddons(c.Addons); err != nil {
+		return res, err
+	}
 	dir, err := p.home.Dir(c.Name)
 	if err != nil {
 		return res, err
@@ -140,11 +143,18 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		}
 		if st.State == StateRunning {
 			res.AlreadyRunning, res.APIServer = true, st.APIServer
-			return res, nil
+		} else {
+			// Stopped (or partly): start its machines again and wait until it is usable.
+			res.Resumed = true
+			if err := cl.resume(ctx, &res); err != nil {
+				return res, err
+			}
 		}
-		// Stopped (or partly): start its machines again and wait until it is usable.
-		res.Resumed = true
-		return res, cl.resume(ctx, &res)
+		// `start --addons` of an existing cluster enables those it lacks.
+		if more := missing(c.Addons, cl.rec.Spec.Addons); len(more) > 0 {
+			return res, cl.enableAddons(ctx, more)
+		}
+		return res, nil
 	}
 	if err := p.checkNameFree(ctx, d, c.Name); err != nil {
 		return res, err
@@ -161,7 +171,11 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	if hasCloudProvider(d.Name()) {
 		steps = append(steps, stepCloudProvider())
 	}
-	steps = append(steps, stepControlPlane(), stepKubelet(), stepDNS(), stepReady())
+	steps = append(steps, stepControlPlane(), stepKubelet(), stepDNS())
+	if len(c.Addons) > 0 {
+		steps = append(steps, stepAddons(c.Addons, true))
+	}
+	steps = append(steps, stepReady())
 	if err := p.runSteps(ctx, b, steps, o.KeepOnFailure); err != nil {
 		return res, err
 	}

@@ -274,6 +274,21 @@ func (c *Cluster) AddNode(ctx context.Context, o AddNodeOptions) (NodeInfo, erro
 			return nil
 		}})
 	}
+	if len(l.rec.Spec.Addons) > 0 {
+		// The add-ons' pods may land on the new node: their images, which no registry serves.
+		steps = append(steps, step{run: func(ctx context.Context, b *build) error {
+			as, err := findAddons(l.rec.Spec.Addons)
+			if err != nil {
+				return err
+			}
+			for _, a := range as {
+				if err := c.p.addonImages(ctx, b.nodes, a); err != nil {
+					return err
+				}
+			}
+			return nil
+		}})
+	}
 	if err := c.p.runSteps(ctx, b, steps, o.KeepOnFailure); err != nil {
 		return info, err
 	}

@@ -52,16 +52,23 @@ func ensureBuilt(ctx context.Context, artifacts, version, bin, target, what, est
 	if err != nil {
 		return kferr.Usage("%v", err)
 	}
+	return runMake(ctx, artifacts, []string{target, "KUBE_VERSION=" + rel.Kubernetes}, what+" for Kubernetes "+rel.Kubernetes, estimate, log)
+}
+
+// runMake runs `make args...` in the kubeforge source tree artifacts, to build what (a missing
+// binary), with a progress line saying how long it takes (estimate).
+func runMake(ctx context.Context, artifacts string, args []string, what, estimate string, log *ui.Logger) error {
+	cmdline := "make " + strings.Join(args, " ")
 	if _, err := os.Stat(filepath.Join(artifacts, "Makefile")); err != nil {
-		return kferr.Environment(fmt.Sprintf("build it in the kubeforge source tree: make %s KUBE_VERSION=%s", target, rel.Kubernetes),
-			"%s for Kubernetes %s is not built (%s) and %s is not a kubeforge source tree", what, rel.Kubernetes, bin, artifacts)
+		return kferr.Environment(fmt.Sprintf("build it in the kubeforge source tree: %s", cmdline),
+			"%s is not built and %s is not a kubeforge source tree", what, artifacts)
 	}
 	if _, err := exec.LookPath("make"); err != nil {
-		return kferr.Environment("install make and Go 1.26+ (they build it from the source tree)", "%s for Kubernetes %s is not built and there is no make", what, rel.Kubernetes)
+		return kferr.Environment("install make and Go 1.26+ (they build it from the source tree)", "%s is not built and there is no make", what)
 	}
 	log = orDiscard(log)
-	step := log.Step(fmt.Sprintf("Building %s for Kubernetes %s (once: %s)", what, rel.Kubernetes, estimate))
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", artifacts, target, "KUBE_VERSION="+rel.Kubernetes)
+	step := log.Step(fmt.Sprintf("Building %s (once: %s)", what, estimate))
+	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory", "-C", artifacts}, args...)...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -69,8 +76,8 @@ func ensureBuilt(ctx context.Context, artifacts, version, bin, target, what, est
 		if len(tail) > 3000 {
 			tail = "..." + tail[len(tail)-3000:]
 		}
-		return step.Done(kferr.Environment(fmt.Sprintf("run `make %s KUBE_VERSION=%s` in %s to see the whole build", target, rel.Kubernetes, artifacts),
-			"building %s for Kubernetes %s: %v\n%s", what, rel.Kubernetes, err, tail))
+		return step.Done(kferr.Environment(fmt.Sprintf("run `%s` in %s to see the whole build", cmdline, artifacts),
+			"building %s: %v\n%s", what, err, tail))
 	}
 	return step.Done(nil)
 }

@@ -131,6 +131,20 @@ func CoreDNS(version, corednsBinary, caBundle string) Spec {
 	return s
 }
 
+// Program is the image of one static Go program (an add-on's): the binary at /<name>, its
+// entrypoint, and a /tmp for programs that write there (a read-only root mounts an emptyDir).
+func Program(ref, name, binary string, args ...string) Spec {
+	return Spec{
+		Ref:        ref,
+		Entrypoint: []string{"/" + name},
+		Cmd:        args,
+		Entries: []Entry{
+			{Path: "/" + name, Type: tar.TypeReg, Mode: 0o755, Source: binary},
+			{Path: "/tmp", Type: tar.TypeDir, Mode: 0o1777},
+		},
+	}
+}
+
 // Layer returns the uncompressed tar of the spec's files: sorted, with missing parent
 // directories added, all owned by root, all dated Epoch.
 func Layer(spec Spec) ([]byte, error) {

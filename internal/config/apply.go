@@ -140,6 +140,11 @@ func (f *File) Apply(c *spec.Cluster) error {
 	if len(fc.Nodes) > 0 {
 		c.Nodes = nodes(fc.Nodes, fail)
 	}
+	for _, a := range fc.Addons {
+		if !slices.Contains(c.Addons, a) {
+			c.Addons = append(c.Addons, a)
+		}
+	}
 	*c = c.WithName(c.Name)
 	return errors.Join(errs...)
 }

@@ -57,6 +57,7 @@ type Cluster struct {
 	ExtraArgs          map[string]map[string]Scalar `json:"extraArgs,omitempty"`
 	Ports              []Port                       `json:"ports,omitempty"`
 	Nodes              []Node                       `json:"nodes,omitempty"`
+	Addons             []string                     `json:"addons,omitempty"`
 }
 
 // Node is one entry of nodes. Nodes are named after the cluster, by position.

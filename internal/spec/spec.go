@@ -57,6 +57,8 @@ type Cluster struct {
 	// FeatureGates are set on every Kubernetes component of Components (--feature-gates, and the
 	// kubelet's featureGates).
 	FeatureGates map[string]bool `json:"featureGates,omitempty"`
+	// Addons are the optional cluster services enabled (`kubeforge addons list` names them).
+	Addons []string `json:"addons,omitempty"`
 }
 
 // Components whose flags ExtraArgs may set.

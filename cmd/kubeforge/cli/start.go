@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type startFlags struct {
 	driver   string
 	uri      string
 	accel    string
+	addons   []string
 }
 
 func newStart(g *globals) *cobra.Command {
@@ -121,6 +123,7 @@ func (o *startFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.driver, "driver", spec.DriverDocker, "what the nodes are: docker (containers) or kvm (VMs through libvirt)")
 	f.StringVar(&o.uri, "libvirt-uri", "", "libvirt daemon for --driver kvm: qemu:///system (default) or qemu+ssh://USER@HOST/system for a remote hypervisor")
 	f.StringVar(&o.accel, "accel", "", "VM acceleration for --driver kvm: kvm (default; needs /dev/kvm) or tcg (qemu's software emulation: works anywhere, slowly)")
+	f.StringSliceVar(&o.addons, "addons", nil, "optional cluster services to enable, comma-separated: "+strings.Join(cluster.AddonNames(), ", ")+" (`kubeforge addons list`); added to the config file's")
 	f.StringArrayVar(&o.ports, "port", nil, "publish a NodePort on the host: HOST:NODEPORT makes 127.0.0.1:HOST reach NODEPORT (repeatable)")
 }
 
@@ -181,6 +184,9 @@ func (o startFlags) check(flags *pflag.FlagSet) error {
 			return err
 		}
 	}
+	if err := cluster.ValidateAddons(o.addons); err != nil {
+		return kferr.Usage("--addons: %v", err)
+	}
 	return nil
 }
 
@@ -240,6 +246,11 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 		}
 		if set("memory") {
 			c.Nodes[i].Memory = o.memory
+		}
+	}
+	for _, a := range o.addons {
+		if !slices.Contains(c.Addons, a) {
+			c.Addons = append(c.Addons, a)
 		}
 	}
 	if set("port") {
