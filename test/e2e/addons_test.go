@@ -100,11 +100,20 @@ func TestAddonsMetricsServer(t *testing.T) {
 	if d := time.Since(began); d > time.Minute {
 		t.Logf("kubectl top nodes answered %s after addons enable (the issue asks within a minute; a first build of the image is included)", d.Round(time.Second))
 	}
-	pods := e.ok(ctx, "kubectl", "--name", name, "--", "top", "pods", "-A", "--no-headers").Stdout
-	for _, want := range []string{"kube-system", "coredns", "metrics-server", "kube-apiserver-" + name} {
-		if !strings.Contains(pods, want) {
-			t.Errorf("kubectl top pods -A lacks %q:\n%s", want, pods)
+	// A pod shows once metrics-server has two samples of it: the pods of every node within a
+	// minute.
+	var pods string
+	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods = e.ok(ctx, "kubectl", "--name", name, "--", "top", "pods", "-A", "--no-headers").Stdout
+		for _, want := range []string{"kube-system", "coredns-", "metrics-server-", "kube-apiserver-" + name, "etcd-" + name} {
+			if !strings.Contains(pods, want) {
+				return false, nil
+			}
 		}
+		return strings.Count(pods, "kube-proxy-") == len(nodes), nil
+	})
+	if err != nil {
+		t.Errorf("kubectl top pods -A does not list CoreDNS, metrics-server, the control plane and kube-proxy of each node within a minute: %v\n%s", err, pods)
 	}
 	if a := e.addonList(ctx, name)["metrics-server"]; !a.Enabled {
 		t.Errorf("metrics-server after enable: %+v", a)
