@@ -31,6 +31,20 @@ const (
 	StateDir = "/var/lib/kubeforge"
 )
 
+// VMNetworkPath is a VM node's network configuration (VMNetwork, JSON): the libvirt driver
+// (provision/libvirt) writes it into the node's seed disk, the supervisor (node/supervisor)
+// configures the VM's network from it at boot.
+const VMNetworkPath = "/etc/kubeforge/vm-network.json"
+
+// VMNetwork is a VM node's static network configuration (VMNetworkPath).
+type VMNetwork struct {
+	Hostname  string   `json:"hostname"`
+	Interface string   `json:"interface"` // default eth0
+	Address   string   `json:"address"`   // CIDR, e.g. 192.168.130.2/24
+	Gateway   string   `json:"gateway"`
+	DNS       []string `json:"dns,omitempty"`
+}
+
 // Kubernetes files, as kubeadm lays them out.
 const (
 	// ManifestsDir holds the control plane's static pod manifests.

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // A VM node boots the kernel with VMBootArg and init=kubeforge-init: the supervisor is the VM's
@@ -34,18 +36,6 @@ const SeedDevice = "/dev/vdb"
 // SeedDigestPath records the digest of the seed last unpacked: a seed is unpacked once, so a
 // restarted VM keeps what changed since.
 const SeedDigestPath = "/var/lib/kubeforge/seed.sha256"
-
-// VMNetworkPath is the VM's network configuration (VMNetwork, JSON), from the seed.
-const VMNetworkPath = "/etc/kubeforge/vm-network.json"
-
-// VMNetwork is a VM node's static network configuration.
-type VMNetwork struct {
-	Hostname  string   `json:"hostname"`
-	Interface string   `json:"interface"` // default eth0
-	Address   string   `json:"address"`   // CIDR, e.g. 192.168.130.2/24
-	Gateway   string   `json:"gateway"`
-	DNS       []string `json:"dns,omitempty"`
-}
 
 // VMKernelModules are loaded at boot: container storage, bridged pod traffic seen by iptables,
 // kube-proxy's and the CNI plugins' needs. A missing one is a warning (it may be built in).
@@ -91,7 +81,7 @@ func bootVM(r *reaper, logf func(string, ...any)) error {
 		{"seed", func() error { return unpackSeed(SeedDevice, "/", logf) }},
 		{"kernel modules", func() error { loadModules(r, logf); return nil }},
 		{"sysctls", func() error { return setSysctls(append(vmSysctls, DefaultSysctls...), logf) }},
-		{"network", func() error { return configureNetwork(r, VMNetworkPath) }},
+		{"network", func() error { return configureNetwork(r, contract.VMNetworkPath) }},
 	}
 	for _, st := range steps {
 		start := time.Now()
@@ -296,7 +286,7 @@ func configureNetwork(r *reaper, path string) error {
 	if err != nil {
 		return err
 	}
-	var n VMNetwork
+	var n contract.VMNetwork
 	if err := json.Unmarshal(b, &n); err != nil {
 		return fmt.Errorf("parsing %s: %w", path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/contract/vmimage"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/ui"
@@ -643,16 +645,32 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	if _, err := l.DomainDefineXML(domXML); err != nil {
 		return nil, fmt.Errorf("defining the domain of node %s: %w", cfg.Name, err)
 	}
-	net := cfg.Network
-	ones := net.Subnet.Bits()
-	netJSON := fmt.Sprintf(`{"hostname":%q,"interface":"eth0","address":"%s/%d","gateway":%q}`+"\n", cfg.Name, cfg.IP, ones, net.Gateway.String())
+	netJSON, err := vmNetworkFile(cfg.Name, cfg.IP, cfg.Network)
+	if err != nil {
+		return nil, err
+	}
 	n.pending = []seedFile{
-		{path: "etc/kubeforge/vm-network.json", mode: 0o644, data: []byte(netJSON)},
+		{path: strings.TrimPrefix(contract.VMNetworkPath, "/"), mode: 0o644, data: netJSON},
 		{path: "etc/ssh/ssh_host_ed25519_key", mode: 0o600, data: n.ssh.keys.hostPrivatePEM},
 		{path: "root/.ssh/authorized_keys", mode: 0o600, data: n.ssh.keys.AuthorizedKey()},
 	}
 	n.hasPending = true
 	return n, nil
+}
+
+// vmNetworkFile is the node's contract.VMNetworkPath: its host name and static address on the
+// cluster network, the network's gateway as default route (and name server).
+func vmNetworkFile(name string, ip netip.Addr, net provision.Network) ([]byte, error) {
+	b, err := json.Marshal(contract.VMNetwork{
+		Hostname:  name,
+		Interface: "eth0",
+		Address:   fmt.Sprintf("%s/%d", ip, net.Subnet.Bits()),
+		Gateway:   net.Gateway.String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // KernelCmdline boots a node: its disk as root, the supervisor as init, the console on the

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"libvirt.org/go/libvirtxml"
+
+	"kubeforge.dev/kubeforge/provision"
 )
 
 func TestKeysAreMadeOnceAndPinned(t *testing.T) {
@@ -139,5 +142,19 @@ func TestCheckDomainLabels(t *testing.T) {
 		if err := checkDomainLabels(tc.lab, tc.name); (err == nil) != tc.ok {
 			t.Errorf("checkDomainLabels(%+v, %q) = %v, want ok %v", tc.lab, tc.name, err, tc.ok)
 		}
+	}
+}
+
+// TestVMNetworkFile: the node's network file is byte for byte what the driver wrote before it
+// marshalled contract.VMNetwork (nodes made then read the same file).
+func TestVMNetworkFile(t *testing.T) {
+	net := provision.Network{Subnet: netip.MustParsePrefix("192.168.130.0/24"), Gateway: netip.MustParseAddr("192.168.130.1")}
+	b, err := vmNetworkFile("demo-control-plane", netip.MustParseAddr("192.168.130.2"), net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"hostname":"demo-control-plane","interface":"eth0","address":"192.168.130.2/24","gateway":"192.168.130.1"}` + "\n"
+	if string(b) != want {
+		t.Errorf("vm-network.json = %q, want %q", b, want)
 	}
 }
