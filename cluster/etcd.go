@@ -23,8 +23,8 @@ import (
 // Where snapshots pass through a control-plane node, and where the static pods wait during a
 // restore.
 const (
-	nodeSnapshotPath = "/var/lib/kubeforge/etcd-snapshot.db"
-	pausedManifests  = "/etc/kubernetes/manifests.paused-for-restore"
+	nodeSnapshotPath = contract.StateDir + "/etcd-snapshot.db"
+	pausedManifests  = contract.ManifestsDir + ".paused-for-restore"
 )
 
 // SnapshotStatus is what a saved or restored snapshot holds.

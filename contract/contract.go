@@ -51,6 +51,15 @@ const (
 	ManifestsDir = "/etc/kubernetes/manifests"
 	// PKIDir holds the node's certificates.
 	PKIDir = "/etc/kubernetes/pki"
+	// EtcdPKIDir holds etcd's certificates in a control-plane node.
+	EtcdPKIDir = PKIDir + "/etcd"
+	// EtcdCAFile is etcd's CA certificate: etcd, the API server and `kubeforge-node
+	// etcd-member` (node/etcdmember) trust it.
+	EtcdCAFile = EtcdPKIDir + "/ca.crt"
+	// EtcdClientCertFile and EtcdClientKeyFile are kubeadm's etcd health-check client
+	// credentials, which `kubeforge-node etcd-member` talks to the local etcd with.
+	EtcdClientCertFile = EtcdPKIDir + "/healthcheck-client.crt"
+	EtcdClientKeyFile  = EtcdPKIDir + "/healthcheck-client.key"
 	// PodResolvConf is the resolv.conf pods with dnsPolicy Default get, written at boot by
 	// `kubeforge-node netctl boot` (loopback name servers replaced by the node IP).
 	PodResolvConf = "/etc/kubeforge/resolv.conf"

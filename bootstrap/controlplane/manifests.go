@@ -83,13 +83,13 @@ func etcd(c Config) *corev1.Pod {
 		"initial-cluster":                initial,
 		"initial-cluster-state":          state,
 		"listen-metrics-urls":            "http://127.0.0.1:2381",
-		"cert-file":                      pki + "/etcd/server.crt",
-		"key-file":                       pki + "/etcd/server.key",
-		"trusted-ca-file":                pki + "/etcd/ca.crt",
+		"cert-file":                      contract.EtcdPKIDir + "/server.crt",
+		"key-file":                       contract.EtcdPKIDir + "/server.key",
+		"trusted-ca-file":                contract.EtcdCAFile,
 		"client-cert-auth":               "true",
-		"peer-cert-file":                 pki + "/etcd/peer.crt",
-		"peer-key-file":                  pki + "/etcd/peer.key",
-		"peer-trusted-ca-file":           pki + "/etcd/ca.crt",
+		"peer-cert-file":                 contract.EtcdPKIDir + "/peer.crt",
+		"peer-key-file":                  contract.EtcdPKIDir + "/peer.key",
+		"peer-trusted-ca-file":           contract.EtcdCAFile,
 		"peer-client-cert-auth":          "true",
 		"snapshot-count":                 "10000",
 		"feature-gates":                  "InitialCorruptCheck=true",
@@ -105,7 +105,7 @@ func etcd(c Config) *corev1.Pod {
 	}
 	p := pod(c, "etcd", args, []mount{
 		{"etcd-data", "/var/lib/etcd", corev1.HostPathDirectoryOrCreate, false},
-		{"etcd-certs", pki + "/etcd", corev1.HostPathDirectoryOrCreate, true},
+		{"etcd-certs", contract.EtcdPKIDir, corev1.HostPathDirectoryOrCreate, true},
 	}, probes{scheme: corev1.URISchemeHTTP, port: 2381, live: "/livez", ready: "/readyz", startup: "/readyz"})
 	p.Spec.Containers[0].Resources.Requests[corev1.ResourceMemory] = resource.MustParse("100Mi")
 	return p
@@ -120,7 +120,7 @@ func apiserver(c Config) *corev1.Pod {
 		"client-ca-file":                     pki + "/ca.crt",
 		"enable-admission-plugins":           "NodeRestriction",
 		"enable-bootstrap-token-auth":        "true",
-		"etcd-cafile":                        pki + "/etcd/ca.crt",
+		"etcd-cafile":                        contract.EtcdCAFile,
 		"etcd-certfile":                      pki + "/apiserver-etcd-client.crt",
 		"etcd-keyfile":                       pki + "/apiserver-etcd-client.key",
 		"etcd-servers":                       "https://127.0.0.1:2379",

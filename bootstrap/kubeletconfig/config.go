@@ -62,7 +62,7 @@ func Render(o Options) ([]byte, error) {
 		Authentication: kubeletv1beta1.KubeletAuthentication{
 			Anonymous: kubeletv1beta1.KubeletAnonymousAuthentication{Enabled: ptr.To(false)},
 			Webhook:   kubeletv1beta1.KubeletWebhookAuthentication{Enabled: ptr.To(true), CacheTTL: metav1.Duration{Duration: 0}},
-			X509:      kubeletv1beta1.KubeletX509Authentication{ClientCAFile: "/etc/kubernetes/pki/ca.crt"},
+			X509:      kubeletv1beta1.KubeletX509Authentication{ClientCAFile: contract.PKIDir + "/ca.crt"},
 		},
 		Authorization: kubeletv1beta1.KubeletAuthorization{
 			Mode: kubeletv1beta1.KubeletAuthorizationModeWebhook,
@@ -75,7 +75,7 @@ func Render(o Options) ([]byte, error) {
 		ClusterDNS:               []string{o.ClusterDNS.String()},
 		ClusterDomain:            o.ClusterDomain,
 		ContainerRuntimeEndpoint: ContainerdSock,
-		StaticPodPath:            "/etc/kubernetes/manifests",
+		StaticPodPath:            contract.ManifestsDir,
 		ResolverConfig:           ptr.To(o.ResolvConf),
 		// The host's cgroup v1 is still supported by v1.36 when asked (users on cgroup v2 are unaffected).
 		FailCgroupV1: ptr.To(false),

@@ -22,6 +22,8 @@ import (
 	kubeadmconstants "k8s.io/kubernetes/cmd/kubeadm/app/constants"
 	certsphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/certs"
 	"k8s.io/kubernetes/cmd/kubeadm/app/util/pkiutil"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 // Algorithm is the key type of every key kubeforge makes: ECDSA P-256 is as strong as RSA-3072 and
@@ -69,8 +71,8 @@ func (n Node) initConfiguration(dir string) *kubeadmapi.InitConfiguration {
 // Files maps a path relative to the node's root (e.g. "etc/kubernetes/pki/ca.crt") to content.
 type Files map[string][]byte
 
-// PKIDir is where kubeadm keeps certificates inside a node.
-const PKIDir = "/etc/kubernetes/pki"
+// PKIDir is where kubeadm keeps certificates inside a node (contract.PKIDir).
+const PKIDir = contract.PKIDir
 
 // CA is a certificate authority loaded in memory.
 type CA struct {

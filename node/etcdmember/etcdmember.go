@@ -20,13 +20,15 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
-// Paths of the client credentials in a control-plane node (kubeadm's layout).
+// Paths of the client credentials in a control-plane node (kubeadm's layout, see contract).
 const (
-	CAFile   = "/etc/kubernetes/pki/etcd/ca.crt"
-	CertFile = "/etc/kubernetes/pki/etcd/healthcheck-client.crt"
-	KeyFile  = "/etc/kubernetes/pki/etcd/healthcheck-client.key"
+	CAFile   = contract.EtcdCAFile
+	CertFile = contract.EtcdClientCertFile
+	KeyFile  = contract.EtcdClientKeyFile
 	Endpoint = "https://127.0.0.1:2379"
 )
 
