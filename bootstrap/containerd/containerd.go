@@ -1,4 +1,4 @@
-// Package runtime renders the node's container runtime setup: containerd 2.x's config.toml and
+// Package containerd renders the node's container runtime setup: containerd 2.x's config.toml and
 // the supervisor services that run containerd and import the node image's preloaded images.
 //
 // It is imported by the host side (which combines these services with the kubelet's and copies
@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/contract/cniconf"
 	"kubeforge.dev/kubeforge/contract/services"
 )
 
@@ -39,8 +40,8 @@ const (
 // Defaults of Options.
 const (
 	DefaultSandboxImage      = "kubeforge.local/pause:3.10"
-	DefaultCNIBinDir         = "/usr/lib/cni" // Debian's containernetworking-plugins
-	DefaultCNIConfDir        = "/etc/cni/net.d"
+	DefaultCNIBinDir         = cniconf.BinDir
+	DefaultCNIConfDir        = cniconf.DefaultConfDir
 	DefaultSnapshotter       = "overlayfs"
 	DefaultRegistryConfigDir = "/etc/containerd/certs.d"
 	DefaultRoot              = "/var/lib/containerd"

@@ -19,6 +19,9 @@ const (
 	ConfFileName = "10-kubeforge.conflist"
 	// DefaultConfDir is where the CNI config is written (containerd's conf_dir).
 	DefaultConfDir = "/etc/cni/net.d"
+	// BinDir is where the node image has the CNI plugins (Debian's containernetworking-plugins;
+	// containerd's bin_dirs).
+	BinDir = "/usr/lib/cni"
 	// BridgeName is the Linux bridge the bridge plugin creates; pods' gateway is on it.
 	BridgeName = "kfbr0"
 	// CNIVersion is the CNI spec version of the config: the newest that Debian bookworm's

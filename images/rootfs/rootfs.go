@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"kubeforge.dev/kubeforge/contract/cniconf"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/ui"
 )
@@ -48,7 +49,7 @@ var DefaultPackages = []string{
 	"util-linux",
 }
 
-// KeptCNIPlugins are the CNI plugins left in /usr/lib/cni.
+// KeptCNIPlugins are the CNI plugins left in cniconf.BinDir (/usr/lib/cni).
 var KeptCNIPlugins = map[string]bool{
 	"bandwidth":  true,
 	"bridge":     true,
@@ -209,7 +210,7 @@ func Clean(dir string) error {
 		}
 	}
 	// Of the CNI plugins, keep those a node's network can use; drop the rest (dhcp alone is 7 MB).
-	plugins, err := filepath.Glob(filepath.Join(dir, "usr/lib/cni/*"))
+	plugins, err := filepath.Glob(filepath.Join(dir, cniconf.BinDir, "*"))
 	if err != nil {
 		return err
 	}
