@@ -11,8 +11,6 @@ import (
 
 	"github.com/docker/docker/client"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	cloudprovider "k8s.io/cloud-provider"
 	servicecontroller "k8s.io/cloud-provider/controllers/service"
 	"k8s.io/component-base/featuregate"
@@ -20,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/node/kubeclient"
 )
 
 // provider is the cloudprovider.Interface: load balancers only.
@@ -51,12 +50,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Cluster == "" || o.Network == "" || o.Image == "" {
 		return errors.New("kubeforge-cloud: -cluster, -network and -image are required")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", o.Kubeconfig, err)
-	}
-	cfg.UserAgent = "kubeforge-cloud"
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubeclient.New(o.Kubeconfig, kubeclient.UserAgent("kubeforge-cloud"))
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,13 @@ package localpv
 
 import (
 	"context"
-	"fmt"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"kubeforge.dev/kubeforge/node/kubeclient"
 )
 
 // NewCommand returns the `storage-provisioner` command, run until SIGTERM or SIGINT.
@@ -24,12 +23,7 @@ func NewCommand() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			// An empty kubeconfig path means the in-cluster config (the pod's ServiceAccount).
-			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-			if err != nil {
-				return fmt.Errorf("loading the API client config: %w", err)
-			}
-			cfg.UserAgent = "kubeforge-storage-provisioner"
-			client, err := kubernetes.NewForConfig(cfg)
+			client, err := kubeclient.New(kubeconfig, kubeclient.UserAgent("kubeforge-storage-provisioner"))
 			if err != nil {
 				return err
 			}

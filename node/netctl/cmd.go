@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"kubeforge.dev/kubeforge/node/kubeclient"
 )
 
 // Flags are the command-line settings of `kubeforge-node netctl`.
@@ -109,12 +109,7 @@ func Run(ctx context.Context, f Flags) error {
 	if !cidr.Addr().Is4() {
 		return errors.New("--cluster-cidr: only IPv4 is supported")
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("loading kubeconfig %q: %w", f.Kubeconfig, err)
-	}
-	cfg.UserAgent = "kubeforge-netctl"
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubeclient.New(f.Kubeconfig, kubeclient.UserAgent("kubeforge-netctl"))
 	if err != nil {
 		return err
 	}

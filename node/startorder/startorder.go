@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"kubeforge.dev/kubeforge/node/kubeclient"
 )
 
 // Bound is how long a component waits at most before it runs anyway.
@@ -98,12 +98,7 @@ func EtcdListening(ctx context.Context, servers []string) error {
 // kubeconfig's identity. /readyz includes the API server's bootstrap of its RBAC roles, so from
 // then on the component's requests are authorized.
 func APIServerReady(ctx context.Context, kubeconfig string) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return err
-	}
-	cfg.Timeout = 2 * time.Second
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubeclient.New(kubeconfig, kubeclient.Timeout(2*time.Second))
 	if err != nil {
 		return err
 	}
