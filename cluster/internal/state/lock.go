@@ -22,7 +22,8 @@ func (d Dir) lockFile() string { return filepath.Join(d.Root, "lock") }
 // processes never change one cluster at once: two `node add`s pick distinct names, a second
 // `start` finds the first one's cluster instead of tearing it down. When another process holds
 // it, waiting is called once with what that process said it does, and Lock waits until the lock
-// is free or ctx ends (then the error names the holder and the fix).
+// is free or ctx ends: past ctx's deadline the error is a timeout naming the holder and the fix;
+// when ctx is cancelled (Ctrl-C) it wraps ctx.Err() (context.Canceled), not a timeout.
 //
 // The lock is an flock(2) on <dir>/lock, released by the kernel when a process dies, so a crash
 // or kill -9 never leaves a cluster locked. `delete` removes the directory, lock file included,
@@ -53,7 +54,11 @@ func (d Dir) Lock(ctx context.Context, op string, waiting func(holder string)) (
 			select {
 			case <-ctx.Done():
 				f.Close()
-				return nil, kferr.Timeout(fmt.Sprintf("wait for it to finish (or stop it), then run this again; a longer --wait waits longer"),
+				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					// Cancelled (Ctrl-C): not a timeout, and not the cluster's fault.
+					return nil, fmt.Errorf("waiting for cluster %s (%s): %w", d.Name, holder, ctx.Err())
+				}
+				return nil, kferr.Timeout("wait for it to finish (or stop it), then run this again; a longer --wait waits longer",
 					"cluster %q is busy: %s", d.Name, holder)
 			case <-time.After(lockPoll):
 			}

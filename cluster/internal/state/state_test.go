@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,37 @@ func TestLockWaitsAndTimesOut(t *testing.T) {
 	// Nothing but the lock was made: nothing is left.
 	if _, err := os.Stat(d.Root); !os.IsNotExist(err) {
 		t.Errorf("an empty state directory was left: %v", err)
+	}
+}
+
+// TestLockWaitCancelled: a wait ended by a cancelled context (Ctrl-C) is the cancellation, not
+// the timeout "cluster is busy"; a wait that reaches the context's deadline is the timeout.
+func TestLockWaitCancelled(t *testing.T) {
+	d, _ := Home(t.TempDir()).Dir("c")
+	unlock, err := d.Lock(context.Background(), "start", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(150*time.Millisecond, cancel)
+	_, err = d.Lock(ctx, "stop", func(string) {})
+	if !errors.Is(err, context.Canceled) || kferr.Code(err) == kferr.ExitTimeout || strings.Contains(err.Error(), "busy") {
+		t.Errorf("cancelled wait: %v (exit code %d), want context.Canceled", err, kferr.Code(err))
+	}
+	// Cancelled with a deadline still ahead: the cancellation too.
+	ctx, cancel = context.WithTimeout(context.Background(), time.Hour)
+	time.AfterFunc(150*time.Millisecond, cancel)
+	if _, err = d.Lock(ctx, "stop", nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled wait with a deadline: %v, want context.Canceled", err)
+	}
+	// A parent's deadline is a timeout.
+	parent, cancelParent := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancelParent()
+	ctx, cancel = context.WithCancel(parent)
+	defer cancel()
+	if _, err = d.Lock(ctx, "stop", nil); kferr.Code(err) != kferr.ExitTimeout || errors.Is(err, context.Canceled) {
+		t.Errorf("wait past the deadline: %v (exit code %d), want a timeout", err, kferr.Code(err))
 	}
 }
 
