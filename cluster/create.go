@@ -191,7 +191,8 @@ func withWait(ctx context.Context, d time.Duration) (context.Context, context.Ca
 	return context.WithCancel(ctx)
 }
 
-// lockWait bounds the wait for another kubeforge on a cluster of a command without --wait.
+// lockWait bounds the wait for another kubeforge on a cluster when the caller's context has no
+// deadline (the CLI's commands that take the lock all bound theirs with --wait).
 const lockWait = 10 * time.Minute
 
 // lock takes cluster dir's lock for op, telling the user when it waits for another kubeforge;

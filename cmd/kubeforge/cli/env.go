@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -55,4 +57,23 @@ func printJSON(g *globals, v any) error {
 	}
 	_, err = fmt.Fprintln(g.streams.Out, string(b))
 	return err
+}
+
+// lockedWait is the default --wait of the commands that change a cluster quickly (stop, delete,
+// node stop, node delete): mostly a bound on the wait for another kubeforge on the cluster.
+const lockedWait = 10 * time.Minute
+
+// waitFlag adds --wait to a command that takes the cluster's lock: it bounds the whole command,
+// the wait for another kubeforge working on the cluster included.
+func waitFlag(c *cobra.Command, wait *time.Duration, def time.Duration) {
+	c.Flags().DurationVar(wait, "wait", def, "how long the command may take, waiting for another kubeforge working on the cluster included")
+}
+
+// waitContext is cmd's context bounded by --wait (a positive duration).
+func waitContext(cmd *cobra.Command, wait time.Duration) (context.Context, context.CancelFunc, error) {
+	if wait <= 0 {
+		return nil, nil, kferr.Usage("--wait must be a positive duration such as 10m, got %s", wait)
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+	return ctx, cancel, nil
 }

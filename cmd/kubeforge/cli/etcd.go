@@ -81,7 +81,7 @@ snapshot are gone; those deleted since are back.`,
 		sc.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
 	}
 	outputFlag(save, &output)
-	restore.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long to wait for the API server to answer again")
+	restore.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long the whole restore may take: waiting for another kubeforge working on the cluster, replacing etcd's data and waiting for the API server to answer again")
 	snap.AddCommand(save, restore)
 	c.AddCommand(snap)
 	return c

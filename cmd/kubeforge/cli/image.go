@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,7 +59,10 @@ prints its directory. Both are cached by the digest of their inputs.`,
 }
 
 func newImageLoad(g *globals) *cobra.Command {
-	var name string
+	var (
+		name string
+		wait time.Duration
+	)
 	c := &cobra.Command{
 		Use:   "load IMAGE...",
 		Short: "Copy images from the host's Docker into every node of a cluster (skipping nodes that have them)",
@@ -69,12 +73,19 @@ func newImageLoad(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel, err := waitContext(cmd, wait)
+			if err != nil {
+				return err
+			}
+			defer cancel()
 			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
-				return c.LoadImages(cmd.Context(), args)
+				return c.LoadImages(ctx, args)
 			})
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	// Copying large images into many (VM) nodes takes a while: a longer default.
+	waitFlag(c, &wait, 30*time.Minute)
 	return c
 }
 

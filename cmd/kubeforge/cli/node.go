@@ -106,7 +106,7 @@ func newNodeAdd(g *globals) *cobra.Command {
 	f.StringVar(&cpus, "cpus", "", "cap the node's CPUs (e.g. 1 or 1500m); its Node reports that much allocatable")
 	f.StringVar(&memory, "memory", "", "cap the node's memory (e.g. 2Gi); its Node reports that much allocatable")
 	f.BoolVar(&keep, "keep-on-failure", false, "keep a node that failed to join, for debugging")
-	f.DurationVar(&wait, "wait", 3*time.Minute, "how long to wait for the node to be Ready")
+	f.DurationVar(&wait, "wait", 3*time.Minute, "how long the whole add may take: waiting for another kubeforge working on the cluster, making the node and waiting for it to be Ready")
 	outputFlag(c, &output)
 	return c
 }
@@ -115,14 +115,20 @@ func newNodeDelete(g *globals) *cobra.Command {
 	var (
 		name  string
 		force bool
+		wait  time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "delete NODE",
 		Short: "Drain a node, then remove it from the cluster and delete its machine",
 		Args:  oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel, err := waitContext(cmd, wait)
+			if err != nil {
+				return err
+			}
+			defer cancel()
 			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
-				if err := c.DeleteNode(cmd.Context(), args[0], cluster.DeleteNodeOptions{Force: force}); err != nil {
+				if err := c.DeleteNode(ctx, args[0], cluster.DeleteNodeOptions{Force: force}); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.streams.Out, "Node %s deleted from cluster %q.\n", args[0], name)
@@ -132,18 +138,27 @@ func newNodeDelete(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
 	c.Flags().BoolVar(&force, "force", false, "do not drain the node first (its pods are deleted with it)")
+	waitFlag(c, &wait, lockedWait)
 	return c
 }
 
 func newNodeStop(g *globals) *cobra.Command {
-	var name string
+	var (
+		name string
+		wait time.Duration
+	)
 	c := &cobra.Command{
 		Use:   "stop NODE",
 		Short: "Stop a node's machine (it goes NotReady; its pods move after the pod eviction timeout)",
 		Args:  oneNode,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel, err := waitContext(cmd, wait)
+			if err != nil {
+				return err
+			}
+			defer cancel()
 			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
-				if err := c.StopNode(cmd.Context(), args[0]); err != nil {
+				if err := c.StopNode(ctx, args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(g.streams.Out, "Node %s stopped; `kubeforge node start %s` brings it back.\n", args[0], args[0])
@@ -152,6 +167,7 @@ func newNodeStop(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
+	waitFlag(c, &wait, lockedWait)
 	return c
 }
 
@@ -178,7 +194,7 @@ func newNodeStart(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
-	c.Flags().DurationVar(&wait, "wait", 3*time.Minute, "how long to wait for the node to be Ready")
+	c.Flags().DurationVar(&wait, "wait", 3*time.Minute, "how long the whole start may take: waiting for another kubeforge working on the cluster, starting the node and waiting for it to be Ready")
 	return c
 }
 
