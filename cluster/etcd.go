@@ -17,6 +17,7 @@ import (
 	"kubeforge.dev/kubeforge/cluster/internal/state"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -162,7 +163,9 @@ func resumeControlPlane(ctx context.Context, n provision.Node) error {
 func tarOf(name string, r io.Reader, size int64, dir string) io.Reader {
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(writeTarFile(pw, strings.TrimPrefix(path.Join(dir, name), "/"), r, size))
+		pw.CloseWithError(safe.Call(func() error {
+			return writeTarFile(pw, strings.TrimPrefix(path.Join(dir, name), "/"), r, size)
+		}))
 	}()
 	return pr
 }

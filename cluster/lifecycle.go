@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -53,7 +54,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 func stopAll(ctx context.Context, nodes []provision.Node) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, n := range nodes {
-		g.Go(func() error { return n.Stop(ctx) })
+		safe.Go(g, func() error { return n.Stop(ctx) })
 	}
 	return g.Wait()
 }
@@ -107,7 +108,7 @@ func stepStartMachines(l *live, stopped int) step {
 			if !b.restarted[n.Name()] && !provision.IsLoadBalancer(n) && !provision.IsService(n) {
 				continue
 			}
-			g.Go(func() error {
+			safe.Go(g, func() error {
 				if st, err := n.State(ctx); err == nil && st == provision.StateRunning {
 					return nil
 				}

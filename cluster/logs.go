@@ -28,6 +28,7 @@ import (
 	"kubeforge.dev/kubeforge/cluster/internal/redact"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -197,13 +198,11 @@ func (c *Cluster) ExportLogs(ctx context.Context, dir string) error {
 		mu.Unlock()
 	}
 	for _, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		safe.GoWait(&wg, func(err error) { fail(fmt.Errorf("node %s: %w", n.Name(), err)) }, func() {
 			for _, err := range exportNode(ctx, n, filepath.Join(dir, n.Name())) {
 				fail(fmt.Errorf("node %s: %w", n.Name(), err))
 			}
-		}()
+		})
 	}
 	{
 		d := c.dir

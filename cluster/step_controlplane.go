@@ -13,6 +13,7 @@ import (
 	"kubeforge.dev/kubeforge/bootstrap/addons"
 	"kubeforge.dev/kubeforge/bootstrap/rbacseed"
 	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/internal/versions"
 )
@@ -72,14 +73,14 @@ func (b *build) bringUpControlPlane(ctx context.Context, objs []runtime.Object) 
 	defer stopApplying()
 	seedCtx, stopSeeding := context.WithCancel(gctx)
 	defer stopSeeding()
-	g.Go(func() error {
+	safe.Go(g, func() error {
 		if err := addons.ApplyUntil(applyCtx, dyn, objs, every); err != nil {
 			return fmt.Errorf("applying the add-ons: %w", err)
 		}
 		return nil
 	})
 	if linked && len(b.spec.FeatureGates) == 0 {
-		g.Go(func() error {
+		safe.Go(g, func() error {
 			start := time.Now()
 			err := rbacseed.Create(seedCtx, b.kube.cs, rbacseed.Bootstrap(), every)
 			switch {
@@ -91,7 +92,7 @@ func (b *build) bringUpControlPlane(ctx context.Context, objs []runtime.Object) 
 			return nil
 		})
 	}
-	g.Go(func() error {
+	safe.Go(g, func() error {
 		if err := b.kube.up(gctx, 0, every); err != nil {
 			return b.waitError(gctx, err, "the API server")
 		}

@@ -14,6 +14,7 @@ import (
 
 	"kubeforge.dev/kubeforge/bootstrap/addons"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/spec"
 )
 
@@ -26,7 +27,7 @@ func stepKubelet() step {
 		cs := b.kube.cs
 		g, gctx := errgroup.WithContext(ctx)
 		for _, np := range b.plans {
-			g.Go(func() error {
+			safe.Go(g, func() error {
 				n, err := ready.NodeRegistered(gctx, cs, np.Name)
 				if err != nil {
 					return b.waitError(gctx, err, "node "+np.Name+" to register")

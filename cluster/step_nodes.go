@@ -20,6 +20,7 @@ import (
 	"kubeforge.dev/kubeforge/cluster/internal/state"
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -127,7 +128,7 @@ func (b *build) makeNodes(ctx context.Context, plans []nodePlan) error {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for i, np := range plans {
-		g.Go(func() error {
+		safe.Go(g, func() error {
 			n, err := b.makeNode(gctx, np, func() {
 				mu.Lock()
 				b.made = append(b.made, np.Name)

@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -77,10 +78,19 @@ func (n *Node) exec(ctx context.Context, cmd provision.Cmd, env []string) (start
 	stop := context.AfterFunc(ctx, resp.Close) // unblock the stream when ctx ends
 	defer stop()
 
+	// A panic while reading cmd.Stdin (the caller's reader) ends the copy; Run then fails with it.
+	stdinPanic := make(chan error, 1)
 	if cmd.Stdin != nil {
 		go func() {
-			_, _ = io.Copy(resp.Conn, cmd.Stdin)
+			err := safe.Call(func() error {
+				_, err := io.Copy(resp.Conn, cmd.Stdin)
+				return err
+			})
 			_ = resp.CloseWrite()
+			var pe *safe.PanicError
+			if errors.As(err, &pe) {
+				stdinPanic <- err
+			}
 		}()
 	}
 	tail := &tailBuffer{max: maxErrOutput}
@@ -92,6 +102,11 @@ func (n *Node) exec(ctx context.Context, cmd provision.Cmd, env []string) (start
 		stderr = io.MultiWriter(cmd.Stderr, tail)
 	}
 	_, copyErr := stdcopy.StdCopy(stdout, stderr, resp.Reader)
+	select {
+	case err := <-stdinPanic:
+		return true, fail(-1, tail.String(), err)
+	default:
+	}
 	if ctx.Err() != nil {
 		return true, fail(-1, tail.String(), ctx.Err())
 	}
@@ -162,28 +177,27 @@ func (n *Node) CopyTar(ctx context.Context, r io.Reader) error {
 	checked := make(chan error, 1)
 	go func() {
 		// Pass the bytes through unchanged while reading the entry names on the side.
-		tee := io.TeeReader(r, pw)
-		tr := tar.NewReader(tee)
-		var err error
-		for {
-			var h *tar.Header
-			h, err = tr.Next()
-			if err == io.EOF {
-				_, err = io.Copy(io.Discard, tee) // the archive's trailing blocks
-				break
-			}
-			if err != nil {
-				if !errors.Is(err, errCopyEnded) {
-					err = fmt.Errorf("read tar stream: %w", err)
+		err := safe.Call(func() error {
+			tee := io.TeeReader(r, pw)
+			tr := tar.NewReader(tee)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					_, err = io.Copy(io.Discard, tee) // the archive's trailing blocks
+					return err
 				}
-				break
+				if err != nil {
+					if !errors.Is(err, errCopyEnded) {
+						err = fmt.Errorf("read tar stream: %w", err)
+					}
+					return err
+				}
+				if onTmpfs(h.Name) {
+					return fmt.Errorf("%s is on a tmpfs (/run, /tmp) that Docker's copy cannot reach: put it elsewhere or write it with Run",
+						path.Clean("/"+h.Name))
+				}
 			}
-			if onTmpfs(h.Name) {
-				err = fmt.Errorf("%s is on a tmpfs (/run, /tmp) that Docker's copy cannot reach: put it elsewhere or write it with Run",
-					path.Clean("/"+h.Name))
-				break
-			}
-		}
+		})
 		pw.CloseWithError(err)
 		checked <- err
 	}()

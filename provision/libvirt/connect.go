@@ -18,6 +18,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 )
 
 // DefaultURI is the local system daemon.
@@ -73,7 +74,11 @@ func Connect(ctx context.Context, uri string) (*golibvirt.Libvirt, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		l, err := golibvirt.ConnectToURI(u)
+		var l *golibvirt.Libvirt
+		err := safe.Call(func() (err error) {
+			l, err = golibvirt.ConnectToURI(u)
+			return err
+		})
 		done <- result{l, err}
 	}()
 	select {
@@ -85,7 +90,7 @@ func Connect(ctx context.Context, uri string) (*golibvirt.Libvirt, error) {
 	case <-ctx.Done():
 		go func() { // the attempt may still succeed: close what it opens
 			if r := <-done; r.l != nil {
-				r.l.Disconnect()
+				_ = safe.Call(r.l.Disconnect) // a panic in it must not end the process
 			}
 		}()
 		return nil, kferr.Environment(fixFor(u, "check that the host is up and libvirtd runs there"),

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"kubeforge.dev/kubeforge/internal/fsutil"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -156,7 +157,7 @@ func (c *sshConn) get(ctx context.Context) (*ssh.Client, error) {
 	_ = conn.SetDeadline(time.Time{})
 	c.client = ssh.NewClient(sc, chans, reqs)
 	go func(cl *ssh.Client) { // forget the client when the connection ends
-		_ = cl.Wait()
+		_ = safe.Call(func() error { return cl.Wait() }) // a panic in it must not end the process
 		c.mu.Lock()
 		if c.client == cl {
 			c.client = nil
@@ -244,7 +245,7 @@ func (c *sshConn) exec(ctx context.Context, command string, cmd provision.Cmd) (
 		sess.Stdin = cmd.Stdin
 	}
 	done := make(chan error, 1)
-	go func() { done <- sess.Run(command) }()
+	go func() { done <- safe.Call(func() error { return sess.Run(command) }) }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():

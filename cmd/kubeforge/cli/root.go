@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/ui"
 )
 
@@ -47,7 +48,8 @@ var errInterrupted = errors.New("interrupted")
 // Main runs kubeforge with args and returns the exit code. The first Ctrl-C (or SIGTERM) cancels
 // the command, which undoes what it made and returns (exit 130, "interrupted"); a second one
 // quits at once through exit, leaving what was made for `kubeforge delete`. A panic is reported
-// as an internal error, never as a Go stack trace.
+// as an internal error, never as a Go stack trace (KUBEFORGE_DEBUG=1 adds it): here in the main
+// goroutine; the library's goroutines turn theirs into errors (internal/safe).
 func Main(args []string, s Streams) (code int) {
 	return runMain(args, s, os.Exit)
 }
@@ -56,7 +58,7 @@ func runMain(args []string, s Streams, exit func(int)) (code int) {
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(s.Err, "Error: internal error in kubeforge: %v\n", r)
-			fmt.Fprintf(s.Err, "Fix: this is a bug; please report it with the command you ran and `kubeforge export logs DIR` (run `kubeforge delete` if something was left half-made)\n")
+			fmt.Fprintf(s.Err, "Fix: %s\n", safe.Hint)
 			if os.Getenv("KUBEFORGE_DEBUG") != "" {
 				fmt.Fprintf(s.Err, "%s", debug.Stack())
 			}
