@@ -32,6 +32,7 @@ import (
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/ui"
 	"kubeforge.dev/kubeforge/internal/versions"
 )
@@ -355,12 +356,14 @@ func (p *plan) generate() error {
 func (p *plan) nodeTar(rootfsTar string) *io.PipeReader {
 	pr, pw := io.Pipe()
 	go func() {
-		f, err := os.Open(rootfsTar)
-		if err == nil {
-			err = writeNodeTar(pw, f, p.files)
-			f.Close()
-		}
-		pw.CloseWithError(err)
+		pw.CloseWithError(safe.Call(func() error {
+			f, err := os.Open(rootfsTar)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return writeNodeTar(pw, f, p.files)
+		}))
 	}()
 	return pr
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/ui"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -63,19 +64,21 @@ func loadOne(ctx context.Context, cli *client.Client, nodes []provision.Node, re
 
 	// Which nodes need it?
 	need := make([]bool, len(nodes))
+	checkErrs := make([]error, len(nodes)) // panics
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		safe.GoWait(&wg, func(err error) { checkErrs[i] = err }, func() {
 			nodeID, _ := NodeImageID(ctx, n, ref)
 			need[i] = nodeID != id
 			if !need[i] {
 				l.Debugf("image %s is already on node %s", ref, n.Name())
 			}
-		}()
+		})
 	}
 	wg.Wait()
+	if err := errors.Join(checkErrs...); err != nil {
+		return err
+	}
 	var targets []provision.Node
 	for i, n := range nodes {
 		if need[i] {
@@ -96,11 +99,9 @@ func loadOne(ctx context.Context, cli *client.Client, nodes []provision.Node, re
 
 	errs := make([]error, len(targets))
 	for i, n := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		safe.GoWait(&wg, func(err error) { errs[i] = err }, func() {
 			errs[i] = importInto(ctx, n, ref, id, archive)
-		}()
+		})
 	}
 	wg.Wait()
 	return step.Done(errors.Join(errs...))
@@ -199,9 +200,12 @@ func List(ctx context.Context, nodes []provision.Node) ([]NodeImage, error) {
 		if st, err := n.State(ctx); err != nil || st != provision.StateRunning {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		fail := func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, fmt.Errorf("listing the images of node %s: %w", n.Name(), err))
+		}
+		safe.GoWait(&wg, fail, func() {
 			out, err := provision.Output(ctx, n, "crictl", "images", "-o", "json")
 			var v struct {
 				Images []struct {
@@ -230,7 +234,7 @@ func List(ctx context.Context, nodes []provision.Node) ([]NodeImage, error) {
 					all[k].Nodes = append(all[k].Nodes, n.Name())
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	out := make([]NodeImage, 0, len(all))

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"kubeforge.dev/kubeforge/internal/apiretry"
+	"kubeforge.dev/kubeforge/internal/safe"
 )
 
 // FieldManager names kubeforge in managedFields.
@@ -61,7 +62,7 @@ func apply(ctx context.Context, objs []runtime.Object, one func(context.Context,
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(applyConcurrency)
 		for _, o := range wave {
-			g.Go(func() error { return one(gctx, o) })
+			safe.Go(g, func() error { return one(gctx, o) })
 		}
 		if err := g.Wait(); err != nil {
 			return err
@@ -110,7 +111,7 @@ func Delete(ctx context.Context, dyn dynamic.Interface, objs []runtime.Object) e
 			if order(o) != wave {
 				continue
 			}
-			g.Go(func() error {
+			safe.Go(g, func() error {
 				u, ri, err := resourceOf(dyn, o)
 				if err != nil {
 					return err

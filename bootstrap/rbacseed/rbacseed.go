@@ -22,6 +22,7 @@ import (
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
 
 	"kubeforge.dev/kubeforge/internal/apiretry"
+	"kubeforge.dev/kubeforge/internal/safe"
 )
 
 // FieldManager names kubeforge in the managedFields of the objects it creates.
@@ -89,7 +90,7 @@ func Create(ctx context.Context, cs kubernetes.Interface, p Policy, interval tim
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
 	for _, create := range creates {
-		g.Go(func() error { return createUntil(gctx, create, interval) })
+		safe.Go(g, func() error { return createUntil(gctx, create, interval) })
 	}
 	return g.Wait()
 }
