@@ -9,7 +9,7 @@
 #   make bench      measure start-to-usable, CPU time and idle memory into bench/results.md
 #   make lint       gofmt, go vet of every build configuration (hack/vet.sh), go.mod/go.sum tidy
 #   make tidy-check fails when `go mod tidy` would change go.mod or go.sum
-#   make fuzz       fuzz the config file parser for FUZZTIME (default 20s)
+#   make fuzz       fuzz the config file parser, names read from labels and the kubeconfig merge, FUZZTIME (default 20s) each
 #
 # The supported Kubernetes versions are internal/versions/kubernetes.tsv, newest (the default)
 # first; each row names the module file its node binary is built with (go.mod for the default,
@@ -146,8 +146,11 @@ tidy-check:
 # Fuzz `kubeforge start --config`'s parser (seeds: the example and the bad configs of its tests;
 # `make unit` runs the seeds). A failing input is saved in internal/config/testdata/fuzz/.
 FUZZTIME ?= 20s
+# One target per invocation (go test -fuzz allows no more), FUZZTIME each.
 fuzz:
 	$(GO) test ./internal/config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./provision -run '^$$' -fuzz '^FuzzLabelNames$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cluster/internal/kubeconfig -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -f $(BIN_DIR)/kubeforge $(BIN_DIR)/kubeforge-node $(BIN_DIR)/kubeforge-init
