@@ -44,7 +44,7 @@ func newSSH(g *globals) *cobra.Command {
 					return err
 				}
 				if len(after) == 0 {
-					return interactiveShell(g, target)
+					return interactiveShell(cmd.Context(), g, target)
 				}
 				err = target.Run(cmd.Context(), provision.Cmd{Args: after, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
 				var re *provision.RunError
@@ -62,7 +62,14 @@ func newSSH(g *globals) *cobra.Command {
 // interactiveShell opens a login shell with a terminal, through the program on the host the
 // node offers (docker exec -it, ssh -t); without it the shell runs over the driver's exec,
 // without a TTY.
-func interactiveShell(g *globals, n provision.Node) error {
+//
+// Ctrl-C: with a terminal, the program puts it in raw mode, so Ctrl-C is a byte the remote shell
+// gets (it interrupts the command running there, as in any shell) and kubeforge gets no signal;
+// the program is not tied to ctx (killing it would not stop the shell in the node anyway). Without
+// a terminal program, Ctrl-C is a signal to kubeforge, which cancels ctx: the shell over the
+// driver's exec is then stopped in the node (the driver's Run does that when ctx ends) and the
+// command ends as interrupted.
+func interactiveShell(ctx context.Context, g *globals, n provision.Node) error {
 	if t, ok := n.(provision.Terminal); ok {
 		argv, cleanup, found, err := t.TerminalCommand()
 		if err != nil {
@@ -81,5 +88,5 @@ func interactiveShell(g *globals, n provision.Node) error {
 		}
 	}
 	fmt.Fprintln(g.streams.Err, "(no terminal program found on the host: shell without a terminal)")
-	return n.Run(context.Background(), provision.Cmd{Args: []string{"bash", "-i"}, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
+	return n.Run(ctx, provision.Cmd{Args: []string{"bash", "-i"}, Stdin: g.streams.In, Stdout: g.streams.Out, Stderr: g.streams.Err})
 }
