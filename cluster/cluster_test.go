@@ -202,6 +202,38 @@ func TestCheckSubnets(t *testing.T) {
 	}
 }
 
+// networkDriverFake returns network from EnsureNetwork and counts DeleteNetwork calls.
+type networkDriverFake struct {
+	provision.Driver
+	network provision.Network
+	deleted int
+}
+
+func (d *networkDriverFake) EnsureNetwork(context.Context, string) (provision.Network, error) {
+	return d.network, nil
+}
+
+func (d *networkDriverFake) DeleteNetwork(context.Context, string) error {
+	d.deleted++
+	return nil
+}
+
+// TestNetworkUndoRemovesOnlyItsOwn: a failed start removes the network only when its network step
+// made it; one it found (left by something else) stays.
+func TestNetworkUndoRemovesOnlyItsOwn(t *testing.T) {
+	for _, created := range []bool{true, false} {
+		d := &networkDriverFake{network: provision.Network{Name: "kubeforge-dev", Subnet: netip.MustParsePrefix("192.168.49.0/24"), Created: created}}
+		b := &build{spec: spec.Default("dev"), driver: d}
+		steps := []step{stepNetwork(), {name: "fails", run: func(context.Context, *build) error { return errors.New("later step failed") }}}
+		if err := (&Provider{log: ui.Discard()}).runSteps(context.Background(), b, steps, false); err == nil {
+			t.Fatal("runSteps succeeded")
+		}
+		if want := map[bool]int{true: 1, false: 0}[created]; d.deleted != want {
+			t.Errorf("network Created=%v: DeleteNetwork called %d times, want %d", created, d.deleted, want)
+		}
+	}
+}
+
 func TestMachineMounts(t *testing.T) {
 	got := machineMounts([]spec.Mount{{HostPath: "/srv", ContainerPath: "/data", ReadOnly: true}})
 	if want := []provision.Mount{{HostPath: "/srv", ContainerPath: "/data", ReadOnly: true}}; !reflect.DeepEqual(got, want) {

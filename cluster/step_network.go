@@ -11,8 +11,8 @@ import (
 )
 
 // stepNetwork makes the cluster's own network (or finds it), and checks that the pod and service
-// subnets do not overlap it. Undo removes it: the cluster's lock is held, and a new cluster has
-// no machines on it.
+// subnets do not overlap it. Undo removes it only when this run made it (one found, left by
+// something else, stays): the cluster's lock is held, and a new cluster has no machines on it.
 func stepNetwork() step {
 	return step{name: "Network", run: func(ctx context.Context, b *build) error {
 		n, err := b.driver.EnsureNetwork(ctx, b.spec.Name)
@@ -22,6 +22,9 @@ func stepNetwork() step {
 		b.network = n
 		return checkSubnets(b.spec, n)
 	}, undo: func(ctx context.Context, b *build) error {
+		if !b.network.Created {
+			return nil
+		}
 		return b.driver.DeleteNetwork(ctx, b.spec.Name)
 	}}
 }

@@ -30,6 +30,9 @@ type Network struct {
 	Name    string
 	Subnet  netip.Prefix
 	Gateway netip.Addr
+	// Created says that the EnsureNetwork that returned it made it (it did not exist before):
+	// only then may the caller's undo remove it.
+	Created bool
 }
 
 // NodeIP returns the address of the i-th node (i from 0) on the network: the gateway is .1, so
@@ -150,7 +153,8 @@ type Driver interface {
 	Name() string
 	// Ping checks that the driver's backend answers; its error tells the user how to fix it.
 	Ping(ctx context.Context) error
-	// EnsureNetwork returns the cluster's network, creating it if needed.
+	// EnsureNetwork returns the cluster's network, creating it if needed (then its Created is
+	// set). A failed EnsureNetwork leaves no network it made behind.
 	EnsureNetwork(ctx context.Context, cluster string) (Network, error)
 	// DeleteNetwork removes the cluster's network; a missing network is not an error. A network
 	// of that name that does not carry the cluster's label is not removed: that is an error.

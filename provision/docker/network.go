@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
@@ -146,7 +147,7 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 		})
 		switch {
 		case err == nil:
-			return d.settleDuplicates(ctx, cluster, name, created.ID, provision.Network{Name: name, Subnet: subnet, Gateway: gw})
+			return d.settleDuplicates(ctx, cluster, name, created.ID, provision.Network{Name: name, Subnet: subnet, Gateway: gw, Created: true})
 		case isPoolOverlap(err):
 			// Another network took it since we looked (a concurrent create): try the next.
 			taken = append(taken, subnet)
@@ -161,7 +162,22 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 			}
 			return existingNetwork(n, cluster)
 		default:
+			d.removeIfMade(ctx, cluster, name)
 			return provision.Network{}, fmt.Errorf("create network %s (subnet %s): %w", name, subnet, err)
+		}
+	}
+}
+
+// removeIfMade removes network name after a create that failed but that Docker may have carried
+// out (a cancelled ctx cuts the call short, not the daemon's work). EnsureNetwork found no
+// network of that name before it, under the host's network lock (and the caller's cluster lock),
+// so one labelled with cluster now is that create's.
+func (d *Driver) removeIfMade(ctx context.Context, cluster, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if n, ok, err := d.findNetwork(ctx, name); err == nil && ok && n.Labels[provision.LabelCluster] == cluster {
+		if err := d.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			d.log.Warnf("network %s may be left (remove it with `kubeforge delete --name %s`): %v", name, cluster, err)
 		}
 	}
 }

@@ -295,9 +295,10 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 		return provision.Network{}, fmt.Errorf("defining network %s: %w", name, err)
 	}
 	if err := d.startNetwork(l, n); err != nil {
+		_ = l.NetworkUndefine(n) // made by this call: leave nothing
 		return provision.Network{}, err
 	}
-	return provision.Network{Name: name, Subnet: subnet, Gateway: gw}, nil
+	return provision.Network{Name: name, Subnet: subnet, Gateway: gw, Created: true}, nil
 }
 
 func overlaps(p netip.Prefix, taken []netip.Prefix) bool {
