@@ -768,6 +768,86 @@ func TestSafetyParallelNodeAdd(t *testing.T) {
 	}
 }
 
+// TestSafetyInterruptedFollow: Ctrl-C (SIGINT) during `kubeforge ssh NODE -- CMD` and `kubeforge
+// logs -f` (a node service's log: tail -F; a pod component's: crictl logs --follow) ends
+// kubeforge within seconds, and leaves no process of the command running in the node. `ssh`
+// exits 130 ("interrupted"); `logs -f` exits 0 (an interrupt is how a follow ends).
+func TestSafetyInterruptedFollow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e := sharedOne.get(ctx, t)
+	name := sharedOne.name
+	node := name // the first node is named after the cluster
+
+	// inNode lists the node's processes whose command line holds s.
+	inNode := func(e *env, s string) []string {
+		e.t.Helper()
+		r := e.run(ctx, nil, "ssh", "--name", name, node, "--", "ps", "-eo", "args")
+		if r.Code != 0 {
+			e.t.Fatalf("ps in node %s: %v", node, r)
+		}
+		var found []string
+		for _, l := range strings.Split(r.Stdout, "\n") {
+			if strings.Contains(l, s) {
+				found = append(found, strings.TrimSpace(l))
+			}
+		}
+		return found
+	}
+	cases := []struct {
+		what   string
+		args   []string
+		marker string // in the command line of the command it runs in the node
+		code   int    // kubeforge's exit status after the interrupt
+	}{
+		{"ssh -- sleep 600", []string{"ssh", "--name", name, node, "--", "sleep", "600"}, "sleep 600", 130},
+		{"logs -f of the kubelet", []string{"logs", "--name", name, "--component", "kubelet", "-f", "--tail", "5"}, "tail -n 5 -F", 0},
+		{"logs -f of kube-apiserver", []string{"logs", "--name", name, "--component", "kube-apiserver", "-f", "--tail", "5"}, "crictl logs --tail=5 --follow", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.what, func(t *testing.T) {
+			e := e.sub(t)
+			if left := inNode(e, c.marker); len(left) > 0 {
+				t.Fatalf("before the test, node %s already runs %q", node, left)
+			}
+			p := e.background(c.args...)
+			// Interrupt once the command runs in the node.
+			deadline := time.Now().Add(time.Minute)
+			for len(inNode(e, c.marker)) == 0 {
+				select {
+				case <-p.done:
+					t.Fatalf("kubeforge %s ended before its command ran in the node: %v", strings.Join(c.args, " "), p.result())
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no %q in node %s a minute after kubeforge %s started: %v", c.marker, node, strings.Join(c.args, " "), p.result())
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			sent := time.Now()
+			if !p.exited(10 * time.Second) {
+				t.Fatalf("kubeforge %s still running 10s after the interrupt: %v", strings.Join(c.args, " "), p.result())
+			}
+			r := p.result()
+			t.Logf("exited %.1fs after the interrupt: %v", time.Since(sent).Seconds(), r)
+			noStack(t, c.what, r)
+			if r.Code != c.code {
+				t.Errorf("interrupted %s: exit %d, want %d", c.what, r.Code, c.code)
+			}
+			if out := strings.ToLower(r.Stderr); c.code == 130 && (!strings.Contains(out, "interrupted") || strings.Contains(out, "context canceled")) {
+				t.Errorf("interrupted %s: want \"interrupted\", not \"context canceled\": %v", c.what, r)
+			}
+			// The driver stops the command in the node before kubeforge returns.
+			if left := inNode(e, c.marker); len(left) > 0 {
+				t.Errorf("after the interrupt of %s, node %s still runs %q", c.what, node, left)
+			}
+		})
+	}
+}
+
 // TestSafetyCorruptRecordDelete: with cluster.json damaged, status says so (or reports what it
 // can) and delete still removes the whole cluster.
 func TestSafetyCorruptRecordDelete(t *testing.T) {
