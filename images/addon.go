@@ -12,6 +12,7 @@ import (
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/images/rootfs"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/internal/ui"
 	"kubeforge.dev/kubeforge/provision"
 )
@@ -99,14 +100,12 @@ func ImportArchive(ctx context.Context, nodes []provision.Node, ref, id, archive
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		safe.GoWait(&wg, func(err error) { errs[i] = err }, func() {
 			if got, _ := NodeImageID(ctx, n, ref); got == id {
 				return
 			}
 			errs[i] = importInto(ctx, n, ref, id, archive)
-		}()
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
