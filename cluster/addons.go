@@ -28,7 +28,7 @@ const MetricsServerVersion = "v0.8.0"
 // objects, and what "it works" means.
 type addon struct {
 	name, description, version string
-	images                     []images.AddonImage
+	images                     []images.ProgramImage
 	objects                    func() []runtime.Object
 	// ready waits until the add-on serves (for `addons enable` and `start --addons`).
 	ready func(ctx context.Context, k *kube) error
@@ -36,7 +36,7 @@ type addon struct {
 
 // catalog is every add-on kubeforge has, by name.
 func catalog() []addon {
-	ms := images.AddonImage{
+	ms := images.ProgramImage{
 		Program: "metrics-server", Version: MetricsServerVersion,
 		Estimate: "about 2 minutes on 2 cores, seconds with a warm Go build cache",
 		Spec: func(bin string) oci.Spec {
@@ -47,7 +47,7 @@ func catalog() []addon {
 		name:        "metrics-server",
 		description: "resource metrics of nodes and pods: kubectl top, HorizontalPodAutoscalers",
 		version:     MetricsServerVersion,
-		images:      []images.AddonImage{ms},
+		images:      []images.ProgramImage{ms},
 		objects:     func() []runtime.Object { return addons.MetricsServer(ms.Ref()) },
 		ready:       metricsServing,
 	}}
@@ -256,7 +256,7 @@ func (p *Provider) addonImages(ctx context.Context, nodes []provision.Node, a ad
 		return err
 	}
 	for _, im := range a.images {
-		archive, id, err := images.EnsureAddonImage(ctx, artifacts, im, p.log)
+		archive, id, err := images.EnsureProgramImage(ctx, artifacts, im, p.log)
 		if err != nil {
 			return err
 		}

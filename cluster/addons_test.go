@@ -24,8 +24,8 @@ func TestAddonCatalog(t *testing.T) {
 			if !strings.HasPrefix(im.Ref(), "kubeforge.local/") || !strings.HasSuffix(im.Ref(), ":"+im.Version) {
 				t.Errorf("add-on %s image %s: want kubeforge.local/...:%s (never pulled)", a.name, im.Ref(), im.Version)
 			}
-			if !strings.HasSuffix(images.AddonBinary("/src", im), "/bin/addons/"+im.Program+"-"+im.Version) {
-				t.Errorf("add-on %s binary %s", a.name, images.AddonBinary("/src", im))
+			if !strings.HasSuffix(images.ProgramBinary("/src", im), "/bin/programs/"+im.Program+"-"+im.Version) {
+				t.Errorf("add-on %s binary %s", a.name, images.ProgramBinary("/src", im))
 			}
 		}
 	}
@@ -36,9 +36,9 @@ func TestAddonCatalog(t *testing.T) {
 
 // images/images.mk builds the versions the catalog names.
 func TestAddonVersionsMatchMakefile(t *testing.T) {
-	out, err := exec.Command("make", "-s", "--no-print-directory", "-C", "..", "print-addon-versions").CombinedOutput()
+	out, err := exec.Command("make", "-s", "--no-print-directory", "-C", "..", "print-program-versions").CombinedOutput()
 	if err != nil {
-		t.Fatalf("make print-addon-versions: %v\n%s", err, out)
+		t.Fatalf("make print-program-versions: %v\n%s", err, out)
 	}
 	for _, a := range catalog() {
 		for _, im := range a.images {

@@ -65,18 +65,18 @@ $(BIN_DIR)/coredns: $(BIN_DIR)/.coredns.version $(GOBUILD_TOOL)
 $(BIN_DIR)/kubeforge-pause: $(wildcard cmd/kubeforge-pause/*.go)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/kubeforge-pause
 
-# Optional add-ons' programs (kubeforge addons enable NAME builds a missing one with make, once):
-# bin/addons/<program>-<version>. The versions are the add-on catalog's (cluster/addons.go; a test
-# keeps them equal).
+# Programs of the add-ons and the local registry, each built from its Go module into
+# bin/programs/<program>-<version> (kubeforge builds a missing one with make, once, on first use).
+# The versions are the Go code's (cluster/addons.go, cluster/registry.go; a test keeps them equal).
 METRICS_SERVER_VERSION ?= v0.8.0
 METRICS_SERVER_MODULE := sigs.k8s.io/metrics-server
-ADDON_BINS := $(BIN_DIR)/addons/metrics-server-$(METRICS_SERVER_VERSION)
-.PHONY: addons print-addon-versions
-addons: $(ADDON_BINS)
+PROGRAM_BINS := $(BIN_DIR)/programs/metrics-server-$(METRICS_SERVER_VERSION)
+.PHONY: programs print-program-versions
+programs: $(PROGRAM_BINS)
 
-$(BIN_DIR)/addons/metrics-server-$(METRICS_SERVER_VERSION): $(GOBUILD_TOOL)
+$(BIN_DIR)/programs/metrics-server-$(METRICS_SERVER_VERSION): $(GOBUILD_TOOL)
 	$(GOBUILD_TOOL) $(METRICS_SERVER_MODULE) $(METRICS_SERVER_VERSION) $(METRICS_SERVER_MODULE)/cmd/metrics-server $@ '' \
 		'-X k8s.io/client-go/pkg/version.gitVersion=$(METRICS_SERVER_VERSION) -X k8s.io/component-base/version.gitVersion=$(METRICS_SERVER_VERSION)'
 
-print-addon-versions:
+print-program-versions:
 	@echo metrics-server $(METRICS_SERVER_VERSION)

@@ -17,11 +17,12 @@ import (
 	"kubeforge.dev/kubeforge/provision"
 )
 
-// AddonImage is a pod image of an optional add-on, made here from a Go program built from its
-// module (no registry involved), as the node image's preloaded images are.
-type AddonImage struct {
-	// Program names the binary: bin/addons/<Program>-<Version> under the artifacts directory,
-	// built by `make bin/addons/<Program>-<Version>` (images/images.mk).
+// ProgramImage is the image of one Go program built from its module (an add-on's pod image, the
+// local registry's container image), made here with no registry involved, as the node image's
+// preloaded images are.
+type ProgramImage struct {
+	// Program names the binary: bin/programs/<Program>-<Version> under the artifacts directory,
+	// built by `make bin/programs/<Program>-<Version>` (images/images.mk).
 	Program, Version string
 	// Estimate says how long a cold build of the program takes, for the progress line.
 	Estimate string
@@ -30,19 +31,19 @@ type AddonImage struct {
 }
 
 // Ref is the image's name, as the add-on's pods refer to it.
-func (a AddonImage) Ref() string { return a.Spec("").Ref }
+func (a ProgramImage) Ref() string { return a.Spec("").Ref }
 
-// AddonBinary is where an add-on program's binary lives under artifacts.
-func AddonBinary(artifacts string, a AddonImage) string {
-	return filepath.Join(artifacts, "bin", "addons", a.Program+"-"+a.Version)
+// ProgramBinary is where an add-on program's binary lives under artifacts.
+func ProgramBinary(artifacts string, a ProgramImage) string {
+	return filepath.Join(artifacts, "bin", "programs", a.Program+"-"+a.Version)
 }
 
-// EnsureAddonImage builds the add-on's program when it is missing (once, with make, in the
-// source tree artifacts is) and its image archive when it is not cached ($KUBEFORGE_CACHE/addons),
+// EnsureProgramImage builds the add-on's program when it is missing (once, with make, in the
+// source tree artifacts is) and its image archive when it is not cached ($KUBEFORGE_CACHE/programs),
 // and returns the archive's path and the image's ID (the digest of its config, as containerd
 // names it).
-func EnsureAddonImage(ctx context.Context, artifacts string, a AddonImage, log *ui.Logger) (archive, id string, err error) {
-	bin := AddonBinary(artifacts, a)
+func EnsureProgramImage(ctx context.Context, artifacts string, a ProgramImage, log *ui.Logger) (archive, id string, err error) {
+	bin := ProgramBinary(artifacts, a)
 	rel, err := filepath.Rel(artifacts, bin)
 	if err != nil {
 		return "", "", err
@@ -51,7 +52,7 @@ func EnsureAddonImage(ctx context.Context, artifacts string, a AddonImage, log *
 		return "", "", err
 	}
 	spec := a.Spec(bin)
-	cacheDir := filepath.Join(rootfs.CacheDir(), "addons")
+	cacheDir := filepath.Join(rootfs.CacheDir(), "programs")
 	key, err := specKey(rootfs.CacheDir(), spec)
 	if err != nil {
 		return "", "", fmt.Errorf("image %s: %w", spec.Ref, err)
