@@ -66,14 +66,15 @@ func main() {
 	multiRuns := flag.Int("multi-runs", 3, "number of 3-node start/node add/delete cycles")
 	idle := flag.Duration("idle", 60*time.Second, "how long after start to measure idle memory")
 	versionRuns := flag.Int("version-runs", 2, "number of single-node start/delete cycles per supported Kubernetes version")
+	addonRuns := flag.Int("addon-runs", 2, "number of single-node start --addons metrics-server/delete cycles")
 	flag.Parse()
-	if err := bench(*kubeforge, *out, *runs, *multiRuns, *versionRuns, *idle); err != nil {
+	if err := bench(*kubeforge, *out, *runs, *multiRuns, *versionRuns, *addonRuns, *idle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(bin, out string, n, multi, perVersion int, idle time.Duration) error {
+func bench(bin, out string, n, multi, perVersion, addons int, idle time.Duration) error {
 	ctx := context.Background()
 	bin, err := filepath.Abs(bin)
 	if err != nil {
@@ -164,6 +165,44 @@ func bench(bin, out string, n, multi, perVersion int, idle time.Duration) error 
 
 		multiResults = append(multiResults, r)
 	}
+	// Add-ons: a single-node start with metrics-server (to usable and the metrics API serving),
+	// its idle memory, then enabling it on a running cluster. The add-on's image is built by a
+	// first start that is not measured.
+	var addonResults []addonRun
+	if addons > 0 {
+		fmt.Fprintln(os.Stderr, "bench: building the metrics-server image (not measured)")
+		if _, err := kf("delete", "--name", name); err != nil {
+			return err
+		}
+		if _, err := kf("start", "--name", name, "--addons", "metrics-server"); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < addons; i++ {
+		if _, err := kf("delete", "--name", name); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if _, err := kf("start", "--name", name, "--addons", "metrics-server"); err != nil {
+			return err
+		}
+		r := addonRun{Usable: time.Since(t0)}
+		fmt.Fprintf(os.Stderr, "bench: add-on run %d: usable with metrics-server in %.1fs; waiting %s for idle memory\n", i+1, r.Usable.Seconds(), idle)
+		time.Sleep(idle) // the measurement itself: memory after this long idle
+		if _, r.IdleMemMiB, err = nodeStats(ctx, cli, name); err != nil {
+			return err
+		}
+		if _, err := kf("addons", "disable", "metrics-server", "--name", name); err != nil {
+			return err
+		}
+		t0 = time.Now()
+		if _, err := kf("addons", "enable", "metrics-server", "--name", name); err != nil {
+			return err
+		}
+		r.Enable = time.Since(t0)
+		fmt.Fprintf(os.Stderr, "bench: add-on run %d: addons enable metrics-server %.1fs\n", i+1, r.Enable.Seconds())
+		addonResults = append(addonResults, r)
+	}
 	// Start-to-usable of each supported Kubernetes version, the default included (same machine,
 	// same run: comparable).
 	var versionResults []versionRun
@@ -192,7 +231,7 @@ func bench(bin, out string, n, multi, perVersion int, idle time.Duration) error 
 	if _, err := kf("delete", "--name", name); err != nil {
 		return err
 	}
-	return writeResults(ctx, cli, out, results, multiResults, versionResults, idle)
+	return writeResults(ctx, cli, out, results, multiResults, versionResults, addonResults, idle)
 }
 
 // nodeStats returns the node container's total CPU time and its memory use in MiB as docker
@@ -224,7 +263,14 @@ type versionRun struct {
 	IdleMemMiB float64
 }
 
-func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, vs []versionRun, idle time.Duration) error {
+// addonRun is one single-node start with the metrics-server add-on.
+type addonRun struct {
+	Usable     time.Duration // start --addons metrics-server to usable, metrics API serving
+	IdleMemMiB float64       // the node, idle
+	Enable     time.Duration // addons enable metrics-server on the running cluster (after a disable)
+}
+
+func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, vs []versionRun, as []addonRun, idle time.Duration) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# kubeforge benchmark\n\nMeasured %s by `make bench` (%d runs).\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), len(rs))
 	fmt.Fprintf(&b, "## Machine\n%s\n", machine(ctx, cli))
@@ -258,6 +304,19 @@ func writeResults(ctx context.Context, cli *client.Client, out string, rs []run,
 		fmt.Fprintf(&b, "Usable: every node Ready, CoreDNS ready, default ServiceAccount. Idle memory %s after the node add.\n"+
 			"Targets (issue 3): 3-node usable in at most 20 s, a node added and Ready in at most 5 s, idle worker at most 120 MiB.\n"+
 			"Stop/start again: the 3-node cluster right after it was usable, before the node add; target (issue 4) 15 s.\n", idle)
+	}
+	if len(as) > 0 {
+		fmt.Fprintf(&b, "\n## Add-ons: single node with metrics-server\n")
+		fmt.Fprintf(&b, "| run | start --addons metrics-server to usable | idle memory %s after start | addons enable (running cluster) |\n|---|---|---|---|\n", idle)
+		var u, m, e []float64
+		for i, r := range as {
+			fmt.Fprintf(&b, "| %d | %.1f s | %.0f MiB | %.1f s |\n", i+1, r.Usable.Seconds(), r.IdleMemMiB, r.Enable.Seconds())
+			u, m, e = append(u, r.Usable.Seconds()), append(m, r.IdleMemMiB), append(e, r.Enable.Seconds())
+		}
+		fmt.Fprintf(&b, "| **median** | **%.1f s** | **%.0f MiB** | **%.1f s** |\n\n", median(u), median(m), median(e))
+		fmt.Fprintf(&b, "Usable here also means `kubectl top nodes` answers (the metrics API serves every node); the\n"+
+			"add-on's image was built and cached before these runs (not measured). Compare with the single-node\n"+
+			"table above, same run: a start without add-ons does none of this work.\n")
 	}
 	if len(vs) > 0 {
 		fmt.Fprintf(&b, "\n## Single node per Kubernetes version (node image present)\n")
