@@ -13,7 +13,8 @@
 # - Versions the module proxy refuses (403) are swapped for the nearest ones it serves: the
 #   go-http-auth fork's and those of some DNS providers' SDKs that lego (the ACME library) brings.
 # The dashboard's web assets are not in the module (Traefik builds them with Node): the API and the
-# routing work, the dashboard page is empty.
+# routing work, the dashboard page is empty. Run it with --global.checkNewVersion=false and
+# --global.sendAnonymousUsage=false: by default it calls Traefik's release-check service.
 set -eu
 out=$1 version=${2:-v3.7.13}
 case $out in /*) ;; *) out=$(pwd)/$out ;; esac
