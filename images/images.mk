@@ -70,9 +70,12 @@ $(BIN_DIR)/kubeforge-pause: $(wildcard cmd/kubeforge-pause/*.go)
 # The versions are the Go code's (cluster/addons.go, cluster/registry.go; a test keeps them equal).
 METRICS_SERVER_VERSION ?= v0.8.0
 METRICS_SERVER_MODULE := sigs.k8s.io/metrics-server
+REGISTRY_VERSION ?= v3.0.0
+REGISTRY_MODULE := github.com/distribution/distribution/v3
 TRAEFIK_VERSION ?= v3.7.13
 TRAEFIK_BUILD_TOOL := $(IMAGES_DIR)/tools/build-traefik.sh
 PROGRAM_BINS := $(BIN_DIR)/programs/metrics-server-$(METRICS_SERVER_VERSION) \
+	$(BIN_DIR)/programs/registry-$(REGISTRY_VERSION) \
 	$(BIN_DIR)/programs/traefik-$(TRAEFIK_VERSION)
 .PHONY: programs print-program-versions
 programs: $(PROGRAM_BINS)
@@ -81,6 +84,10 @@ $(BIN_DIR)/programs/metrics-server-$(METRICS_SERVER_VERSION): $(GOBUILD_TOOL)
 	$(GOBUILD_TOOL) $(METRICS_SERVER_MODULE) $(METRICS_SERVER_VERSION) $(METRICS_SERVER_MODULE)/cmd/metrics-server $@ '' \
 		'-X k8s.io/client-go/pkg/version.gitVersion=$(METRICS_SERVER_VERSION) -X k8s.io/component-base/version.gitVersion=$(METRICS_SERVER_VERSION)'
 
+# The local registry (kubeforge registry create, start --registry): distribution's registry.
+$(BIN_DIR)/programs/registry-$(REGISTRY_VERSION): $(GOBUILD_TOOL)
+	$(GOBUILD_TOOL) $(REGISTRY_MODULE) $(REGISTRY_VERSION) $(REGISTRY_MODULE)/cmd/registry $@ '' ''
+
 # Traefik needs module pins of its own (a nested module it does not publish, versions the proxy
 # refuses): build-traefik.sh holds them, per Traefik version.
 $(BIN_DIR)/programs/traefik-$(TRAEFIK_VERSION): $(TRAEFIK_BUILD_TOOL) $(wildcard $(IMAGES_DIR)/tools/traefik-ext/*)
@@ -88,4 +95,5 @@ $(BIN_DIR)/programs/traefik-$(TRAEFIK_VERSION): $(TRAEFIK_BUILD_TOOL) $(wildcard
 
 print-program-versions:
 	@echo metrics-server $(METRICS_SERVER_VERSION)
+	@echo registry $(REGISTRY_VERSION)
 	@echo traefik $(TRAEFIK_VERSION)

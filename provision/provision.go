@@ -67,13 +67,24 @@ func (n Network) LoadBalancerIP() netip.Addr {
 }
 
 // CloudProviderIP is the address of the cluster's cloud-provider machine (Docker clusters): the
-// one below the load balancer's. The Services' load balancers take the addresses below it.
+// one below the load balancer's.
 func (n Network) CloudProviderIP() netip.Addr {
 	lb := n.LoadBalancerIP()
 	if !lb.IsValid() {
 		return lb
 	}
 	return lb.Prev()
+}
+
+// RegistryIP is the local registry's address on the cluster's network (Docker clusters, `start
+// --registry`): the one below the cloud provider's. The Services' load balancers take the
+// addresses below it (node/cloud).
+func (n Network) RegistryIP() netip.Addr {
+	cp := n.CloudProviderIP()
+	if !cp.IsValid() {
+		return cp
+	}
+	return cp.Prev()
 }
 
 // RoleLoadBalancer is the role of the API load balancer's machine (HA clusters): it is not a

@@ -309,13 +309,14 @@ func (l *LoadBalancers) freeIP(ctx context.Context) (netip.Addr, error) {
 }
 
 // pickIP returns the highest address of subnet's upper half not in used, below the broadcast,
-// the HA load balancer's and the cloud provider's (provision.Network's LoadBalancerIP and
-// CloudProviderIP).
+// the HA load balancer's, the cloud provider's and the local registry's (provision.Network's
+// LoadBalancerIP, CloudProviderIP and RegistryIP), which are kept free even while their machines
+// are stopped or not connected.
 func pickIP(subnet netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
 	base := subnet.Addr().As4()
 	b := binary.BigEndian.Uint32(base[:])
 	size := uint32(1) << (32 - subnet.Bits())
-	for v := b + size - 4; v >= b+size/2; v-- {
+	for v := b + size - 5; v >= b+size/2; v-- {
 		var a [4]byte
 		binary.BigEndian.PutUint32(a[:], v)
 		ip := netip.AddrFrom4(a)
@@ -323,7 +324,7 @@ func pickIP(subnet netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
 			return ip, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("no free address left for a load balancer in %s (%d LoadBalancer Services at most)", subnet, size/2-3)
+	return netip.Addr{}, fmt.Errorf("no free address left for a load balancer in %s (%d LoadBalancer Services at most)", subnet, size/2-4)
 }
 
 type svcPort struct {

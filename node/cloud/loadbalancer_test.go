@@ -10,18 +10,35 @@ import (
 func TestPickIP(t *testing.T) {
 	subnet := netip.MustParsePrefix("192.168.49.0/24")
 	ip, err := pickIP(subnet, nil)
-	if err != nil || ip != netip.MustParseAddr("192.168.49.252") {
-		t.Fatalf("pickIP = %v, %v; want .252 (below .253 cloud provider, .254 API load balancer)", ip, err)
+	if err != nil || ip != netip.MustParseAddr("192.168.49.251") {
+		t.Fatalf("pickIP = %v, %v; want .251 (below .252 registry, .253 cloud provider, .254 API load balancer)", ip, err)
 	}
-	used := map[netip.Addr]bool{netip.MustParseAddr("192.168.49.252"): true, netip.MustParseAddr("192.168.49.251"): true}
-	if ip, _ := pickIP(subnet, used); ip != netip.MustParseAddr("192.168.49.250") {
-		t.Fatalf("pickIP = %v, want .250", ip)
+	used := map[netip.Addr]bool{netip.MustParseAddr("192.168.49.251"): true, netip.MustParseAddr("192.168.49.250"): true}
+	if ip, _ := pickIP(subnet, used); ip != netip.MustParseAddr("192.168.49.249") {
+		t.Fatalf("pickIP = %v, want .249", ip)
 	}
-	for v := 128; v <= 252; v++ {
+	for v := 128; v <= 251; v++ {
 		used[netip.AddrFrom4([4]byte{192, 168, 49, byte(v)})] = true
 	}
 	if ip, err := pickIP(subnet, used); err == nil {
 		t.Fatalf("pickIP of a full upper half = %v, want an error", ip)
+	}
+	// The machines' own addresses are never handed out, even when nothing uses them yet (a
+	// stopped or not yet connected registry).
+	for _, sub := range []string{"192.168.49.0/24", "10.1.0.0/16", "172.30.5.0/28"} {
+		p := netip.MustParsePrefix(sub)
+		ip, err := pickIP(p, nil)
+		if err != nil {
+			t.Fatalf("pickIP(%s): %v", sub, err)
+		}
+		last := netip.AddrFrom4(p.Addr().As4())
+		for range 1<<(32-p.Bits()) - 1 {
+			last = last.Next()
+		}
+		reserved := last.Prev().Prev().Prev() // below broadcast: LB, cloud provider, registry
+		if ip.Compare(reserved) >= 0 {
+			t.Errorf("pickIP(%s) = %v: not below the registry's %v", sub, ip, reserved)
+		}
 	}
 }
 
