@@ -49,6 +49,36 @@ type Node struct {
 	EtcdInitialCluster, EtcdClusterState string
 	// Network is the nodes' network (kept out of the proxy with the cluster's own ranges).
 	Network netip.Prefix
+	// Registry, when valid, is the local registry's address on the nodes' network: with the
+	// cluster's RegistryPort set, containerd gets its hosts.toml mirrors.
+	Registry netip.Addr
+}
+
+// RegistryAlias is the local registry's name on the clusters' networks, as pods may name its
+// images (kubeforge-registry:5000/app:dev), and RegistryPort its port there (provision/docker's
+// RegistryName and RegistryPort).
+const (
+	RegistryAlias = "kubeforge-registry:5000"
+	RegistryPort  = 5000
+)
+
+// RegistryFiles are the containerd mirror files (hosts.toml) of the local registry at addr on the
+// nodes' network, published on the host's localhost:hostPort: images named localhost:<hostPort>/...
+// (what the host pushes) and kubeforge-registry:5000/... are pulled from it over plain HTTP.
+func RegistryFiles(hostPort int, addr netip.Addr) (Files, error) {
+	var f Files
+	hosts, err := containerd.RegistryHosts("", containerd.RegistryMirror{
+		Addr:     netip.AddrPortFrom(addr, RegistryPort),
+		HostName: fmt.Sprintf("localhost:%d", hostPort),
+		Alias:    RegistryAlias,
+	})
+	if err != nil {
+		return f, err
+	}
+	for p, b := range hosts {
+		f.add(p, b, 0o644)
+	}
+	return f, nil
 }
 
 // NoProxy is the runtime's NO_PROXY: the user's, plus what must never go through a proxy: the
@@ -249,6 +279,15 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		return f, err
 	}
 	f.add(contract.ContainerdConfigPath, ctd, 0o644)
+	if c.RegistryPort > 0 && n.Registry.IsValid() {
+		reg, err := RegistryFiles(c.RegistryPort, n.Registry)
+		if err != nil {
+			return f, err
+		}
+		for p, b := range reg.Data {
+			f.add(p, b, 0o644)
+		}
+	}
 	if n.PodCIDR.IsValid() {
 		cni, err := cniconf.Render(n.PodCIDR, 0)
 		if err != nil {

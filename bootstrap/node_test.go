@@ -809,3 +809,23 @@ func TestProxy(t *testing.T) {
 		t.Errorf("NO_PROXY repeats entries: %s", env["NO_PROXY"])
 	}
 }
+
+// A cluster with the local registry: every node gets containerd's mirror files for its host
+// name (localhost:<port>) and its in-network name, pointing at its address; without it, none.
+func TestRegistryMirrorFiles(t *testing.T) {
+	c, n, f := worker(t)
+	for p := range f.Data {
+		if strings.HasPrefix(p, "/etc/containerd/certs.d/") {
+			t.Errorf("a cluster without the registry gets %s", p)
+		}
+	}
+	c.Registry, c.RegistryPort = true, 5001
+	n.Registry = netip.MustParseAddr("192.168.49.252")
+	f = nodeFiles(t, c, n)
+	for _, p := range []string{"/etc/containerd/certs.d/localhost:5001/hosts.toml", "/etc/containerd/certs.d/kubeforge-registry:5000/hosts.toml"} {
+		if b := string(file(t, f, p)); !strings.Contains(b, `server = "http://192.168.49.252:5000"`) {
+			t.Errorf("%s:\n%s", p, b)
+		}
+	}
+	checkPathsAndModes(t, f)
+}

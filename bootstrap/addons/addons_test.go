@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac/bootstrappolicy"
+	"sigs.k8s.io/yaml"
 
 	"kubeforge.dev/kubeforge/bootstrap/controlplane"
 	"kubeforge.dev/kubeforge/contract"
@@ -622,5 +623,24 @@ func TestAPIServerEnv(t *testing.T) {
 		if env["KUBERNETES_SERVICE_HOST"] != "192.168.49.2" || env["KUBERNETES_SERVICE_PORT"] != "6443" {
 			t.Errorf("%s: env %v, want the control-plane endpoint %s", name, env, testConfig().ControlPlaneEndpoint)
 		}
+	}
+}
+
+// The KEP-1755 ConfigMap: kube-public/local-registry-hosting, whose localRegistryHosting.v1 is
+// YAML with host (what the host pushes to) and help.
+func TestLocalRegistryHosting(t *testing.T) {
+	objs := LocalRegistryHosting("localhost:5001", "kubeforge-registry:5000", "192.168.49.252:5000")
+	cm, ok := objs[0].(*corev1.ConfigMap)
+	if len(objs) != 1 || !ok || cm.Namespace != "kube-public" || cm.Name != "local-registry-hosting" || cm.Kind != "ConfigMap" {
+		t.Fatalf("objects = %+v", objs)
+	}
+	var v1 struct {
+		Host, HostFromContainerRuntime, HostFromClusterNetwork, Help string
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["localRegistryHosting.v1"]), &v1); err != nil {
+		t.Fatal(err)
+	}
+	if v1.Host != "localhost:5001" || v1.HostFromContainerRuntime != "kubeforge-registry:5000" || v1.HostFromClusterNetwork != "192.168.49.252:5000" || v1.Help == "" {
+		t.Errorf("localRegistryHosting.v1 = %+v\n%s", v1, cm.Data["localRegistryHosting.v1"])
 	}
 }

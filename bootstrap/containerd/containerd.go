@@ -7,6 +7,7 @@ package containerd
 
 import (
 	"fmt"
+	"net/netip"
 	"path"
 	"regexp"
 	"sort"
@@ -340,4 +341,43 @@ func tomlString(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// RegistryMirror is the local registry as the nodes' containerd reaches it: at Addr on the
+// cluster's network, for images named HostName/... (what the host pushes to, e.g.
+// "localhost:5001") and Alias/... (its name on the network, "kubeforge-registry:5000").
+type RegistryMirror struct {
+	Addr            netip.AddrPort
+	HostName, Alias string
+}
+
+// RegistryHosts renders containerd's hosts.toml of each name of the mirror, by path under dir
+// (containerd's config_path, DefaultRegistryConfigDir when empty): plain HTTP to the registry's
+// address, for pulls and tag resolution. containerd reads these files at every pull: they take
+// effect without a restart.
+func RegistryHosts(dir string, m RegistryMirror) (map[string][]byte, error) {
+	if dir == "" {
+		dir = DefaultRegistryConfigDir
+	}
+	if !m.Addr.IsValid() || m.Addr.Port() == 0 {
+		return nil, fmt.Errorf("registry mirror: bad address %v", m.Addr)
+	}
+	url := "http://" + m.Addr.String()
+	body := []byte(fmt.Sprintf(`# kubeforge's local registry (kubeforge registry list)
+server = %q
+
+[host.%q]
+  capabilities = ["pull", "resolve"]
+`, url, url))
+	out := map[string][]byte{}
+	for _, name := range []string{m.HostName, m.Alias} {
+		if name == "" {
+			continue
+		}
+		if strings.ContainsAny(name, "/ \t\n\"'") || name == "." || name == ".." {
+			return nil, fmt.Errorf("registry mirror: bad host name %q", name)
+		}
+		out[path.Join(dir, name, "hosts.toml")] = body
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -240,5 +241,43 @@ func TestImportScript(t *testing.T) {
 	out, err := exec.Command("/bin/sh", "-c", failing, "kubeforge-import-images", images).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "1 of 2 image archive(s)") {
 		t.Errorf("a failed import: err %v, output %s", err, out)
+	}
+}
+
+// The local registry's hosts.toml files: one per name, valid TOML in containerd's hosts format,
+// plain HTTP to the registry's address with pull and resolve only.
+func TestRegistryHosts(t *testing.T) {
+	m := RegistryMirror{Addr: netip.MustParseAddrPort("192.168.49.252:5000"), HostName: "localhost:5001", Alias: "kubeforge-registry:5000"}
+	files, err := RegistryHosts("", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("got %d files, want 2: %v", len(files), files)
+	}
+	for _, p := range []string{"/etc/containerd/certs.d/localhost:5001/hosts.toml", "/etc/containerd/certs.d/kubeforge-registry:5000/hosts.toml"} {
+		var doc struct {
+			Server string `toml:"server"`
+			Host   map[string]struct {
+				Capabilities []string `toml:"capabilities"`
+				SkipVerify   *bool    `toml:"skip_verify"`
+			} `toml:"host"`
+		}
+		if err := toml.Unmarshal(files[p], &doc); err != nil {
+			t.Fatalf("%s: %v\n%s", p, err, files[p])
+		}
+		h, ok := doc.Host["http://192.168.49.252:5000"]
+		if doc.Server != "http://192.168.49.252:5000" || !ok || strings.Join(h.Capabilities, ",") != "pull,resolve" || h.SkipVerify != nil || len(doc.Host) != 1 {
+			t.Errorf("%s: %+v\n%s", p, doc, files[p])
+		}
+	}
+	for _, bad := range []RegistryMirror{
+		{Addr: netip.AddrPort{}, HostName: "localhost:5001"},
+		{Addr: m.Addr, HostName: "../etc"},
+		{Addr: m.Addr, HostName: `a"b`},
+	} {
+		if _, err := RegistryHosts("", bad); err == nil {
+			t.Errorf("RegistryHosts(%+v): want an error", bad)
+		}
 	}
 }

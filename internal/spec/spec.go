@@ -59,6 +59,13 @@ type Cluster struct {
 	FeatureGates map[string]bool `json:"featureGates,omitempty"`
 	// Addons are the optional cluster services enabled (`kubeforge addons list` names them).
 	Addons []string `json:"addons,omitempty"`
+	// Registry asks for the local registry (`start --registry`, registry: in the config file;
+	// Docker clusters): made when missing, connected to the cluster's network, every node's
+	// containerd mirroring it.
+	Registry bool `json:"registry,omitempty"`
+	// RegistryPort is the host port (127.0.0.1) of the registry the nodes were wired to; 0 when
+	// none. Start, resume and node add wire the nodes to it again.
+	RegistryPort int `json:"registryPort,omitempty"`
 }
 
 // Components whose flags ExtraArgs may set.
