@@ -120,6 +120,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		}
 		res.Driver = sel.name
 	}
+	if c.Registry && sel.name != spec.DriverDocker {
+		return res, kferr.Usage("--registry: the local registry is Docker-only for now, and cluster %q runs on the %s driver (push to a registry of your own, or use `kubeforge image load`)", c.Name, sel.name)
+	}
 	d, err := p.driver(ctx, sel)
 	if err != nil {
 		return res, err
@@ -152,7 +155,14 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		}
 		// `start --addons` of an existing cluster enables those it lacks.
 		if more := missing(c.Addons, cl.rec.Spec.Addons); len(more) > 0 {
-			return res, cl.enableAddons(ctx, more)
+			if err := cl.enableAddons(ctx, more); err != nil {
+				return res, err
+			}
+		}
+		// `start --registry` of an existing cluster wires the registry in (a resume did already
+		// when the cluster had it).
+		if c.Registry && cl.rec.Spec.RegistryPort == 0 {
+			return res, cl.connectRegistry(ctx)
 		}
 		return res, nil
 	}
@@ -164,6 +174,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	}
 	b := &build{p: p, spec: c, dir: dir, driver: d, res: &res, port: c.APIServerPort}
 	steps := []step{stepImage(), stepNetwork(), stepCertificates()}
+	if c.Registry {
+		steps = append(steps, stepRegistry())
+	}
 	if c.ControlPlanes() > 1 {
 		steps = append(steps, stepLoadBalancer())
 	}
@@ -172,6 +185,9 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		steps = append(steps, stepCloudProvider())
 	}
 	steps = append(steps, stepControlPlane(), stepKubelet(), stepDNS())
+	if c.Registry {
+		steps = append(steps, stepRegistryHosting())
+	}
 	if len(c.Addons) > 0 {
 		steps = append(steps, stepAddons(c.Addons, true))
 	}

@@ -8,7 +8,8 @@ import (
 	"kubeforge.dev/kubeforge/provision"
 )
 
-// Delete removes every machine of the cluster (its labels say which), its network, its context
+// Delete removes every machine of the cluster (its labels say which), its network (the shared
+// local registry is disconnected from it first, and stays), its context
 // from the user's kubeconfig (only the entries kubeforge made) and its state. It works from the
 // driver's labels alone, so a cluster whose record is missing or damaged can be deleted too. It
 // is idempotent: deleting a missing cluster, or running it again after a failed delete, succeeds.
@@ -38,6 +39,12 @@ func (c *Cluster) Delete(ctx context.Context) error {
 	}
 	for _, n := range nodes {
 		if err := c.driver.DeleteNode(ctx, c.name, n.Name()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		// The shared registry leaves the network (which cannot go with it attached), and stays.
+		if err := disconnectRegistry(ctx, c.driver, c.name); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -79,7 +79,12 @@ func (c *Cluster) resume(ctx context.Context, res *CreateResult) error {
 			b.restarted[n.Name()] = true
 		}
 	}
-	steps := []step{stepStartMachines(l, len(b.restarted)), stepControlPlaneAgain(l), stepKubelet(), stepDNS()}
+	steps := []step{stepStartMachines(l, len(b.restarted)), stepControlPlaneAgain(l)}
+	if c.rec.Spec.RegistryPort > 0 {
+		// The registry back (made again if it was deleted), connected, the nodes' mirrors.
+		steps = append(steps, stepRegistryAgain(l))
+	}
+	steps = append(steps, stepKubelet(), stepDNS())
 	if len(c.rec.Spec.Addons) > 0 {
 		// Their objects applied again (a newer kubeforge may have changed them), their images
 		// put back into a node that lost them; no wait for them to serve.

@@ -153,6 +153,9 @@ func (b *build) makeNode(ctx context.Context, np nodePlan, made func()) (provisi
 	}
 	bn := np.Node
 	bn.SystemReserved = reserved
+	if c.RegistryPort > 0 {
+		bn.Registry = b.network.RegistryIP()
+	}
 	if np.spec.Role == spec.RoleControlPlane && c.HasWorkers() {
 		bn.Taints = []string{bootstrap.ControlPlaneTaint}
 	}

@@ -285,6 +285,9 @@ func (l *live) nodeFilesFor(ctx context.Context, b *build, n provision.Node, obj
 	}
 	c := b.spec
 	bn := bootstrap.Node{Name: n.Name(), Role: sn.Role, IP: n.IP(), ControlPlane: b.endpoint, Network: b.network.Subnet}
+	if c.RegistryPort > 0 {
+		bn.Registry = b.network.RegistryIP()
+	}
 	if p, err := netip.ParsePrefix(obj.Spec.PodCIDR); err == nil {
 		bn.PodCIDR = p
 	}

@@ -145,6 +145,13 @@ func (f *File) Apply(c *spec.Cluster) error {
 			c.Addons = append(c.Addons, a)
 		}
 	}
+	if fc.Registry.IsSet() {
+		on, err := fc.Registry.boolean()
+		if err != nil {
+			fail("registry", err)
+		}
+		c.Registry = on
+	}
 	*c = c.WithName(c.Name)
 	return errors.Join(errs...)
 }

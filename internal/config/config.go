@@ -58,6 +58,7 @@ type Cluster struct {
 	Ports              []Port                       `json:"ports,omitempty"`
 	Nodes              []Node                       `json:"nodes,omitempty"`
 	Addons             []string                     `json:"addons,omitempty"`
+	Registry           Scalar                       `json:"registry,omitempty"`
 }
 
 // Node is one entry of nodes. Nodes are named after the cluster, by position.

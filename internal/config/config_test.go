@@ -85,6 +85,7 @@ var badConfigs = []struct {
 	{"flag with dashes", header + "extraArgs:\n  kubelet:\n    --max-pods: 50\n", "c.yaml:5: extraArgs.kubelet.--max-pods: write the flag's name without dashes: max-pods"},
 	{"flag value a list", header + "extraArgs:\n  kubelet:\n    max-pods: [50]\n", "c.yaml:5: extraArgs.kubelet.max-pods: got a list"},
 	{"flag without value", header + "extraArgs:\n  kubelet:\n    max-pods:\n", `c.yaml:5: extraArgs.kubelet.max-pods: has no value (write "" for an empty one)`},
+	{"registry not a boolean", header + "registry: yes please\n", `c.yaml:3: registry: "yes please" is not true or false`},
 	{"feature gates via extra args", header + "extraArgs:\n  kube-apiserver:\n    feature-gates: A=true\n", "c.yaml:5: extraArgs.kube-apiserver.feature-gates: set feature gates in featureGates"},
 }
 
@@ -136,6 +137,9 @@ func TestExample(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c.ExtraArgs, wantArgs) {
 		t.Errorf("extraArgs = %v", c.ExtraArgs)
+	}
+	if !c.Registry || c.RegistryPort != 0 {
+		t.Errorf("registry %t, port %d: want the registry asked for, its port left to start", c.Registry, c.RegistryPort)
 	}
 	if want := []spec.PortMapping{{HostPort: 8080, NodePort: 30080}}; !reflect.DeepEqual(c.Ports, want) {
 		t.Errorf("ports = %v", c.Ports)

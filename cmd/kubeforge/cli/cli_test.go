@@ -37,8 +37,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"image", "load"}, 2, "at least one image"},
 		{[]string{"kubeconfig", "--name", "missing"}, 2, "does not exist"},
 		{[]string{"ssh", "a", "b"}, 2, "one node name"},
+		{[]string{"registry", "create", "--port", "0"}, 2, "--port must be between 1 and 65535"},
+		{[]string{"registry", "list", "-o", "yaml"}, 2, "text or json"},
+		{[]string{"registry", "delete", "x"}, 2, "takes no arguments"},
+		{[]string{"start", "--registry", "--driver", "kvm"}, 2, "Docker-only"},
 		// Docker unreachable: an environment error with advice.
 		{[]string{"status"}, 3, "docker is not reachable"},
+		{[]string{"registry", "list"}, 3, "docker is not reachable"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

@@ -38,6 +38,7 @@ type startFlags struct {
 	uri      string
 	accel    string
 	addons   []string
+	registry bool
 }
 
 func newStart(g *globals) *cobra.Command {
@@ -124,6 +125,7 @@ func (o *startFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.uri, "libvirt-uri", "", "libvirt daemon for --driver kvm: qemu:///system (default) or qemu+ssh://USER@HOST/system for a remote hypervisor")
 	f.StringVar(&o.accel, "accel", "", "VM acceleration for --driver kvm: kvm (default; needs /dev/kvm) or tcg (qemu's software emulation: works anywhere, slowly)")
 	f.StringSliceVar(&o.addons, "addons", nil, "optional cluster services to enable, comma-separated: "+strings.Join(cluster.AddonNames(), ", ")+" (`kubeforge addons list`); added to the config file's")
+	f.BoolVar(&o.registry, "registry", false, "wire the cluster to the local registry (Docker only), making it when missing: pods pull localhost:5001/NAME:TAG after `docker push localhost:5001/NAME:TAG` (`kubeforge registry --help`)")
 	f.StringArrayVar(&o.ports, "port", nil, "publish a NodePort on the host: HOST:NODEPORT makes 127.0.0.1:HOST reach NODEPORT (repeatable)")
 }
 
@@ -248,6 +250,9 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 			c.Nodes[i].Memory = o.memory
 		}
 	}
+	if set("registry") {
+		c.Registry = o.registry
+	}
 	for _, a := range o.addons {
 		if !slices.Contains(c.Addons, a) {
 			c.Addons = append(c.Addons, a)
@@ -271,7 +276,7 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 func setByFlag(flags *pflag.FlagSet) func(path string) bool {
 	fields := map[string]string{
 		"name": "name", "kubernetes-version": "kubernetesVersion", "wait": "wait", "image": "image", "api-port": "apiServerPort",
-		"pod-eviction-timeout": "podEvictionTimeout", "port": "ports", "driver": "driver", "libvirt-uri": "driver", "accel": "accel", "nodes": "nodes", "control-planes": "nodes",
+		"pod-eviction-timeout": "podEvictionTimeout", "port": "ports", "registry": "registry", "driver": "driver", "libvirt-uri": "driver", "accel": "accel", "nodes": "nodes", "control-planes": "nodes",
 	}
 	return func(path string) bool {
 		top := path[:strings.IndexAny(path+".", ".[")]
