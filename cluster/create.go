@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"kubeforge.dev/kubeforge/bootstrap/pki"
@@ -29,8 +30,12 @@ type CreateOptions struct {
 
 // CreateResult says what Create did.
 type CreateResult struct {
-	// AlreadyRunning is set when the cluster existed and was running: nothing was changed.
+	// AlreadyRunning is set when the cluster existed and was running: nothing was changed but
+	// what Changed lists.
 	AlreadyRunning bool
+	// Changed says what a start of an existing cluster added to it (add-ons enabled, the local
+	// registry wired in), one phrase each.
+	Changed []string
 	// Resumed is set when the cluster existed, stopped, and was started again.
 	Resumed bool
 	// Driver is the driver the cluster runs on (an existing cluster keeps its own).
@@ -158,11 +163,15 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			if err := cl.enableAddons(ctx, more); err != nil {
 				return res, err
 			}
+			res.Changed = append(res.Changed, "enabled the add-ons "+strings.Join(more, ", "))
 		}
 		// `start --registry` of an existing cluster wires the registry in (a resume did already
 		// when the cluster had it).
 		if c.Registry && cl.rec.Spec.RegistryPort == 0 {
-			return res, cl.connectRegistry(ctx)
+			if err := cl.connectRegistry(ctx); err != nil {
+				return res, err
+			}
+			res.Changed = append(res.Changed, "connected the local registry (`kubeforge registry list` shows where to push)")
 		}
 		return res, nil
 	}

@@ -82,7 +82,11 @@ command line override the file.`,
 				g.log().Warnf("cluster %q already exists: %s applies only when a cluster is created (`kubeforge delete --name %s` first to make it anew)", c.Name, o.config, c.Name)
 			}
 			if res.AlreadyRunning {
-				fmt.Fprintf(out, "Cluster %q is already running (API server %s); nothing changed.\n", c.Name, res.APIServer)
+				did := "nothing changed"
+				if len(res.Changed) > 0 {
+					did = strings.Join(res.Changed, "; ")
+				}
+				fmt.Fprintf(out, "Cluster %q is already running (API server %s); %s.\n", c.Name, res.APIServer, did)
 				return nil
 			}
 			if res.Resumed {
