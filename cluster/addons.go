@@ -10,28 +10,41 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kubeforge.dev/kubeforge/bootstrap/addons"
+	"kubeforge.dev/kubeforge/bootstrap/addons/gatewayapi"
 	"kubeforge.dev/kubeforge/bootstrap/ready"
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/images/oci"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
 	"kubeforge.dev/kubeforge/provision"
 )
 
-// MetricsServerVersion is the metrics-server add-on's release (images/images.mk builds the same).
-const MetricsServerVersion = "v0.8.0"
+// The add-ons' releases (images/images.mk builds the same; a test checks).
+const (
+	MetricsServerVersion = "v0.8.0"
+	TraefikVersion       = "v3.7.13"
+)
+
+// IngressAddon names the ingress add-on (Traefik: Ingress and Gateway API).
+const IngressAddon = "ingress"
 
 // addon is an optional cluster service: its pod images (built here from Go modules), its
 // objects, and what "it works" means.
 type addon struct {
 	name, description, version string
 	images                     []images.ProgramImage
-	objects                    func() []runtime.Object
+	// objects are the add-on's objects for a cluster of spec s.
+	objects func(s *spec.Cluster) ([]runtime.Object, error)
 	// ready waits until the add-on serves (for `addons enable` and `start --addons`).
-	ready func(ctx context.Context, k *kube) error
+	ready func(ctx context.Context, k *kube, s *spec.Cluster) error
+	// kept names what disabling the add-on leaves in the cluster, if anything.
+	kept string
 }
 
 // catalog is every add-on kubeforge has, by name.
@@ -43,13 +56,37 @@ func catalog() []addon {
 			return oci.Program(oci.Registry+"/metrics-server:"+MetricsServerVersion, "metrics-server", bin)
 		},
 	}
+	traefik := images.ProgramImage{
+		Program: "traefik", Version: TraefikVersion,
+		Estimate: "about 15 minutes on 2 cores, a minute with a warm Go build cache",
+		Spec: func(bin string) oci.Spec {
+			return oci.Program(oci.Registry+"/traefik:"+TraefikVersion, "traefik", bin)
+		},
+	}
 	return []addon{{
 		name:        "metrics-server",
 		description: "resource metrics of nodes and pods: kubectl top, HorizontalPodAutoscalers",
 		version:     MetricsServerVersion,
 		images:      []images.ProgramImage{ms},
-		objects:     func() []runtime.Object { return addons.MetricsServer(ms.Ref()) },
-		ready:       metricsServing,
+		objects: func(*spec.Cluster) ([]runtime.Object, error) {
+			return addons.MetricsServer(ms.Ref()), nil
+		},
+		ready: func(ctx context.Context, k *kube, _ *spec.Cluster) error { return metricsServing(ctx, k) },
+	}, {
+		name:        IngressAddon,
+		description: "Traefik " + TraefikVersion + ": Ingress and Gateway API " + gatewayapi.Version + " (HTTPRoute, GRPCRoute, TLSRoute) on 127.0.0.1:80 and :443",
+		version:     TraefikVersion,
+		images:      []images.ProgramImage{traefik},
+		objects: func(s *spec.Cluster) ([]runtime.Object, error) {
+			crds, err := addons.GatewayAPICRDs()
+			if err != nil {
+				return nil, err
+			}
+			http, https := s.Ingress.Ports()
+			return append(crds, addons.Traefik(traefik.Ref(), http, https)...), nil
+		},
+		ready: ingressServing,
+		kept:  "the Gateway API CRDs stay (deleting them would delete every Gateway and route in the cluster)",
 	}}
 }
 
@@ -107,7 +144,9 @@ func (c *Cluster) Addons() []AddonInfo {
 // EnableAddons enables add-ons in a running cluster: their images are built when missing and
 // copied into every running node, their objects applied, and it returns once they serve. They
 // are recorded: nodes added later get their images, and a restart applies them again.
-func (c *Cluster) EnableAddons(ctx context.Context, names []string) error {
+// ingress, when not nil, sets the ingress add-on's host ports (kept in the record; enabling an
+// enabled ingress again with other ports moves it).
+func (c *Cluster) EnableAddons(ctx context.Context, names []string, ingress *spec.IngressPorts) error {
 	if _, err := findAddons(names); err != nil {
 		return err
 	}
@@ -116,7 +155,7 @@ func (c *Cluster) EnableAddons(ctx context.Context, names []string) error {
 		return err
 	}
 	defer unlock()
-	return c.enableAddons(ctx, names)
+	return c.enableAddons(ctx, names, ingress)
 }
 
 // missing returns the names of want that have does not hold.
@@ -131,7 +170,7 @@ func missing(want, have []string) []string {
 }
 
 // enableAddons is EnableAddons with the cluster's lock held.
-func (c *Cluster) enableAddons(ctx context.Context, names []string) error {
+func (c *Cluster) enableAddons(ctx context.Context, names []string, ingress *spec.IngressPorts) error {
 	as, err := findAddons(names)
 	if err != nil {
 		return err
@@ -140,26 +179,40 @@ func (c *Cluster) enableAddons(ctx context.Context, names []string) error {
 	if err != nil {
 		return err
 	}
+	if ingress != nil {
+		l.rec.Spec.Ingress = ingress
+		if err := l.rec.Spec.Validate(); err != nil {
+			return err
+		}
+	}
 	k, err := c.running(ctx, l)
 	if err != nil {
 		return err
 	}
 	for _, a := range as {
-		if err := c.p.enableAddon(ctx, l.runningNodes(ctx), k, a, true); err != nil {
+		if err := c.p.enableAddon(ctx, l.runningNodes(ctx), k, a, &l.rec.Spec, true); err != nil {
 			if !slices.Contains(l.rec.Spec.Addons, a.name) {
 				// Leave nothing half-made: the objects go again (the images may stay).
 				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 				defer cancel()
-				if dyn, derr := k.dynamic(); derr == nil {
-					if derr := addons.Delete(uctx, dyn, a.objects()); derr != nil {
-						c.p.log.Warnf("removing %s's objects after the failure: %v", a.name, derr)
-					}
+				dyn, derr := k.dynamic()
+				var objs []runtime.Object
+				if derr == nil {
+					objs, derr = a.objects(&l.rec.Spec)
+				}
+				if derr == nil {
+					derr = addons.Delete(uctx, dyn, objs)
+				}
+				if derr != nil {
+					c.p.log.Warnf("removing %s's objects after the failure: %v", a.name, derr)
 				}
 			}
 			return err
 		}
-		if !slices.Contains(l.rec.Spec.Addons, a.name) {
-			l.rec.Spec.Addons = append(l.rec.Spec.Addons, a.name)
+		if !slices.Contains(l.rec.Spec.Addons, a.name) || ingress != nil {
+			if !slices.Contains(l.rec.Spec.Addons, a.name) {
+				l.rec.Spec.Addons = append(l.rec.Spec.Addons, a.name)
+			}
 			if err := l.dir.Save(l.rec); err != nil {
 				return err
 			}
@@ -193,9 +246,16 @@ func (c *Cluster) DisableAddons(ctx context.Context, names []string) error {
 		return err
 	}
 	for _, a := range as {
-		st := c.p.log.Step("Disabling " + a.name)
-		if err := st.Done(addons.Delete(ctx, dyn, a.objects())); err != nil {
+		objs, err := a.objects(&l.rec.Spec)
+		if err != nil {
 			return err
+		}
+		st := c.p.log.Step("Disabling " + a.name)
+		if err := st.Done(addons.Delete(ctx, dyn, objs)); err != nil {
+			return err
+		}
+		if a.kept != "" {
+			c.p.log.Infof("%s: %s", a.name, a.kept)
 		}
 		l.rec.Spec.Addons = slices.DeleteFunc(l.rec.Spec.Addons, func(n string) bool { return n == a.name })
 		if err := l.dir.Save(l.rec); err != nil {
@@ -227,7 +287,11 @@ func (l *live) runningNodes(ctx context.Context) []provision.Node {
 
 // enableAddon puts add-on a's images into nodes, applies its objects and, when wait is set,
 // waits until it serves.
-func (p *Provider) enableAddon(ctx context.Context, nodes []provision.Node, k *kube, a addon, wait bool) error {
+func (p *Provider) enableAddon(ctx context.Context, nodes []provision.Node, k *kube, a addon, s *spec.Cluster, wait bool) error {
+	objs, err := a.objects(s)
+	if err != nil {
+		return err
+	}
 	if err := p.addonImages(ctx, nodes, a); err != nil {
 		return err
 	}
@@ -236,11 +300,11 @@ func (p *Provider) enableAddon(ctx context.Context, nodes []provision.Node, k *k
 		return err
 	}
 	st := p.log.Step("Enabling " + a.name)
-	if err := addons.ApplyUntil(ctx, dyn, a.objects(), time.Second); err != nil {
+	if err := addons.ApplyUntil(ctx, dyn, objs, time.Second); err != nil {
 		return st.Done(err)
 	}
 	if wait && a.ready != nil {
-		if err := a.ready(ctx, k); err != nil {
+		if err := a.ready(ctx, k, s); err != nil {
 			return st.Done(kferr.WithHint(fmt.Errorf("%s does not serve: %w", a.name, err), kferr.ExitTimeout,
 				"look at its pods: kubectl -n kube-system get pods; kubectl -n kube-system logs deploy/"+a.name))
 		}
@@ -270,14 +334,14 @@ func (p *Provider) addonImages(ctx context.Context, nodes []provision.Node, a ad
 
 // stepAddons enables the spec's add-ons at the end of a start (the images into every node, the
 // objects applied; wait: until they serve).
-func stepAddons(names []string, wait bool) step {
+func stepAddons(s *spec.Cluster, wait bool) step {
 	return step{run: func(ctx context.Context, b *build) error {
-		as, err := findAddons(names)
+		as, err := findAddons(s.Addons)
 		if err != nil {
 			return err
 		}
 		for _, a := range as {
-			if err := b.p.enableAddon(ctx, b.nodes, b.kube, a, wait); err != nil {
+			if err := b.p.enableAddon(ctx, b.nodes, b.kube, a, s, wait); err != nil {
 				return err
 			}
 		}
@@ -328,4 +392,61 @@ func metricsServing(ctx context.Context, k *kube) error {
 		return fmt.Errorf("%s: %w", last, err)
 	}
 	return nil
+}
+
+// ingressServing waits until Traefik serves: its Deployment available, the GatewayClass
+// accepted and the default Gateway programmed by it, and (where kubeforge has a load-balancer
+// provider) its Service given an address.
+func ingressServing(ctx context.Context, k *kube, s *spec.Cluster) error {
+	dyn, err := k.dynamic()
+	if err != nil {
+		return err
+	}
+	gw := schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1"}
+	condition := func(u *unstructured.Unstructured, typ string) bool {
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok && m["type"] == typ && m["status"] == "True" {
+				return true
+			}
+		}
+		return false
+	}
+	var last string
+	err = wait.PollUntilContextCancel(ctx, 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		dep, err := k.cs.AppsV1().Deployments(metav1.NamespaceSystem).Get(ctx, addons.TraefikName, metav1.GetOptions{})
+		if err != nil || dep.Status.AvailableReplicas < 1 {
+			last = "the traefik Deployment has no available pod"
+			return false, nil
+		}
+		gc, err := dyn.Resource(gw.GroupVersion().WithResource("gatewayclasses")).Get(ctx, addons.GatewayClassName, metav1.GetOptions{})
+		if err != nil || !condition(gc, "Accepted") {
+			last = "GatewayClass " + addons.GatewayClassName + " is not Accepted"
+			return false, nil
+		}
+		g, err := dyn.Resource(gw.GroupVersion().WithResource("gateways")).Namespace(metav1.NamespaceSystem).Get(ctx, addons.DefaultGatewayName, metav1.GetOptions{})
+		if err != nil || !condition(g, "Programmed") {
+			last = "Gateway kube-system/" + addons.DefaultGatewayName + " is not Programmed"
+			return false, nil
+		}
+		if s.Driver == spec.DriverDocker {
+			svc, err := k.cs.CoreV1().Services(metav1.NamespaceSystem).Get(ctx, addons.TraefikName, metav1.GetOptions{})
+			if err != nil || len(svc.Status.LoadBalancer.Ingress) == 0 {
+				last = "Service kube-system/traefik has no load-balancer address"
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", last, err)
+	}
+	return nil
+}
+
+// equalIngress reports whether a and b give the same host ports.
+func equalIngress(a, b *spec.IngressPorts) bool {
+	ah, ahs := a.Ports()
+	bh, bhs := b.Ports()
+	return ah == bh && ahs == bhs
 }

@@ -8,6 +8,7 @@ import (
 
 	"kubeforge.dev/kubeforge/images"
 	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/spec"
 )
 
 func TestAddonCatalog(t *testing.T) {
@@ -17,8 +18,9 @@ func TestAddonCatalog(t *testing.T) {
 			t.Errorf("add-on %s twice", a.name)
 		}
 		seen[a.name] = true
-		if a.description == "" || a.version == "" || a.objects == nil || len(a.objects()) == 0 {
-			t.Errorf("add-on %s lacks a description, a version or objects", a.name)
+		objs, err := a.objects(&spec.Cluster{})
+		if a.description == "" || a.version == "" || err != nil || len(objs) == 0 {
+			t.Errorf("add-on %s lacks a description, a version or objects (%v)", a.name, err)
 		}
 		for _, im := range a.images {
 			if !strings.HasPrefix(im.Ref(), "kubeforge.local/") || !strings.HasSuffix(im.Ref(), ":"+im.Version) {
@@ -56,7 +58,7 @@ func TestValidateAddons(t *testing.T) {
 	if err := ValidateAddons(nil); err != nil {
 		t.Errorf("none: %v", err)
 	}
-	err := ValidateAddons([]string{"metrics-server", "ingres"})
+	err := ValidateAddons([]string{"metrics-server", "ingres"}) // a typo of ingress
 	if err == nil || kferr.Code(err) != kferr.ExitUsage || !strings.Contains(err.Error(), `"ingres"`) || !strings.Contains(err.Error(), "metrics-server") {
 		t.Errorf("unknown add-on: %v (code %d); want a usage error naming it and the known ones", err, kferr.Code(err))
 	}

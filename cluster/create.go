@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -159,11 +160,21 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 			}
 		}
 		// `start --addons` of an existing cluster enables those it lacks.
-		if more := missing(c.Addons, cl.rec.Spec.Addons); len(more) > 0 {
-			if err := cl.enableAddons(ctx, more); err != nil {
+		more := missing(c.Addons, cl.rec.Spec.Addons)
+		if len(more) > 0 {
+			if err := cl.enableAddons(ctx, more, c.Ingress); err != nil {
 				return res, err
 			}
 			res.Changed = append(res.Changed, "enabled the add-ons "+strings.Join(more, ", "))
+		}
+		// Other ingress ports than recorded move the enabled ingress add-on.
+		if c.Ingress != nil && !slices.Contains(more, IngressAddon) && slices.Contains(cl.rec.Spec.Addons, IngressAddon) &&
+			!equalIngress(c.Ingress, cl.rec.Spec.Ingress) {
+			if err := cl.enableAddons(ctx, []string{IngressAddon}, c.Ingress); err != nil {
+				return res, err
+			}
+			h, hs := c.Ingress.Ports()
+			res.Changed = append(res.Changed, fmt.Sprintf("moved the ingress to host ports %d and %d", h, hs))
 		}
 		// `start --registry` of an existing cluster wires the registry in (a resume did already
 		// when the cluster had it).
@@ -198,7 +209,7 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 		steps = append(steps, stepRegistryHosting())
 	}
 	if len(c.Addons) > 0 {
-		steps = append(steps, stepAddons(c.Addons, true))
+		steps = append(steps, stepAddons(&c, true))
 	}
 	steps = append(steps, stepReady())
 	if err := p.runSteps(ctx, b, steps, o.KeepOnFailure); err != nil {

@@ -88,7 +88,7 @@ func (c *Cluster) resume(ctx context.Context, res *CreateResult) error {
 	if len(c.rec.Spec.Addons) > 0 {
 		// Their objects applied again (a newer kubeforge may have changed them), their images
 		// put back into a node that lost them; no wait for them to serve.
-		steps = append(steps, stepAddons(c.rec.Spec.Addons, false))
+		steps = append(steps, stepAddons(&c.rec.Spec, false))
 	}
 	steps = append(steps, stepContext())
 	// The steps have no undo: a failed resume keeps the cluster and its data.

@@ -83,10 +83,7 @@ func (c *Cluster) ServiceURLs(ctx context.Context, namespace, service string) ([
 		if u.Port == "" {
 			u.Port = strconv.Itoa(int(sp.Port))
 		}
-		scheme := "http"
-		if sp.Protocol == corev1.ProtocolUDP {
-			scheme = "udp"
-		}
+		scheme := urlScheme(sp)
 		lbPort, isLB := lbPorts[fmt.Sprintf("%d/%s", sp.Port, strings.ToLower(string(sp.Protocol)))]
 		switch hp, ok := published[int(sp.NodePort)]; {
 		case isLB:
@@ -135,4 +132,17 @@ func (c *Cluster) loadBalancerPorts(ctx context.Context, l *live, svc *corev1.Se
 		return ports, ip, nil
 	}
 	return nil, "", nil
+}
+
+// urlScheme is the scheme of a URL of Service port sp: udp, https for a TLS port (appProtocol
+// https, a port named https or websecure, or 443), else http.
+func urlScheme(sp corev1.ServicePort) string {
+	switch {
+	case sp.Protocol == corev1.ProtocolUDP:
+		return "udp"
+	case sp.AppProtocol != nil && *sp.AppProtocol == "https",
+		sp.Name == "https" || sp.Name == "websecure" || sp.Port == 443:
+		return "https"
+	}
+	return "http"
 }

@@ -154,6 +154,10 @@ const (
 	// LabelServiceConfig is a hash of what a service load-balancer machine was made for (ports,
 	// nodes): the cloud provider makes it again when that changes.
 	LabelServiceConfig = "dev.kubeforge.service-config"
+	// AnnotationHostPorts on a LoadBalancer Service asks for the host ports (127.0.0.1) its
+	// ports are published on, as "PORT=HOSTPORT,..." (e.g. "80=8080,443=8443"); the others are
+	// published on their own number. A host port that is not free is replaced by one Docker picks.
+	AnnotationHostPorts = "kubeforge.dev/host-ports"
 	// DockerSocket is where the cloud provider's machine finds the Docker daemon's socket.
 	DockerSocket = "/run/kubeforge-docker.sock"
 )

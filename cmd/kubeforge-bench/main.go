@@ -66,7 +66,7 @@ func main() {
 	multiRuns := flag.Int("multi-runs", 3, "number of 3-node start/node add/delete cycles")
 	idle := flag.Duration("idle", 60*time.Second, "how long after start to measure idle memory")
 	versionRuns := flag.Int("version-runs", 2, "number of single-node start/delete cycles per supported Kubernetes version")
-	addonRuns := flag.Int("addon-runs", 2, "number of single-node start --addons metrics-server/delete cycles")
+	addonRuns := flag.Int("addon-runs", 2, "number of single-node start --addons NAME/delete cycles per add-on (metrics-server, ingress)")
 	flag.Parse()
 	if err := bench(*kubeforge, *out, *runs, *multiRuns, *versionRuns, *addonRuns, *idle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -165,43 +165,46 @@ func bench(bin, out string, n, multi, perVersion, addons int, idle time.Duration
 
 		multiResults = append(multiResults, r)
 	}
-	// Add-ons: a single-node start with metrics-server (to usable and the metrics API serving),
-	// its idle memory, then enabling it on a running cluster. The add-on's image is built by a
-	// first start that is not measured.
+	// Add-ons: a single-node start with each add-on (to usable and the add-on serving), its idle
+	// memory, then enabling it on a running cluster. Each add-on's image is built by a first start
+	// that is not measured.
 	var addonResults []addonRun
-	if addons > 0 {
-		fmt.Fprintln(os.Stderr, "bench: building the metrics-server image (not measured)")
+	for _, addon := range benchAddons {
+		if addons <= 0 {
+			break
+		}
+		fmt.Fprintf(os.Stderr, "bench: building the %s image (not measured)\n", addon)
 		if _, err := kf("delete", "--name", name); err != nil {
 			return err
 		}
-		if _, err := kf("start", "--name", name, "--addons", "metrics-server"); err != nil {
+		if _, err := kf("start", "--name", name, "--addons", addon); err != nil {
 			return err
 		}
-	}
-	for i := 0; i < addons; i++ {
-		if _, err := kf("delete", "--name", name); err != nil {
-			return err
+		for i := 0; i < addons; i++ {
+			if _, err := kf("delete", "--name", name); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			if _, err := kf("start", "--name", name, "--addons", addon); err != nil {
+				return err
+			}
+			r := addonRun{Addon: addon, Usable: time.Since(t0)}
+			fmt.Fprintf(os.Stderr, "bench: add-on %s run %d: usable in %.1fs; waiting %s for idle memory\n", addon, i+1, r.Usable.Seconds(), idle)
+			time.Sleep(idle) // the measurement itself: memory after this long idle
+			if _, r.IdleMemMiB, err = nodeStats(ctx, cli, name); err != nil {
+				return err
+			}
+			if _, err := kf("addons", "disable", addon, "--name", name); err != nil {
+				return err
+			}
+			t0 = time.Now()
+			if _, err := kf("addons", "enable", addon, "--name", name); err != nil {
+				return err
+			}
+			r.Enable = time.Since(t0)
+			fmt.Fprintf(os.Stderr, "bench: add-on %s run %d: addons enable %.1fs\n", addon, i+1, r.Enable.Seconds())
+			addonResults = append(addonResults, r)
 		}
-		t0 := time.Now()
-		if _, err := kf("start", "--name", name, "--addons", "metrics-server"); err != nil {
-			return err
-		}
-		r := addonRun{Usable: time.Since(t0)}
-		fmt.Fprintf(os.Stderr, "bench: add-on run %d: usable with metrics-server in %.1fs; waiting %s for idle memory\n", i+1, r.Usable.Seconds(), idle)
-		time.Sleep(idle) // the measurement itself: memory after this long idle
-		if _, r.IdleMemMiB, err = nodeStats(ctx, cli, name); err != nil {
-			return err
-		}
-		if _, err := kf("addons", "disable", "metrics-server", "--name", name); err != nil {
-			return err
-		}
-		t0 = time.Now()
-		if _, err := kf("addons", "enable", "metrics-server", "--name", name); err != nil {
-			return err
-		}
-		r.Enable = time.Since(t0)
-		fmt.Fprintf(os.Stderr, "bench: add-on run %d: addons enable metrics-server %.1fs\n", i+1, r.Enable.Seconds())
-		addonResults = append(addonResults, r)
 	}
 	// Start-to-usable of each supported Kubernetes version, the default included (same machine,
 	// same run: comparable).
@@ -266,11 +269,15 @@ type versionRun struct {
 	IdleMemMiB float64
 }
 
-// addonRun is one single-node start with the metrics-server add-on.
+// benchAddons are the add-ons measured, one at a time.
+var benchAddons = []string{"metrics-server", "ingress"}
+
+// addonRun is one single-node start with one add-on.
 type addonRun struct {
-	Usable     time.Duration // start --addons metrics-server to usable, metrics API serving
+	Addon      string
+	Usable     time.Duration // start --addons NAME to usable, the add-on serving
 	IdleMemMiB float64       // the node, idle
-	Enable     time.Duration // addons enable metrics-server on the running cluster (after a disable)
+	Enable     time.Duration // addons enable NAME on the running cluster (after a disable)
 }
 
 func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, vs []versionRun, as []addonRun, idle time.Duration) error {
@@ -309,17 +316,27 @@ func writeResults(ctx context.Context, cli *client.Client, out string, rs []run,
 			"Stop/start again: the 3-node cluster right after it was usable, before the node add; target (issue 4) 15 s.\n", idle)
 	}
 	if len(as) > 0 {
-		fmt.Fprintf(&b, "\n## Add-ons: single node with metrics-server\n")
-		fmt.Fprintf(&b, "| run | start --addons metrics-server to usable | idle memory %s after start | addons enable (running cluster) |\n|---|---|---|---|\n", idle)
-		var u, m, e []float64
-		for i, r := range as {
-			fmt.Fprintf(&b, "| %d | %.1f s | %.0f MiB | %.1f s |\n", i+1, r.Usable.Seconds(), r.IdleMemMiB, r.Enable.Seconds())
-			u, m, e = append(u, r.Usable.Seconds()), append(m, r.IdleMemMiB), append(e, r.Enable.Seconds())
+		fmt.Fprintf(&b, "\n## Add-ons: single node with one add-on\n")
+		fmt.Fprintf(&b, "| add-on | run | start --addons NAME to usable | idle memory %s after start | added to the no-add-on median | addons enable (running cluster) |\n|---|---|---|---|---|---|\n", idle)
+		base := median(mem)
+		for _, addon := range benchAddons {
+			var u, m, e []float64
+			for i, r := range as {
+				if r.Addon != addon {
+					continue
+				}
+				fmt.Fprintf(&b, "| %s | %d | %.1f s | %.0f MiB | %+.0f MiB | %.1f s |\n", addon, i+1, r.Usable.Seconds(), r.IdleMemMiB, r.IdleMemMiB-base, r.Enable.Seconds())
+				u, m, e = append(u, r.Usable.Seconds()), append(m, r.IdleMemMiB), append(e, r.Enable.Seconds())
+			}
+			if len(u) > 0 {
+				fmt.Fprintf(&b, "| **%s median** | | **%.1f s** | **%.0f MiB** | **%+.0f MiB** | **%.1f s** |\n", addon, median(u), median(m), median(m)-base, median(e))
+			}
 		}
-		fmt.Fprintf(&b, "| **median** | **%.1f s** | **%.0f MiB** | **%.1f s** |\n\n", median(u), median(m), median(e))
-		fmt.Fprintf(&b, "Usable here also means `kubectl top nodes` answers (the metrics API serves every node); the\n"+
-			"add-on's image was built and cached before these runs (not measured). Compare with the single-node\n"+
-			"table above, same run: a start without add-ons does none of this work.\n")
+		fmt.Fprintf(&b, "\nUsable here also means the add-on serves: metrics-server, `kubectl top nodes` answers for every\n"+
+			"node; ingress, Traefik's pod is available, its GatewayClass accepted, its Gateway programmed and its\n"+
+			"Service has a load-balancer address. Each add-on's image was built and cached before these runs (not\n"+
+			"measured). \"Added\" compares with the single-node table's median idle memory, same run: a start\n"+
+			"without add-ons does none of this work.\n")
 	}
 	if len(vs) > 0 {
 		fmt.Fprintf(&b, "\n## Single node per Kubernetes version (node image present)\n")

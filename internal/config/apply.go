@@ -152,6 +152,9 @@ func (f *File) Apply(c *spec.Cluster) error {
 		}
 		c.Registry = on
 	}
+	if fc.Ingress != nil {
+		c.Ingress = &spec.IngressPorts{HTTP: fc.Ingress.HTTPPort, HTTPS: fc.Ingress.HTTPSPort}
+	}
 	*c = c.WithName(c.Name)
 	return errors.Join(errs...)
 }

@@ -59,6 +59,13 @@ type Cluster struct {
 	Nodes              []Node                       `json:"nodes,omitempty"`
 	Addons             []string                     `json:"addons,omitempty"`
 	Registry           Scalar                       `json:"registry,omitempty"`
+	Ingress            *Ingress                     `json:"ingress,omitempty"`
+}
+
+// Ingress sets the host ports of the ingress add-on (`addons: [ingress]`).
+type Ingress struct {
+	HTTPPort  int `json:"httpPort,omitempty"`
+	HTTPSPort int `json:"httpsPort,omitempty"`
 }
 
 // Node is one entry of nodes. Nodes are named after the cluster, by position.

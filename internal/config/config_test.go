@@ -141,6 +141,9 @@ func TestExample(t *testing.T) {
 	if !c.Registry || c.RegistryPort != 0 {
 		t.Errorf("registry %t, port %d: want the registry asked for, its port left to start", c.Registry, c.RegistryPort)
 	}
+	if c.Ingress == nil || c.Ingress.HTTP != 8000 || c.Ingress.HTTPS != 8443 {
+		t.Errorf("ingress = %+v, want ports 8000 and 8443", c.Ingress)
+	}
 	if want := []spec.PortMapping{{HostPort: 8080, NodePort: 30080}}; !reflect.DeepEqual(c.Ports, want) {
 		t.Errorf("ports = %v", c.Ports)
 	}
@@ -153,7 +156,7 @@ func TestExample(t *testing.T) {
 		t.Errorf("nodes = %+v\nwant %+v", c.Nodes, wantNodes)
 	}
 	// Every field of the format appears in the example.
-	for _, field := range append(jsonFields(reflect.TypeOf(Cluster{})), append(jsonFields(reflect.TypeOf(Node{})), jsonFields(reflect.TypeOf(Mount{}))...)...) {
+	for _, field := range append(jsonFields(reflect.TypeOf(Cluster{})), append(jsonFields(reflect.TypeOf(Node{})), append(jsonFields(reflect.TypeOf(Mount{})), jsonFields(reflect.TypeOf(Ingress{}))...)...)...) {
 		if !strings.Contains(Example, field+":") {
 			t.Errorf("the example does not show %s", field)
 		}

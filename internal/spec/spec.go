@@ -66,6 +66,27 @@ type Cluster struct {
 	// RegistryPort is the host port (127.0.0.1) of the registry the nodes were wired to; 0 when
 	// none. Start, resume and node add wire the nodes to it again.
 	RegistryPort int `json:"registryPort,omitempty"`
+	// Ingress holds the host ports (127.0.0.1) of the ingress add-on's HTTP and HTTPS entry
+	// points (`--ingress-ports`, ingress: in the config file); nil: 80 and 443, when free.
+	Ingress *IngressPorts `json:"ingress,omitempty"`
+}
+
+// IngressPorts are the host ports of the ingress add-on; 0 is the default (80, 443).
+type IngressPorts struct {
+	HTTP  int `json:"httpPort,omitempty"`
+	HTTPS int `json:"httpsPort,omitempty"`
+}
+
+// Ports returns the HTTP and HTTPS host ports, with the defaults filled in (80, 443).
+func (p *IngressPorts) Ports() (http, https int) {
+	http, https = 80, 443
+	if p != nil && p.HTTP != 0 {
+		http = p.HTTP
+	}
+	if p != nil && p.HTTPS != 0 {
+		https = p.HTTPS
+	}
+	return http, https
 }
 
 // Components whose flags ExtraArgs may set.

@@ -200,6 +200,19 @@ func (c Cluster) validatePorts() error {
 	if c.APIServerPort < 0 || c.APIServerPort > 65535 {
 		return fieldErr("apiServerPort", "%d is not a port (1-65535, or 0 to pick a free one)", c.APIServerPort)
 	}
+	if c.Ingress != nil {
+		for _, f := range []struct {
+			name string
+			port int
+		}{{"ingress.httpPort", c.Ingress.HTTP}, {"ingress.httpsPort", c.Ingress.HTTPS}} {
+			if f.port < 0 || f.port > 65535 {
+				return fieldErr(f.name, "%d is not a port (1-65535, or 0 for the default)", f.port)
+			}
+		}
+		if http, https := c.Ingress.Ports(); http == https {
+			return fieldErr("ingress", "HTTP and HTTPS both on port %d: give them different ports", http)
+		}
+	}
 	hostPorts := map[int]int{}
 	for i, pm := range c.Ports {
 		p := fmt.Sprintf("ports[%d]", i)

@@ -17,7 +17,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,8 +87,12 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 	if err != nil {
 		return nil, err
 	}
+	asked, err := AskedHostPorts(svc)
+	if err != nil {
+		return nil, err
+	}
 	name := l.name(svc)
-	hash := configHash(ports, ips)
+	hash := configHash(ports, ips, asked)
 	c, ok, err := l.inspect(ctx, name)
 	if err != nil {
 		return nil, err
@@ -119,18 +125,84 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 		}
 	}
 	klog.InfoS("making the load balancer", "service", klog.KObj(svc), "machine", name, "ip", keepIP, "ports", fmt.Sprint(ports), "nodes", fmt.Sprint(ips))
-	if err := l.create(ctx, svc, name, hash, keepIP, ports, ips, keepPorts, false); err != nil {
-		if !portTaken(err) {
+	want := wantedHostPorts(ports, asked, keepPorts)
+	for {
+		err := l.create(ctx, svc, name, hash, keepIP, ports, ips, want)
+		if err == nil {
+			return status(keepIP), nil
+		}
+		// A host port is taken (another cluster's Service, a program of the user's) or
+		// refused (rootless Docker and ports below 1024): Docker picks a free one for that
+		// port only, the others keep theirs.
+		np, ok := refusedPort(err, want)
+		if !ok {
 			return nil, err
 		}
-		// A host port is taken (another cluster's Service, a program of the user's): Docker
-		// picks free ones.
-		klog.InfoS("a host port is taken; publishing on ports Docker picks", "service", klog.KObj(svc), "err", err)
-		if err := l.create(ctx, svc, name, hash, keepIP, ports, ips, nil, true); err != nil {
-			return nil, err
+		klog.InfoS("a host port is not free; publishing that port on one Docker picks", "service", klog.KObj(svc), "port", np, "err", err)
+		want[np] = ""
+	}
+}
+
+// AskedHostPorts parses svc's host-ports annotation (contract.AnnotationHostPorts): host port by Service port number.
+func AskedHostPorts(svc *v1.Service) (map[int]int, error) {
+	out := map[int]int{}
+	v := strings.TrimSpace(svc.Annotations[contract.AnnotationHostPorts])
+	if v == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(v, ",") {
+		k, hp, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		port, perr := strconv.Atoi(strings.TrimSpace(k))
+		host, herr := strconv.Atoi(strings.TrimSpace(hp))
+		if !ok || perr != nil || herr != nil || port < 1 || port > 65535 || host < 1 || host > 65535 {
+			return nil, fmt.Errorf("annotation %s=%q: want PORT=HOSTPORT pairs separated by commas, e.g. \"80=8080,443=8443\"", contract.AnnotationHostPorts, v)
+		}
+		out[port] = host
+	}
+	return out, nil
+}
+
+// wantedHostPorts are the host ports to ask Docker for, by "PORT/proto": those the annotation
+// asks for, else those the machine had (keep), else the Service's own port number.
+func wantedHostPorts(ports []svcPort, asked map[int]int, keep map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, p := range ports {
+		np := fmt.Sprintf("%d/%s", p.port, p.proto)
+		switch hp, ok := asked[p.port]; {
+		case ok:
+			out[np] = strconv.Itoa(hp)
+		case keep[np] != "":
+			out[np] = keep[np]
+		default:
+			out[np] = strconv.Itoa(p.port)
 		}
 	}
-	return status(keepIP), nil
+	return out
+}
+
+// hostPortInError finds the 127.0.0.1 host port Docker names in a publishing error.
+var hostPortInError = regexp.MustCompile(`(?:127\.0\.0\.1:|exposed port |privileged port )(\d+)`)
+
+// refusedPort returns the entry of want (by "PORT/proto") whose host port Docker could not
+// publish, when err says so; ok is false for any other error, or when that port is already one
+// Docker picks.
+func refusedPort(err error, want map[string]string) (string, bool) {
+	s := err.Error()
+	if !strings.Contains(s, "port is already allocated") && !strings.Contains(s, "address already in use") &&
+		!strings.Contains(s, "cannot expose privileged port") && !strings.Contains(s, "permission denied") {
+		return "", false
+	}
+	m := hostPortInError.FindStringSubmatch(s)
+	for _, np := range slices.Sorted(maps.Keys(want)) {
+		hp := want[np]
+		if hp == "" {
+			continue
+		}
+		if m == nil || m[1] == hp {
+			return np, true // with no port named, the ports go one by one
+		}
+	}
+	return "", false
 }
 
 // UpdateLoadBalancer follows a change of the nodes.
@@ -146,23 +218,16 @@ func (l *LoadBalancers) EnsureLoadBalancerDeleted(ctx context.Context, _ string,
 	return l.remove(ctx, l.name(svc))
 }
 
-// create makes and starts the machine. Host ports: those of keep (by "PORT/proto"), else the
-// Service's own port number, or any free one when anyPort.
-func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash string, ip netip.Addr, ports []svcPort, nodes []netip.Addr, keep map[string]string, anyPort bool) error {
+// create makes and starts the machine, publishing its ports on the host ports of hostPorts (by
+// "PORT/proto"; "" lets Docker pick one).
+func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash string, ip netip.Addr, ports []svcPort, nodes []netip.Addr, hostPorts map[string]string) error {
 	args := []string{"svclb"}
 	exposed, bindings := nat.PortSet{}, nat.PortMap{}
 	for _, p := range ports {
 		args = append(args, "-port", fmt.Sprintf("%s/%d/%d", p.proto, p.port, p.nodePort))
 		np := nat.Port(fmt.Sprintf("%d/%s", p.port, p.proto))
 		exposed[np] = struct{}{}
-		host := strconv.Itoa(p.port)
-		if k, ok := keep[string(np)]; ok {
-			host = k
-		}
-		if anyPort {
-			host = ""
-		}
-		bindings[np] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: host}}
+		bindings[np] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: hostPorts[string(np)]}}
 	}
 	for _, n := range nodes {
 		args = append(args, "-node", n.String())
@@ -203,11 +268,6 @@ func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash 
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	return nil
-}
-
-func portTaken(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "port is already allocated") || strings.Contains(s, "address already in use")
 }
 
 // inspect returns the machine called name when it is this cluster's service load balancer.
@@ -358,10 +418,13 @@ func servicePorts(svc *v1.Service) ([]svcPort, error) {
 }
 
 // configHash identifies what a machine forwards.
-func configHash(ports []svcPort, nodes []netip.Addr) string {
+func configHash(ports []svcPort, nodes []netip.Addr, asked map[int]int) string {
 	h := sha256.New()
 	for _, p := range ports {
 		fmt.Fprintln(h, p)
+		if hp, ok := asked[p.port]; ok {
+			fmt.Fprintln(h, "host", hp)
+		}
 	}
 	for _, n := range nodes {
 		fmt.Fprintln(h, n)

@@ -1,10 +1,14 @@
 package cloud
 
 import (
+	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
+
+	"kubeforge.dev/kubeforge/contract"
 )
 
 func TestPickIP(t *testing.T) {
@@ -59,9 +63,54 @@ func TestServicePorts(t *testing.T) {
 	if _, err := servicePorts(svc); err == nil {
 		t.Fatal("SCTP: want an error")
 	}
-	a := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.2")})
-	b := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")})
+	a := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.2")}, nil)
+	b := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")}, nil)
 	if a == b {
 		t.Fatal("configHash ignores the nodes")
+	}
+	c := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")}, map[int]int{80: 8080})
+	if c == b {
+		t.Fatal("configHash ignores the host ports asked for")
+	}
+}
+
+func TestHostPorts(t *testing.T) {
+	svc := &v1.Service{}
+	svc.Annotations = map[string]string{contract.AnnotationHostPorts: " 80=8080, 443=8443"}
+	asked, err := AskedHostPorts(svc)
+	if err != nil || asked[80] != 8080 || asked[443] != 8443 || len(asked) != 2 {
+		t.Fatalf("AskedHostPorts = %v, %v", asked, err)
+	}
+	for _, bad := range []string{"80", "80=x", "80=0", "0=80", "80=70000", "80=8080;443=8443"} {
+		svc.Annotations[contract.AnnotationHostPorts] = bad
+		if _, err := AskedHostPorts(svc); err == nil || !strings.Contains(err.Error(), contract.AnnotationHostPorts) {
+			t.Errorf("AskedHostPorts(%q) = %v, want an error naming the annotation", bad, err)
+		}
+	}
+	ports := []svcPort{{"tcp", 80, 30080}, {"tcp", 443, 30443}, {"udp", 53, 30053}}
+	want := wantedHostPorts(ports, map[int]int{80: 8080}, map[string]string{"80/tcp": "32768", "443/tcp": "32769"})
+	if want["80/tcp"] != "8080" || want["443/tcp"] != "32769" || want["53/udp"] != "53" {
+		t.Fatalf("wantedHostPorts = %v: want the asked port, else the kept one, else the same number", want)
+	}
+
+	for _, tc := range []struct {
+		err  string
+		want string
+		ok   bool
+	}{
+		{"driver failed programming external connectivity on endpoint x: Bind for 127.0.0.1:8080 failed: port is already allocated", "80/tcp", true},
+		{"Error starting userland proxy: listen tcp4 127.0.0.1:32769: bind: address already in use", "443/tcp", true},
+		{"cannot expose privileged port 53, you can add 'net.ipv4.ip_unprivileged_port_start=53' to /etc/sysctl.conf", "53/udp", true},
+		{"port is already allocated", "443/tcp", true}, // no port named: one by one, in order
+		{"Bind for 127.0.0.1:9999 failed: port is already allocated", "", false},
+		{"no such image", "", false},
+	} {
+		got, ok := refusedPort(errors.New(tc.err), want)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("refusedPort(%q) = %q, %v; want %q, %v", tc.err, got, ok, tc.want, tc.ok)
+		}
+	}
+	if _, ok := refusedPort(errors.New("port is already allocated"), map[string]string{"80/tcp": ""}); ok {
+		t.Error("refusedPort with every port already Docker's pick: want no retry")
 	}
 }

@@ -3,12 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"kubeforge.dev/kubeforge/bootstrap/addons"
 	"kubeforge.dev/kubeforge/cluster"
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/spec"
@@ -65,8 +69,9 @@ func newAddonsList(g *globals) *cobra.Command {
 
 func newAddonsChange(g *globals, enable bool) *cobra.Command {
 	var (
-		name string
-		wait time.Duration
+		name         string
+		wait         time.Duration
+		ingressPorts string
 	)
 	use, short := "disable NAME...", "Remove add-ons' objects from a running cluster"
 	if enable {
@@ -88,12 +93,26 @@ func newAddonsChange(g *globals, enable bool) *cobra.Command {
 			if wait <= 0 {
 				return kferr.Usage("--wait must be a positive duration such as 5m, got %s", wait)
 			}
+			var ports *spec.IngressPorts
+			if cmd.Flags().Changed("ingress-ports") {
+				if !slices.Contains(args, cluster.IngressAddon) {
+					return kferr.Usage("--ingress-ports sets the ports of the %s add-on: enable it too (`kubeforge addons enable %s --ingress-ports %s`)", cluster.IngressAddon, cluster.IngressAddon, ingressPorts)
+				}
+				p, err := parseIngressPorts(ingressPorts)
+				if err != nil {
+					return err
+				}
+				ports = p
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 			defer cancel()
 			return g.onCluster(cmd, name, func(c *cluster.Cluster) error {
 				var err error
 				if enable {
-					err = c.EnableAddons(ctx, args)
+					err = c.EnableAddons(ctx, args, ports)
+					if err == nil && slices.Contains(args, cluster.IngressAddon) {
+						printIngress(ctx, g, c)
+					}
 				} else {
 					err = c.DisableAddons(ctx, args)
 				}
@@ -106,5 +125,36 @@ func newAddonsChange(g *globals, enable bool) *cobra.Command {
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
 	c.Flags().DurationVar(&wait, "wait", 10*time.Minute, "how long to wait, a wait for another kubeforge on the cluster and a first build of the add-on included")
+	if enable {
+		c.Flags().StringVar(&ingressPorts, "ingress-ports", "80,443", ingressPortsUsage)
+	}
 	return c
+}
+
+const ingressPortsUsage = "host ports (127.0.0.1) of the ingress add-on, `HTTP,HTTPS`; one that is not free is replaced by one Docker picks (`kubeforge service traefik -n kube-system --url` prints them)"
+
+// parseIngressPorts parses --ingress-ports HTTP,HTTPS.
+func parseIngressPorts(s string) (*spec.IngressPorts, error) {
+	h, hs, ok := strings.Cut(s, ",")
+	hp, err1 := strconv.Atoi(strings.TrimSpace(h))
+	hsp, err2 := strconv.Atoi(strings.TrimSpace(hs))
+	if !ok || err1 != nil || err2 != nil || hp < 1 || hp > 65535 || hsp < 1 || hsp > 65535 || hp == hsp {
+		return nil, kferr.Usage("--ingress-ports %q: want two different host ports HTTP,HTTPS, e.g. 8080,8443", s)
+	}
+	return &spec.IngressPorts{HTTP: hp, HTTPS: hsp}, nil
+}
+
+// printIngress says where the ingress add-on answers on the host.
+func printIngress(ctx context.Context, g *globals, c *cluster.Cluster) {
+	urls, err := c.ServiceURLs(ctx, metav1.NamespaceSystem, addons.TraefikName)
+	if err != nil {
+		g.log().Warnf("where the ingress answers: %v", err)
+		return
+	}
+	var list []string
+	for _, u := range urls {
+		list = append(list, u.URL)
+	}
+	fmt.Fprintf(g.streams.Out, "Ingress and Gateway API answer at %s (e.g. curl -H 'Host: app.localhost' %s/ for an Ingress of host app.localhost).\n",
+		strings.Join(list, " and "), list[0])
 }

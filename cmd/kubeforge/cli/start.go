@@ -39,6 +39,7 @@ type startFlags struct {
 	accel    string
 	addons   []string
 	registry bool
+	ingress  string
 }
 
 func newStart(g *globals) *cobra.Command {
@@ -96,6 +97,14 @@ command line override the file.`,
 			}
 			fmt.Fprintf(out, "Cluster %q is ready in %.1fs: API server %s, context %q in %s.\n",
 				c.Name, time.Since(start).Seconds(), res.APIServer, res.Context, res.Kubeconfig)
+			if slices.Contains(c.Addons, cluster.IngressAddon) {
+				if err := g.onCluster(cmd, c.Name, func(cl *cluster.Cluster) error {
+					printIngress(cmd.Context(), g, cl)
+					return nil
+				}); err != nil {
+					g.log().Warnf("where the ingress answers: %v", err)
+				}
+			}
 			fmt.Fprintf(out, "Try: kubectl get pods -A   (or: kubeforge kubectl -- get pods -A)\n")
 			return nil
 		},
@@ -129,6 +138,7 @@ func (o *startFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&o.uri, "libvirt-uri", "", "libvirt daemon for --driver kvm: qemu:///system (default) or qemu+ssh://USER@HOST/system for a remote hypervisor")
 	f.StringVar(&o.accel, "accel", "", "VM acceleration for --driver kvm: kvm (default; needs /dev/kvm) or tcg (qemu's software emulation: works anywhere, slowly)")
 	f.StringSliceVar(&o.addons, "addons", nil, "optional cluster services to enable, comma-separated: "+strings.Join(cluster.AddonNames(), ", ")+" (`kubeforge addons list`); added to the config file's")
+	f.StringVar(&o.ingress, "ingress-ports", "80,443", ingressPortsUsage)
 	f.BoolVar(&o.registry, "registry", false, "wire the cluster to the local registry (Docker only), making it when missing: pods pull localhost:5001/NAME:TAG after `docker push localhost:5001/NAME:TAG` (`kubeforge registry --help`)")
 	f.StringArrayVar(&o.ports, "port", nil, "publish a NodePort on the host: HOST:NODEPORT makes 127.0.0.1:HOST reach NODEPORT (repeatable)")
 }
@@ -257,6 +267,13 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 	if set("registry") {
 		c.Registry = o.registry
 	}
+	if set("ingress-ports") {
+		p, err := parseIngressPorts(o.ingress)
+		if err != nil {
+			return c, err
+		}
+		c.Ingress = p
+	}
 	for _, a := range o.addons {
 		if !slices.Contains(c.Addons, a) {
 			c.Addons = append(c.Addons, a)
@@ -280,7 +297,7 @@ func (o startFlags) override(flags *pflag.FlagSet, c spec.Cluster, file *config.
 func setByFlag(flags *pflag.FlagSet) func(path string) bool {
 	fields := map[string]string{
 		"name": "name", "kubernetes-version": "kubernetesVersion", "wait": "wait", "image": "image", "api-port": "apiServerPort",
-		"pod-eviction-timeout": "podEvictionTimeout", "port": "ports", "registry": "registry", "driver": "driver", "libvirt-uri": "driver", "accel": "accel", "nodes": "nodes", "control-planes": "nodes",
+		"pod-eviction-timeout": "podEvictionTimeout", "port": "ports", "registry": "registry", "ingress-ports": "ingress", "driver": "driver", "libvirt-uri": "driver", "accel": "accel", "nodes": "nodes", "control-planes": "nodes",
 	}
 	return func(path string) bool {
 		top := path[:strings.IndexAny(path+".", ".[")]
