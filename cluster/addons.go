@@ -190,7 +190,12 @@ func (c *Cluster) enableAddons(ctx context.Context, names []string, ingress *spe
 		return err
 	}
 	for _, a := range as {
-		if err := c.p.enableAddon(ctx, l.runningNodes(ctx), k, a, &l.rec.Spec, true); err != nil {
+		err := c.p.enableAddon(ctx, l.runningNodes(ctx), k, a, &l.rec.Spec, true)
+		if err == nil && a.name == IngressAddon && hasCloudProvider(l.rec.Spec.Driver) {
+			// Other host ports make the load balancer again: wait for the new one.
+			err = c.waitServiceLB(ctx, k, metav1.NamespaceSystem, addons.TraefikName)
+		}
+		if err != nil {
 			if !slices.Contains(l.rec.Spec.Addons, a.name) {
 				// Leave nothing half-made: the objects go again (the images may stay).
 				uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)

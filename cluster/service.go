@@ -2,15 +2,19 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/kferr"
@@ -145,4 +149,66 @@ func urlScheme(sp corev1.ServicePort) string {
 		return "https"
 	}
 	return "http"
+}
+
+// waitServiceLB waits until LoadBalancer Service namespace/name's load-balancer machine runs as
+// the Service now asks (its host-ports annotation included) and publishes every port: then
+// ServiceURLs shows where it answers, not a machine about to be replaced.
+func (c *Cluster) waitServiceLB(ctx context.Context, k *kube, namespace, name string) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		svc, err := k.cs.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		l, err := c.live(ctx)
+		if err != nil {
+			return false, err
+		}
+		machine := contract.ServiceLBName(c.name, namespace, name, string(svc.UID))
+		i := slices.IndexFunc(l.services, func(m provision.Node) bool { return m.Name() == machine })
+		if i < 0 {
+			last = "no load-balancer machine " + machine + " yet"
+			return false, nil
+		}
+		m := l.services[i]
+		in, ok1 := m.(provision.Inspector)
+		pub, ok2 := m.(provision.Publisher)
+		if !ok1 || !ok2 {
+			return true, nil // a driver whose machines publish nothing
+		}
+		raw, err := in.Inspect(ctx)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		var desc struct {
+			Config struct{ Labels map[string]string }
+			State  struct{ Running bool }
+		}
+		if err := json.Unmarshal(raw, &desc); err != nil {
+			return false, fmt.Errorf("inspecting %s: %w", machine, err)
+		}
+		if desc.Config.Labels[contract.LabelServiceHostPorts] != svc.Annotations[contract.AnnotationHostPorts] || !desc.State.Running {
+			last = "the load-balancer machine " + machine + " is being made again"
+			return false, nil
+		}
+		ports, err := pub.PublishedPorts(ctx)
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		for _, sp := range svc.Spec.Ports {
+			if _, ok := ports[fmt.Sprintf("%d/%s", sp.Port, strings.ToLower(string(sp.Protocol)))]; !ok {
+				last = fmt.Sprintf("port %d is not published yet", sp.Port)
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the load balancer of service %s/%s: %s: %w", namespace, name, last, err)
+	}
+	return nil
 }

@@ -154,6 +154,9 @@ const (
 	// LabelServiceConfig is a hash of what a service load-balancer machine was made for (ports,
 	// nodes): the cloud provider makes it again when that changes.
 	LabelServiceConfig = "dev.kubeforge.service-config"
+	// LabelServiceHostPorts is the Service's AnnotationHostPorts a service load-balancer machine
+	// was made for: once it equals the Service's, the machine publishes what was asked.
+	LabelServiceHostPorts = "dev.kubeforge.service-host-ports"
 	// AnnotationHostPorts on a LoadBalancer Service asks for the host ports (127.0.0.1) its
 	// ports are published on, as "PORT=HOSTPORT,..." (e.g. "80=8080,443=8443"); the others are
 	// published on their own number. A host port that is not free is replaced by one Docker picks.

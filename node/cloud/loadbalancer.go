@@ -129,7 +129,7 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 	for {
 		err := l.create(ctx, svc, name, hash, keepIP, ports, ips, want)
 		if err == nil {
-			return status(keepIP), nil
+			break
 		}
 		// A host port is taken (another cluster's Service, a program of the user's) or
 		// refused (rootless Docker and ports below 1024): Docker picks a free one for that
@@ -140,6 +140,37 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 		}
 		klog.InfoS("a host port is not free; publishing that port on one Docker picks", "service", klog.KObj(svc), "port", np, "err", err)
 		want[np] = ""
+	}
+	if slices.Contains(slices.Collect(maps.Values(want)), "") {
+		l.pin(ctx, svc, name, hash, keepIP, ports, ips, want)
+	}
+	return status(keepIP), nil
+}
+
+// pin makes the machine called name again with the host ports Docker picked for it written
+// down: Docker picks anew each time a container starts, and the ports must survive a stop and
+// start of the cluster. If they cannot be had again (taken in between), the machine stays as it
+// is.
+func (l *LoadBalancers) pin(ctx context.Context, svc *v1.Service, name, hash string, ip netip.Addr, ports []svcPort, nodes []netip.Addr, want map[string]string) {
+	c, ok, err := l.inspect(ctx, name)
+	if err != nil || !ok {
+		return
+	}
+	given := hostPorts(c)
+	for _, p := range ports {
+		if given[fmt.Sprintf("%d/%s", p.port, p.proto)] == "" {
+			return // not all published yet: leave it
+		}
+	}
+	if err := l.remove(ctx, name); err != nil {
+		klog.ErrorS(err, "pinning the load balancer's host ports", "service", klog.KObj(svc), "machine", name)
+		return
+	}
+	if err := l.create(ctx, svc, name, hash, ip, ports, nodes, given); err != nil {
+		klog.InfoS("the host ports Docker picked were taken meanwhile; publishing on new ones", "service", klog.KObj(svc), "err", err)
+		if err := l.create(ctx, svc, name, hash, ip, ports, nodes, want); err != nil {
+			klog.ErrorS(err, "making the load balancer again", "service", klog.KObj(svc), "machine", name)
+		}
 	}
 }
 
@@ -240,11 +271,12 @@ func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash 
 		Cmd:          args,
 		ExposedPorts: exposed,
 		Labels: map[string]string{
-			contract.LabelCluster:       l.Cluster,
-			contract.LabelNode:          name,
-			contract.LabelRole:          contract.RoleServiceLB,
-			contract.LabelService:       svc.Namespace + "/" + svc.Name,
-			contract.LabelServiceConfig: hash,
+			contract.LabelCluster:          l.Cluster,
+			contract.LabelNode:             name,
+			contract.LabelRole:             contract.RoleServiceLB,
+			contract.LabelService:          svc.Namespace + "/" + svc.Name,
+			contract.LabelServiceConfig:    hash,
+			contract.LabelServiceHostPorts: svc.Annotations[contract.AnnotationHostPorts],
 		},
 	}
 	host := &container.HostConfig{
