@@ -32,12 +32,13 @@ func auditArgs() map[string]string {
 
 // AuditPolicy is the API server's audit policy: only the writes that make up the life of a
 // workload (pods and their binding, status and eviction; deployments and replicasets with their
-// status and scale; nodes' creation, deletion and status; events), once each (at
-// ResponseComplete), without managedFields. Pods, workloads and events are logged with their
-// request and response: the response is the stored object, which carries the name the API server
-// generated (pods of a ReplicaSet have none in the request), its resourceVersion and its owner.
-// Node status is logged with the request only (the kubelet's patch: what changed; a Node's full
-// status lists every image). Everything else, reads and watches, leases included, is not logged:
+// status and scale; events; nodes' creation, deletion, taints and the node controller's status
+// updates), once each (at ResponseComplete), without managedFields. Pods, workloads and events
+// are logged with their request and response: the response is the stored object, which carries
+// the name the API server generated (pods of a ReplicaSet have none in the request), its
+// resourceVersion and its owner. Node updates are logged with the request only (what changed; a
+// Node's full status lists every image), and the kubelets' own node status reports (heartbeats
+// every 10 s) not at all. Everything else, reads and watches, leases included, is not logged:
 // they are most of the API server's requests.
 func AuditPolicy() ([]byte, error) {
 	writes := []string{"create", "update", "patch", "delete"}
@@ -57,9 +58,15 @@ func AuditPolicy() ([]byte, error) {
 				},
 			},
 			{
+				// The kubelets' node status reports (every 10 s, mostly heartbeats).
+				Level:      auditv1.LevelNone,
+				UserGroups: []string{"system:nodes"},
+				Resources:  []auditv1.GroupResources{{Group: "", Resources: []string{"nodes/status"}}},
+			},
+			{
 				Level:     auditv1.LevelRequest,
 				Verbs:     []string{"update", "patch"},
-				Resources: []auditv1.GroupResources{{Group: "", Resources: []string{"nodes/status"}}},
+				Resources: []auditv1.GroupResources{{Group: "", Resources: []string{"nodes", "nodes/status"}}},
 			},
 			{
 				Level:     auditv1.LevelMetadata,

@@ -40,6 +40,7 @@ func TestAuditPolicy(t *testing.T) {
 		{"delete", "", "pods", "", audit.LevelRequestResponse},
 		{"create", "", "events", "", audit.LevelRequestResponse},
 		{"patch", "", "nodes", "status", audit.LevelRequest},
+		{"update", "", "nodes", "", audit.LevelRequest},
 		{"create", "", "nodes", "", audit.LevelMetadata},
 		{"get", "", "pods", "", audit.LevelNone},
 		{"list", "", "pods", "", audit.LevelNone},
@@ -53,6 +54,14 @@ func TestAuditPolicy(t *testing.T) {
 			Resource: tc.resource, Subresource: tc.sub, Namespace: "default", ResourceRequest: true,
 		}
 		got := eval.EvaluatePolicyRule(attrs)
+		if tc.resource == "nodes" && tc.sub == "status" {
+			// A kubelet's own report is a heartbeat: not logged.
+			kubelet := attrs
+			kubelet.User = &user.DefaultInfo{Name: "system:node:n1", Groups: []string{"system:nodes"}}
+			if l := eval.EvaluatePolicyRule(kubelet).Level; l != audit.LevelNone {
+				t.Errorf("a kubelet's node status: level %s, want None", l)
+			}
+		}
 		if got.Level != tc.want {
 			t.Errorf("%s %s/%s %s: level %s, want %s", tc.verb, tc.group, tc.resource, tc.sub, got.Level, tc.want)
 		}
