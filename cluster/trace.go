@@ -42,6 +42,14 @@ func (c *Cluster) Trace(ctx context.Context, o TraceOptions, step func(trace.Ste
 	if err != nil {
 		return kferr.Usage("%v", err)
 	}
+	if c.hasRec {
+		for _, flag := range []string{"audit-policy-file", "audit-log-path"} {
+			if v, ok := c.rec.Spec.ExtraArgs[spec.ComponentAPIServer][flag]; ok {
+				return kferr.Usage("cluster %q sets the API server's --%s=%s (extraArgs): trace reads the audit log kubeforge configures, at %s; make the cluster without that extra arg",
+					c.name, flag, v, contract.AuditLogPath)
+			}
+		}
+	}
 	nodes, err := c.machines(ctx)
 	if err != nil {
 		return err
