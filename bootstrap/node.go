@@ -255,6 +255,11 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 		for name, b := range ms {
 			f.add(path.Join(contract.ManifestsDir, name), b, 0o644)
 		}
+		policy, err := controlplane.AuditPolicy()
+		if err != nil {
+			return f, err
+		}
+		f.add(contract.AuditPolicyPath, policy, 0o644)
 	}
 
 	// Kubelet and container runtime.

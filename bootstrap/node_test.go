@@ -119,6 +119,7 @@ func TestControlPlaneFiles(t *testing.T) {
 		"/etc/kubernetes/manifests/kube-apiserver.yaml",
 		"/etc/kubernetes/manifests/kube-controller-manager.yaml",
 		"/etc/kubernetes/manifests/kube-scheduler.yaml",
+		"/etc/kubernetes/audit-policy.yaml",
 		"/var/lib/kubelet/config.yaml",
 		"/etc/containerd/config.toml",
 		"/etc/kubeforge/services.json",

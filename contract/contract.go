@@ -63,6 +63,12 @@ const (
 	// PodResolvConf is the resolv.conf pods with dnsPolicy Default get, written at boot by
 	// `kubeforge-node netctl boot` (loopback name servers replaced by the node IP).
 	PodResolvConf = "/etc/kubeforge/resolv.conf"
+	// AuditPolicyPath is the API server's audit policy in a control-plane node, and AuditLogDir
+	// the directory of its audit log, AuditLogPath (JSON lines, rotated by the API server), which
+	// `kubeforge trace` follows.
+	AuditPolicyPath = "/etc/kubernetes/audit-policy.yaml"
+	AuditLogDir     = "/var/log/kubernetes/audit"
+	AuditLogPath    = AuditLogDir + "/audit.log"
 )
 
 // The node image's preloaded images.

@@ -148,9 +148,14 @@ func apiserver(c Config) *corev1.Pod {
 		args["etcd-readycheck-timeout"] = "10s"
 		args["etcd-healthcheck-timeout"] = "10s"
 	}
+	for k, v := range auditArgs() {
+		args[k] = v
+	}
 	p := pod(c, "kube-apiserver", args, []mount{
 		{"k8s-certs", pki, corev1.HostPathDirectoryOrCreate, true},
 		{"ca-certs", "/etc/ssl/certs", corev1.HostPathDirectoryOrCreate, true},
+		{"audit-policy", contract.AuditPolicyPath, corev1.HostPathFile, true},
+		{"audit-log", contract.AuditLogDir, corev1.HostPathDirectoryOrCreate, false},
 	}, probes{scheme: corev1.URISchemeHTTPS, port: 6443, host: c.NodeIP.String(), live: "/livez", ready: "/readyz", startup: "/livez"})
 	p.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("250m")
 	return p

@@ -130,7 +130,7 @@ func TestExample(t *testing.T) {
 		t.Errorf("featureGates = %v", c.FeatureGates)
 	}
 	wantArgs := map[string]map[string]string{
-		"kube-apiserver":          {"audit-log-path": "-", "audit-log-maxage": "7"},
+		"kube-apiserver":          {"event-ttl": "2h", "max-requests-inflight": "800"},
 		"kube-controller-manager": {"node-monitor-period": "2s"},
 		"kube-scheduler":          {"v": "2"},
 		"kubelet":                 {"max-pods": "60"},

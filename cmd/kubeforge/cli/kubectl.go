@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
@@ -74,6 +75,13 @@ func newKubectl(g *globals) *cobra.Command {
 			}
 			flags := genericclioptions.NewConfigFlags(true).WithDeprecatedPasswordFlag().WithDiscoveryBurst(300).WithDiscoveryQPS(50)
 			flags.KubeConfig = &path
+			// Requests say they come from kubectl (as upstream's binary's do), not from kubeforge:
+			// the API server's audit log, and so `kubeforge trace`, name kubectl.
+			flags.WrapConfigFn = func(c *rest.Config) *rest.Config {
+				_, ver, _ := strings.Cut(rest.DefaultKubernetesUserAgent(), "/")
+				c.UserAgent = "kubectl/" + ver
+				return c
+			}
 			streams := genericiooptions.IOStreams{In: g.streams.In, Out: g.streams.Out, ErrOut: g.streams.Err}
 			k := kubectlcmd.NewKubectlCommand(kubectlcmd.KubectlOptions{
 				Arguments: append([]string{"kubectl"}, args...), ConfigFlags: flags.WithWarningPrinter(streams), IOStreams: streams,

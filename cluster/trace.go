@@ -1,0 +1,167 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"kubeforge.dev/kubeforge/cluster/trace"
+	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/internal/kferr"
+	"kubeforge.dev/kubeforge/internal/safe"
+	"kubeforge.dev/kubeforge/internal/spec"
+	"kubeforge.dev/kubeforge/provision"
+)
+
+// TraceOptions select what `kubeforge trace` shows.
+type TraceOptions struct {
+	// Namespace: only the steps of this namespace (and of cluster-scoped objects); "" for all.
+	Namespace string
+	// Object: one object and what is made from it: NAME or KIND/NAME (deployment/web); "" for all.
+	Object string
+	// Following, when set, is called once the audit log of every running control plane is
+	// followed: every write the API servers answer from then on is a step.
+	Following func(controlPlanes []string)
+}
+
+// maxAuditLine bounds one audit event (a pod with its request and response is a few KiB; a
+// Node's full status with its images tens of KiB).
+const maxAuditLine = 8 << 20
+
+// Trace follows the API server's audit log on every running control plane (through the driver's
+// exec: `tail -F` in the node, so the host needs no route to it) and calls step for each write
+// it logs that the options select, as the API servers answer them, until ctx ends or step fails.
+func (c *Cluster) Trace(ctx context.Context, o TraceOptions, step func(trace.Step) error) error {
+	filter, err := trace.NewFilter(o.Namespace, o.Object)
+	if err != nil {
+		return kferr.Usage("%v", err)
+	}
+	if c.hasRec {
+		for _, flag := range []string{"audit-policy-file", "audit-log-path"} {
+			if v, ok := c.rec.Spec.ExtraArgs[spec.ComponentAPIServer][flag]; ok {
+				return kferr.Usage("cluster %q sets the API server's --%s=%s (extraArgs): trace reads the audit log kubeforge configures, at %s; make the cluster without that extra arg",
+					c.name, flag, v, contract.AuditLogPath)
+			}
+		}
+	}
+	nodes, err := c.machines(ctx)
+	if err != nil {
+		return err
+	}
+	type followed struct {
+		n      provision.Node
+		offset int64
+	}
+	var cps []followed
+	var names []string
+	for _, n := range nodes {
+		if n.Role() != string(spec.RoleControlPlane) {
+			continue
+		}
+		if st, err := n.State(ctx); err != nil || st != provision.StateRunning {
+			continue
+		}
+		offset, err := auditLogEnd(ctx, c.name, n)
+		if err != nil {
+			return err
+		}
+		cps = append(cps, followed{n, offset})
+		names = append(names, n.Name())
+	}
+	if len(cps) == 0 {
+		return kferr.Environment(fmt.Sprintf("`kubeforge start --name %s`", c.name),
+			"cluster %q has no running control plane to trace", c.name)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, ctx := errgroup.WithContext(ctx)
+	steps := make(chan trace.Step)
+	for _, cp := range cps {
+		pr, pw := io.Pipe()
+		safe.Go(g, func() error {
+			// tail -F follows the log by name across the API server's rotations; -c +N starts
+			// right after what was there when we looked, so nothing written since is missed.
+			err := cp.n.Run(ctx, provision.Cmd{
+				Args:   []string{"tail", "-F", "-c", "+" + strconv.FormatInt(cp.offset+1, 10), contract.AuditLogPath},
+				Stdout: pw,
+			})
+			pw.CloseWithError(err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("tail ended")
+			}
+			return fmt.Errorf("following the audit log of %s: %w", cp.n.Name(), err)
+		})
+		safe.Go(g, func() error {
+			defer pr.Close()
+			sc := bufio.NewScanner(pr)
+			sc.Buffer(make([]byte, 0, 64<<10), maxAuditLine)
+			for sc.Scan() {
+				ev, err := trace.ParseAudit(sc.Bytes())
+				if err != nil {
+					continue // a line cut short by a rotation: no step to show
+				}
+				s, ok := trace.FromAudit(ev)
+				if !ok {
+					continue
+				}
+				select {
+				case steps <- s:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			if err := sc.Err(); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("reading the audit log of %s: %w", cp.n.Name(), err)
+			}
+			return nil
+		})
+	}
+	if o.Following != nil {
+		o.Following(names)
+	}
+	safe.Go(g, func() error {
+		for {
+			select {
+			case s := <-steps:
+				if !filter.Keep(s) {
+					continue
+				}
+				if err := step(s); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// auditLogEnd returns the size of n's audit log: where following it starts.
+func auditLogEnd(ctx context.Context, cluster string, n provision.Node) (int64, error) {
+	out, err := provision.Output(ctx, n, "sh", "-c",
+		`test -f `+contract.AuditPolicyPath+` || exit 3; stat -c %s `+contract.AuditLogPath+` 2>/dev/null || echo 0`)
+	if err != nil {
+		var re *provision.RunError
+		if errors.As(err, &re) && re.ExitCode == 3 {
+			return 0, kferr.Environment(fmt.Sprintf("make the cluster again with this kubeforge: `kubeforge delete --name %s && kubeforge start --name %s`", cluster, cluster),
+				"the API server of %s writes no audit log, which trace reads: cluster %q was made by an older kubeforge", n.Name(), cluster)
+		}
+		return 0, fmt.Errorf("looking at the audit log of %s: %w", n.Name(), err)
+	}
+	size, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("the size of the audit log of %s: %q: %w", n.Name(), out, err)
+	}
+	return size, nil
+}

@@ -1,0 +1,282 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"kubeforge.dev/kubeforge/cluster/trace"
+)
+
+// tracer is a `kubeforge trace -o json` running in the background, its steps collected.
+type tracer struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	steps  []trace.Step
+	bad    []string // lines that are not a step
+	stderr strings.Builder
+	done   chan struct{}
+}
+
+// startTrace runs `kubeforge trace -o json ARGS...` and returns once it follows the audit log.
+func (e *env) startTrace(ctx context.Context, args ...string) *tracer {
+	e.t.Helper()
+	tr := &tracer{done: make(chan struct{})}
+	tr.cmd = exec.CommandContext(ctx, e.Bin, append([]string{"trace", "-o", "json"}, args...)...)
+	tr.cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.Home, "KUBECONFIG="+e.Kubeconfig)
+	stdout, err := tr.cmd.StdoutPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	stderr, err := tr.cmd.StderrPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := tr.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	following := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			tr.mu.Lock()
+			tr.stderr.WriteString(sc.Text() + "\n")
+			tr.mu.Unlock()
+			if strings.HasPrefix(sc.Text(), "Tracing cluster") {
+				once.Do(func() { close(following) })
+			}
+		}
+	}()
+	go func() {
+		defer close(tr.done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var s trace.Step
+			err := json.Unmarshal(sc.Bytes(), &s)
+			tr.mu.Lock()
+			if err != nil || s.Time.IsZero() || s.Component == "" || s.Verb == "" || s.Resource == "" {
+				tr.bad = append(tr.bad, sc.Text())
+			} else {
+				tr.steps = append(tr.steps, s)
+			}
+			tr.mu.Unlock()
+		}
+	}()
+	select {
+	case <-following:
+	case <-tr.done:
+		e.t.Fatalf("kubeforge trace ended at once:\n%s", tr.stderrText())
+	case <-time.After(time.Minute):
+		e.t.Fatalf("kubeforge trace does not follow the audit log after a minute:\n%s", tr.stderrText())
+	}
+	return tr
+}
+
+func (tr *tracer) stderrText() string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.stderr.String()
+}
+
+// snapshot returns the steps so far.
+func (tr *tracer) snapshot() []trace.Step {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]trace.Step(nil), tr.steps...)
+}
+
+// waitFor waits until ok holds on the steps so far.
+func (tr *tracer) waitFor(ctx context.Context, within time.Duration, ok func([]trace.Step) bool) ([]trace.Step, error) {
+	var steps []trace.Step
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, within, true, func(context.Context) (bool, error) {
+		steps = tr.snapshot()
+		return ok(steps), nil
+	})
+	return steps, err
+}
+
+// stop interrupts the trace as Ctrl-C does: it must end with exit 0.
+func (tr *tracer) stop(t *testing.T) {
+	t.Helper()
+	_ = tr.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-tr.done:
+	case <-time.After(30 * time.Second):
+		_ = tr.cmd.Process.Kill()
+		t.Errorf("kubeforge trace did not end 30 s after SIGINT")
+	}
+	if err := tr.cmd.Wait(); err != nil {
+		t.Errorf("kubeforge trace after SIGINT: %v\n%s", err, tr.stderrText())
+	}
+	if len(tr.bad) > 0 {
+		t.Errorf("lines of trace -o json that are no step:\n%s", strings.Join(tr.bad, "\n"))
+	}
+}
+
+func dump(steps []trace.Step) string {
+	var b strings.Builder
+	for _, s := range steps {
+		fmt.Fprintf(&b, "%s  %-26s %s\n", s.Time.Format("15:04:05.000"), trace.Who(s), trace.What(s))
+	}
+	return b.String()
+}
+
+// index returns the index of the first step after from that ok accepts, -1 if none.
+func index(steps []trace.Step, from int, ok func(trace.Step) bool) int {
+	for i := from; i < len(steps); i++ {
+		if ok(steps[i]) {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestTrace checks `kubeforge trace -o json` on the flow workshops teach: `kubectl create
+// deployment web --replicas=3` on a 3-node cluster yields, in causal order, kubectl's create, the
+// deployment controller's ReplicaSet, the replicaset controller's 3 Pods, the scheduler's 3
+// bindings to the nodes the pods really run on and a Running report by each of those nodes'
+// kubelets; a container killed in its node yields its kubelet's restart report.
+func TestTrace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	e := newEnv(t)
+	const name = "kf-trace"
+	e.deleteOnCleanup(name)
+	e.ok(ctx, "start", "--name", name, "--nodes", "3")
+	buildBusybox(ctx, t, e.docker)
+	e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
+
+	tr := e.startTrace(ctx, "--name", name)
+	defer tr.stop(t)
+	e.ok(ctx, "kubectl", "--name", name, "--", "create", "deployment", "web", "--image="+BusyboxImage, "--replicas=3",
+		"--", "sleep", "1000000")
+
+	// Every step of the flow, up to the third pod reported Running.
+	running := func(s trace.Step) bool {
+		return s.Component == trace.ComponentKubelet && s.Resource == "pods/status" && s.Phase == "Running" &&
+			strings.HasPrefix(s.Name, "web-")
+	}
+	steps, err := tr.waitFor(ctx, 3*time.Minute, func(steps []trace.Step) bool {
+		seen := map[string]bool{}
+		for _, s := range steps {
+			if running(s) {
+				seen[s.Name] = true
+			}
+		}
+		return len(seen) == 3
+	})
+	if err != nil {
+		t.Fatalf("no Running report of 3 web pods in the trace: %v\n%s\nstderr:\n%s", err, dump(steps), tr.stderrText())
+	}
+	t.Logf("trace:\n%s", dump(steps))
+
+	// Where the pods really run, as kubectl says.
+	wide := e.ok(ctx, "kubectl", "--name", name, "--", "get", "pods", "-l", "app=web", "-o", "wide", "--no-headers").Stdout
+	nodeOf := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(wide), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			t.Fatalf("kubectl get pods -o wide: %q", line)
+		}
+		nodeOf[f[0]] = f[6]
+	}
+	if len(nodeOf) != 3 {
+		t.Fatalf("kubectl get pods -o wide lists %d web pods:\n%s", len(nodeOf), wide)
+	}
+
+	create := index(steps, 0, func(s trace.Step) bool {
+		return s.Component == trace.ComponentKubectl && s.Verb == "create" && s.Resource == "deployments" &&
+			s.Namespace == "default" && s.Name == "web"
+	})
+	if create < 0 {
+		t.Fatalf("no create of deployment web by kubectl:\n%s", dump(steps))
+	}
+	if d := steps[create]; d.EtcdKey != "/registry/deployments/default/web" || d.ResourceVersion == "" {
+		t.Errorf("kubectl's create: etcd key %q, resourceVersion %q", d.EtcdKey, d.ResourceVersion)
+	}
+	rsi := index(steps, create+1, func(s trace.Step) bool {
+		return s.Component == trace.ComponentDeploymentController && s.Verb == "create" && s.Resource == "replicasets" &&
+			s.Cause != nil && *s.Cause == (trace.Ref{Kind: "Deployment", Name: "web"})
+	})
+	if rsi < 0 {
+		t.Fatalf("no ReplicaSet created by the deployment controller for deployment web after kubectl's create:\n%s", dump(steps))
+	}
+	rs := steps[rsi].Name
+	for pod, node := range nodeOf {
+		pi := index(steps, rsi+1, func(s trace.Step) bool {
+			return s.Component == trace.ComponentReplicaSetController && s.Verb == "create" && s.Resource == "pods" &&
+				s.Name == pod && s.Cause != nil && *s.Cause == (trace.Ref{Kind: "ReplicaSet", Name: rs})
+		})
+		if pi < 0 {
+			t.Errorf("no create of pod %s by the replicaset controller (owner ReplicaSet %s) after the ReplicaSet's:\n%s", pod, rs, dump(steps))
+			continue
+		}
+		if p := steps[pi]; p.EtcdKey != "/registry/pods/default/"+pod || p.ResourceVersion == "" || p.Phase != "Pending" {
+			t.Errorf("pod %s's create: %+v", pod, p)
+		}
+		bi := index(steps, pi+1, func(s trace.Step) bool {
+			return s.Resource == "pods/binding" && s.Name == pod
+		})
+		if bi < 0 {
+			t.Errorf("no binding of pod %s after its create:\n%s", pod, dump(steps))
+			continue
+		}
+		if b := steps[bi]; b.Component != trace.ComponentScheduler || b.Node != node {
+			t.Errorf("pod %s runs on %s (kubectl get pods -o wide), its binding says %s by %s", pod, node, b.Node, b.Component)
+		}
+		ri := index(steps, bi+1, func(s trace.Step) bool { return running(s) && s.Name == pod })
+		if ri < 0 {
+			t.Errorf("no Running report of pod %s after its binding:\n%s", pod, dump(steps))
+			continue
+		}
+		if r := steps[ri]; r.Node != node || r.Actor != "system:node:"+node {
+			t.Errorf("pod %s on %s reported Running by %s (%s)", pod, node, r.Actor, trace.Who(r))
+		}
+		if steps[ri].Time.Before(steps[pi].Time) {
+			t.Errorf("pod %s: Running at %s before its create at %s", pod, steps[ri].Time, steps[pi].Time)
+		}
+	}
+	for _, reason := range []string{"Scheduled", "Pulled", "Created", "Started"} {
+		if index(steps, 0, func(s trace.Step) bool { return s.Resource == "events" && s.Reason == reason }) < 0 {
+			t.Errorf("no %s event in the trace", reason)
+		}
+	}
+
+	t.Run("a killed container yields its kubelet's restart", func(t *testing.T) {
+		e := e.sub(t)
+		var pod, node string
+		for p, n := range nodeOf {
+			pod, node = p, n
+			break
+		}
+		id := strings.TrimSpace(e.ok(ctx, "ssh", "--name", name, node, "--", "crictl", "ps", "-q", "--label", "io.kubernetes.pod.name="+pod).Stdout)
+		if id == "" {
+			t.Fatalf("no container of pod %s on %s", pod, node)
+		}
+		from := len(tr.snapshot())
+		e.ok(ctx, "ssh", "--name", name, node, "--", "ctr", "-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id)
+		steps, err := tr.waitFor(ctx, 2*time.Minute, func(steps []trace.Step) bool {
+			return index(steps, from, func(s trace.Step) bool {
+				return running(s) && s.Name == pod && s.Restarts >= 1 && s.Node == node
+			}) >= 0
+		})
+		if err != nil {
+			t.Fatalf("no restart report of pod %s by the kubelet of %s: %v\n%s", pod, node, err, dump(steps[from:]))
+		}
+		t.Logf("after the kill:\n%s", dump(steps[from:]))
+	})
+}
