@@ -72,6 +72,7 @@ func (o *scaleOptions) sizes() ([]int, error) {
 // scaleRun is one start --nodes N, measured.
 type scaleRun struct {
 	Nodes      int
+	Load       string // the host's load averages (1, 5, 15 min) when the start began: others' work shows here
 	Usable     time.Duration
 	Steps      []string // the create's steps as the CLI reported them: "Nodes 9.8s"
 	TotalMiB   float64  // every machine of the cluster, cloud provider included
@@ -149,7 +150,12 @@ func runScale(ctx context.Context, bin, out string, o *scaleOptions, idle time.D
 var stepLine = regexp.MustCompile(`(?m)^ ✓ (\S+).* \(([0-9.]+m?s|[0-9]+m[0-9.]+s)\)$`)
 
 func scaleOnce(ctx context.Context, cli *client.Client, kf func(...string) (string, error), name string, n int, idle time.Duration) (scaleRun, error) {
-	r := scaleRun{Nodes: n}
+	r := scaleRun{Nodes: n, Load: "?"}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(la)); len(f) >= 3 {
+			r.Load = strings.Join(f[:3], " ")
+		}
+	}
 	t0 := time.Now()
 	stderr, err := kf("start", "--name", name, "--nodes", strconv.Itoa(n))
 	if err != nil {
@@ -275,11 +281,11 @@ func writeScale(ctx context.Context, cli *client.Client, out string, rs []scaleR
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", scaleHeading)
 	fmt.Fprintf(&b, "Measured %s by `make bench` (or `go run ./cmd/kubeforge-bench -only scale`), on:\n%s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(ctx, cli))
-	fmt.Fprintf(&b, "| nodes | start to usable | steps of the start | idle memory %s after start, all machines | control plane | worker min / median / max | cloud provider | delete |\n|---|---|---|---|---|---|---|---|\n", idle)
+	fmt.Fprintf(&b, "| nodes | host load at start | start to usable | steps of the start | idle memory %s after start, all machines | control plane | worker min / median / max | cloud provider | delete |\n|---|---|---|---|---|---|---|---|---|\n", idle)
 	for _, r := range rs {
 		w := r.WorkerMiB
-		fmt.Fprintf(&b, "| %d | %.1f s | %s | %.0f MiB | %.0f MiB | %.0f / %.0f / %.0f MiB | %.0f MiB | %.1f s |\n",
-			r.Nodes, r.Usable.Seconds(), strings.Join(r.Steps, ", "), r.TotalMiB, r.CPMiB, w[0], median(w), w[len(w)-1], r.CloudMiB, r.Delete.Seconds())
+		fmt.Fprintf(&b, "| %d | %s | %.1f s | %s | %.0f MiB | %.0f MiB | %.0f / %.0f / %.0f MiB | %.0f MiB | %.1f s |\n",
+			r.Nodes, r.Load, r.Usable.Seconds(), strings.Join(r.Steps, ", "), r.TotalMiB, r.CPMiB, w[0], median(w), w[len(w)-1], r.CloudMiB, r.Delete.Seconds())
 	}
 	fmt.Fprintf(&b, "\nMemory as in the rows above (the container cgroup's usage minus inactive page cache). Targets\n"+
 		"(issue 19): 10 nodes usable in at most 30 s and at most 1.5 GiB idle in all; idle control plane at\n"+
