@@ -7,6 +7,7 @@
 #   make e2e        e2e tier only: real clusters on a real Docker daemon
 #   make image      build the node image
 #   make bench      measure start-to-usable, CPU time and idle memory into bench/results.md
+#                   (BENCH_FLAGS="-only scale": only the 10- and 20-node rows, rewriting their section)
 #   make lint       gofmt, go vet of every build configuration (hack/vet.sh), go.mod/go.sum tidy
 #   make tidy-check fails when `go mod tidy` would change go.mod or go.sum
 #   make fuzz       fuzz the config file parser, names read from labels and the kubeconfig merge, FUZZTIME (default 20s) each
@@ -123,7 +124,7 @@ e2e-vm: build
 
 bench: build
 	hack/ensure-docker.sh
-	$(GO) run ./cmd/kubeforge-bench -kubeforge $(BIN_DIR)/kubeforge -out bench/results.md
+	$(GO) run ./cmd/kubeforge-bench -kubeforge $(BIN_DIR)/kubeforge -out bench/results.md $(BENCH_FLAGS)
 
 # What CI checks before the tests (.ci/run). hack/vet.sh vets every build configuration the files
 # are written for: no tags, each //go:build tag (e2e, e2e_vm), and the !linux/!unix stubs.

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"sort"
@@ -303,6 +304,20 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 
 	// Supervisor services: containerd, preloaded images, kubelet, network controller.
 	svcs := containerd.Services(rt)
+	if !slow {
+		// containerd (upstream, not the node binary) gets the components' steady GC target from
+		// its start: it allocates little while starting. Its shims set their own (40).
+		for i := range svcs {
+			if svcs[i].Name == containerd.ServiceContainerd {
+				env := maps.Clone(svcs[i].Env)
+				if env == nil {
+					env = map[string]string{}
+				}
+				env["GOGC"] = controlplane.SteadyGCPercent
+				svcs[i].Env = env
+			}
+		}
+	}
 	svcs = append(svcs,
 		services.Service{
 			Name:    ServiceNodeNet,

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"time"
 
 	"kubeforge.dev/kubeforge/bootstrap"
 	"kubeforge.dev/kubeforge/contract"
@@ -36,6 +37,7 @@ func (b *build) makeCloudProvider(ctx context.Context) error {
 		return err
 	}
 	name := contract.CloudProviderName(b.spec.Name)
+	t0 := time.Now()
 	m, err := b.driver.CreateNode(ctx, provision.NodeConfig{
 		Cluster: b.spec.Name, Name: name, Role: provision.RoleCloudProvider, Image: b.image,
 		Network: b.network, IP: b.network.CloudProviderIP(),
@@ -44,8 +46,15 @@ func (b *build) makeCloudProvider(ctx context.Context) error {
 		return err
 	}
 	b.made = append(b.made, name)
+	t1 := time.Now()
 	if err := m.CopyTar(ctx, bytes.NewReader(tarball)); err != nil {
 		return err
 	}
-	return m.Start(ctx)
+	t2 := time.Now()
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	b.p.log.Debugf("%s: machine made in %s, files copied in %s, started in %s", name,
+		t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
+	return nil
 }

@@ -5,14 +5,17 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/internal/safe"
 	"kubeforge.dev/kubeforge/provision"
 )
 
@@ -23,6 +26,7 @@ import (
 func stepDNS() step {
 	return step{name: "DNS", run: func(ctx context.Context, b *build) error {
 		cs := b.kube.cs
+		start := time.Now()
 		if b.restarted == nil {
 			if err := ready.ServiceEndpoints(ctx, cs, metav1.NamespaceSystem, "kube-dns"); err != nil {
 				return b.waitError(ctx, err, "CoreDNS")
@@ -37,9 +41,12 @@ func stepDNS() step {
 				return b.waitError(ctx, err, "CoreDNS's endpoints")
 			}
 		}
+		b.p.log.Debugf("CoreDNS ready in %s", time.Since(start).Round(time.Millisecond))
+		start = time.Now()
 		if err := dnsProgrammed(ctx, cs, b.nodes); err != nil {
 			return b.waitError(ctx, err, "cluster DNS on every node")
 		}
+		b.p.log.Debugf("kube-proxy of %d nodes routes cluster DNS, checked in %s", len(b.nodes), time.Since(start).Round(time.Millisecond))
 		return nil
 	}}
 }
@@ -47,11 +54,22 @@ func stepDNS() step {
 // dnsPortName is how kube-proxy names the kube-dns Service's UDP port in its rules' comments.
 const dnsPortName = "kube-system/kube-dns:dns"
 
+// nodeChecks bounds how many nodes a readiness check (an exec in each node) reads at once: a
+// check of every node, one after the other, took 2.2 s on a 10-node cluster of a 2-core machine,
+// and more while the nodes boot.
+const nodeChecks = 4
+
 // dnsProgrammed waits until kube-proxy on every node of nodes sends the kube-dns Service to each
 // of CoreDNS's ready pods, as read from the node's NAT table: then a pod on any node resolves
 // names when start returns (a Ready kube-proxy may not have synced the Service's new endpoints).
+// Each poll reads the nodes not yet found programmed, nodeChecks at a time.
 func dnsProgrammed(ctx context.Context, cs kubernetes.Interface, nodes []provision.Node) error {
-	var last string
+	var (
+		mu      sync.Mutex
+		last    string
+		done    = map[string]bool{} // the nodes found routing to the addresses doneFor
+		doneFor string
+	)
 	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
 		if err != nil {
@@ -63,14 +81,40 @@ func dnsProgrammed(ctx context.Context, cs kubernetes.Interface, nodes []provisi
 			last = "no CoreDNS pod is ready"
 			return false, nil
 		}
+		if key := strings.Join(ips, ","); key != doneFor {
+			// Other CoreDNS addresses: every node must route to these.
+			clear(done)
+			doneFor = key
+		}
+		var g errgroup.Group
+		g.SetLimit(nodeChecks)
 		for _, n := range nodes {
-			var out bytes.Buffer
-			if err := n.Run(ctx, provision.Cmd{Args: []string{"iptables-save", "-t", "nat"}, Stdout: &out}); err != nil {
-				last = fmt.Sprintf("reading %s's NAT rules: %v", n.Name(), err)
-				return false, nil
+			if done[n.Name()] {
+				continue
 			}
-			if !serviceProgrammed(out.String(), dnsPortName, ips, 53) {
-				last = fmt.Sprintf("kube-proxy on %s does not send %s to CoreDNS at %v yet", n.Name(), dnsPortName, ips)
+			safe.Go(&g, func() error {
+				var out bytes.Buffer
+				if err := n.Run(ctx, provision.Cmd{Args: []string{"iptables-save", "-t", "nat"}, Stdout: &out}); err != nil {
+					mu.Lock()
+					last = fmt.Sprintf("reading %s's NAT rules: %v", n.Name(), err)
+					mu.Unlock()
+					return nil
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !serviceProgrammed(out.String(), dnsPortName, ips, 53) {
+					last = fmt.Sprintf("kube-proxy on %s does not send %s to CoreDNS at %v yet", n.Name(), dnsPortName, ips)
+					return nil
+				}
+				done[n.Name()] = true
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return false, err // a panic
+		}
+		for _, n := range nodes {
+			if !done[n.Name()] {
 				return false, nil
 			}
 		}

@@ -167,6 +167,7 @@ func (b *build) makeNode(ctx context.Context, np nodePlan, made func()) (provisi
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	node, err := b.driver.CreateNode(ctx, provision.NodeConfig{
 		Cluster: c.Name, Name: np.Name, Role: string(np.spec.Role), Image: b.image,
 		Network: b.network, IP: np.IP, APIServerHostPort: np.apiPort, Ports: np.ports,
@@ -176,10 +177,17 @@ func (b *build) makeNode(ctx context.Context, np nodePlan, made func()) (provisi
 		return nil, err
 	}
 	made()
+	t1 := time.Now()
 	if err := node.CopyTar(ctx, bytes.NewReader(tarball)); err != nil {
 		return node, err
 	}
-	return node, node.Start(ctx)
+	t2 := time.Now()
+	if err := node.Start(ctx); err != nil {
+		return node, err
+	}
+	b.p.log.Debugf("node %s: machine made in %s, files copied in %s, started in %s", np.Name,
+		t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
+	return node, nil
 }
 
 // machineMounts are a node's host mounts as the driver takes them.

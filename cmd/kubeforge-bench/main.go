@@ -67,8 +67,16 @@ func main() {
 	idle := flag.Duration("idle", 60*time.Second, "how long after start to measure idle memory")
 	versionRuns := flag.Int("version-runs", 2, "number of single-node start/delete cycles per supported Kubernetes version")
 	addonRuns := flag.Int("addon-runs", 2, "number of single-node start --addons NAME/delete cycles per add-on (metrics-server, ingress)")
+	scale := scaleFlags(flag.CommandLine)
 	flag.Parse()
-	if err := bench(*kubeforge, *out, *runs, *multiRuns, *versionRuns, *addonRuns, *idle); err != nil {
+	full, err := scale.full()
+	if err == nil && full {
+		err = bench(*kubeforge, *out, *runs, *multiRuns, *versionRuns, *addonRuns, *idle)
+	}
+	if err == nil {
+		err = runScale(context.Background(), *kubeforge, *out, scale, *idle)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
