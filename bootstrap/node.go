@@ -341,12 +341,35 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			After: []string{"kubelet"},
 		},
 	)
+	if runsNodeLoadBalancers(c, n) {
+		// LoadBalancer Services of a VM cluster get the nodes' addresses (node/nodelb), from
+		// the cloud provider in node-address mode, talking to the local API server.
+		local := "https://" + netip.AddrPortFrom(n.IP, APIServerPort).String()
+		kc, err := auth.Kubeconfig(local, c.Name, contract.CloudUser, nil)
+		if err != nil {
+			return f, err
+		}
+		f.add(contract.CloudKubeconfigPath, kc, 0o600)
+		svcs = append(svcs, services.Service{
+			Name: "cloud-provider", Path: contract.NodeBinary,
+			Args: []string{"cloud-provider", "-node-addresses", "-cluster", c.Name, "-kubeconfig", contract.CloudKubeconfigPath},
+			Env:  gcEnv,
+		})
+	}
 	sb, err := json.MarshalIndent(services.Config{Services: svcs}, "", "  ")
 	if err != nil {
 		return f, fmt.Errorf("rendering the node's services: %w", err)
 	}
 	f.add(contract.ServicesPath, sb, 0o644)
 	return f, nil
+}
+
+// runsNodeLoadBalancers says whether node n of cluster c runs the cloud provider that gives
+// LoadBalancer Services the nodes' addresses: the first control plane of a VM cluster (Docker
+// clusters have a cloud-provider machine of their own). One instance, as upstream's service
+// controller has no leader election here.
+func runsNodeLoadBalancers(c spec.Cluster, n Node) bool {
+	return c.Driver == spec.DriverKVM && n.Role == spec.RoleControlPlane && n.Name == spec.NodeName(c.Name, 0)
 }
 
 // ControlPlaneArgs are the flags the control-plane components get on top of their defaults: the

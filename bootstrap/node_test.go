@@ -830,3 +830,41 @@ func TestRegistryMirrorFiles(t *testing.T) {
 	}
 	checkPathsAndModes(t, f)
 }
+
+// A VM cluster's first control plane runs the cloud provider in node-address mode (LoadBalancer
+// Services get the nodes' addresses) with its own credentials; its workers and Docker clusters'
+// nodes do not (Docker clusters have a machine of their own for it).
+func TestNodeLoadBalancersOnVMs(t *testing.T) {
+	vm := spec.Default("test")
+	vm.Driver, vm.Accel = spec.DriverKVM, spec.AccelTCG
+	cp := bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP}
+	f := nodeFiles(t, vm, cp)
+	cloud, ok := nodeServices(t, f)["cloud-provider"]
+	if !ok {
+		t.Fatal("the VM cluster's control plane has no cloud-provider service")
+	}
+	if cloud.Path != contract.NodeBinary || !slices.Equal(cloud.Args, []string{"cloud-provider", "-node-addresses", "-cluster", "test", "-kubeconfig", contract.CloudKubeconfigPath}) {
+		t.Errorf("cloud-provider runs %s %q", cloud.Path, cloud.Args)
+	}
+	kc := string(file(t, f, contract.CloudKubeconfigPath))
+	if !strings.Contains(kc, "server: https://192.168.49.2:6443") {
+		t.Errorf("cloud kubeconfig does not reach the local API server:\n%s", kc)
+	}
+	if f.Modes[contract.CloudKubeconfigPath] != 0o600 {
+		t.Errorf("cloud kubeconfig mode %o", f.Modes[contract.CloudKubeconfigPath])
+	}
+
+	vm.Nodes = append(vm.Nodes, spec.Node{Name: spec.NodeName("test", 1), Role: spec.RoleWorker})
+	w := bootstrap.Node{Name: "test-m02", Role: spec.RoleWorker, IP: netip.MustParseAddr("192.168.49.3"), ControlPlane: cpIP}
+	for what, files := range map[string]bootstrap.Files{
+		"a VM cluster's worker":            nodeFiles(t, vm, w),
+		"a Docker cluster's control plane": nodeFiles(t, spec.Default("test"), cp),
+	} {
+		if _, ok := nodeServices(t, files)["cloud-provider"]; ok {
+			t.Errorf("%s runs the cloud provider", what)
+		}
+		if _, ok := files.Data[contract.CloudKubeconfigPath]; ok {
+			t.Errorf("%s has the cloud provider's kubeconfig", what)
+		}
+	}
+}

@@ -26,8 +26,9 @@ type ServiceURL struct {
 	Port     string `json:"port"` // the Service port's name, or its number
 	NodePort int    `json:"nodePort"`
 	URL      string `json:"url"`
-	// LoadBalancer (a LoadBalancer Service on Docker) is the URL at the Service's external IP, on
-	// the cluster's network (routable from a Linux host); URL is then its port on 127.0.0.1.
+	// LoadBalancer (a LoadBalancer Service) is the URL at the Service's external IP, on the
+	// cluster's network (routable from a Linux host); URL is then its port on 127.0.0.1 (Docker),
+	// or the same (VMs: the external IP is a node's).
 	LoadBalancer string `json:"loadBalancer,omitempty"`
 }
 
@@ -78,9 +79,20 @@ func (c *Cluster) ServiceURLs(ctx context.Context, namespace, service string) ([
 	if err != nil {
 		return nil, err
 	}
+	// A LoadBalancer Service of a VM cluster has no machine of its own: its address is a node's
+	// (node/nodelb), reached on the Service's own port.
+	ingress := ""
+	if svc.Spec.Type == corev1.ServiceTypeLoadBalancer && lbPorts == nil {
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			if in.IP != "" {
+				ingress = in.IP
+				break
+			}
+		}
+	}
 	var out []ServiceURL
 	for _, sp := range svc.Spec.Ports {
-		if sp.NodePort == 0 {
+		if sp.NodePort == 0 && ingress == "" {
 			continue
 		}
 		u := ServiceURL{Port: sp.Name, NodePort: int(sp.NodePort)}
@@ -90,6 +102,9 @@ func (c *Cluster) ServiceURLs(ctx context.Context, namespace, service string) ([
 		scheme := urlScheme(sp)
 		lbPort, isLB := lbPorts[fmt.Sprintf("%d/%s", sp.Port, strings.ToLower(string(sp.Protocol)))]
 		switch hp, ok := published[int(sp.NodePort)]; {
+		case ingress != "":
+			u.URL = scheme + "://" + net.JoinHostPort(ingress, strconv.Itoa(int(sp.Port)))
+			u.LoadBalancer = u.URL
 		case isLB:
 			u.URL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, lbPort)
 			if lbIP != "" {

@@ -19,10 +19,11 @@ import (
 
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/node/kubeclient"
+	"kubeforge.dev/kubeforge/node/nodelb"
 )
 
 // provider is the cloudprovider.Interface: load balancers only.
-type provider struct{ lb *LoadBalancers }
+type provider struct{ lb cloudprovider.LoadBalancer }
 
 var _ cloudprovider.Interface = provider{}
 
@@ -43,35 +44,43 @@ type Options struct {
 	Network    string
 	Image      string
 	DockerHost string
+	// NodeAddresses (VM clusters) gives each Service its nodes' addresses (node/nodelb) instead
+	// of a container of its own: no Docker, no network, no image.
+	NodeAddresses bool
 }
 
 // Run runs upstream's service controller over kubeforge's load balancers until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	if o.Cluster == "" || o.Network == "" || o.Image == "" {
-		return errors.New("kubeforge-cloud: -cluster, -network and -image are required")
+	if !o.NodeAddresses && (o.Cluster == "" || o.Network == "" || o.Image == "") {
+		return errors.New("kubeforge-cloud: -cluster, -network and -image are required (or -node-addresses)")
 	}
 	cs, err := kubeclient.New(o.Kubeconfig, kubeclient.UserAgent("kubeforge-cloud"))
 	if err != nil {
 		return err
 	}
-	dc, err := client.NewClientWithOpts(client.WithHost(o.DockerHost), client.WithAPIVersionNegotiation())
-	if err != nil {
-		return fmt.Errorf("docker at %s: %w", o.DockerHost, err)
-	}
-	defer dc.Close()
-	if _, err := dc.Ping(ctx); err != nil {
-		return fmt.Errorf("docker at %s: %w", o.DockerHost, err)
-	}
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	nodes := factory.Core().V1().Nodes()
-	lb := &LoadBalancers{Cluster: o.Cluster, Network: o.Network, Image: o.Image, Docker: dc, Nodes: nodes.Lister()}
+	var lb cloudprovider.LoadBalancer
+	if o.NodeAddresses {
+		lb = &nodelb.LoadBalancers{Client: cs, Nodes: nodes.Lister()}
+	} else {
+		dc, err := client.NewClientWithOpts(client.WithHost(o.DockerHost), client.WithAPIVersionNegotiation())
+		if err != nil {
+			return fmt.Errorf("docker at %s: %w", o.DockerHost, err)
+		}
+		defer dc.Close()
+		if _, err := dc.Ping(ctx); err != nil {
+			return fmt.Errorf("docker at %s: %w", o.DockerHost, err)
+		}
+		lb = &LoadBalancers{Cluster: o.Cluster, Network: o.Network, Image: o.Image, Docker: dc, Nodes: nodes.Lister()}
+	}
 	ctrl, err := servicecontroller.New(provider{lb: lb}, cs, factory.Core().V1().Services(), nodes, o.Cluster, featuregate.NewFeatureGate())
 	if err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	klog.InfoS("kubeforge cloud provider: LoadBalancer Services", "cluster", o.Cluster, "network", o.Network)
+	klog.InfoS("kubeforge cloud provider: LoadBalancer Services", "cluster", o.Cluster, "network", o.Network, "nodeAddresses", o.NodeAddresses)
 	ctrl.Run(ctx, 2, controllersmetrics.NewControllerManagerMetrics("kubeforge-cloud"))
 	return nil
 }
@@ -86,6 +95,7 @@ func Main(args []string, stderr io.Writer) int {
 	fs.StringVar(&o.Network, "network", "", "the cluster's Docker network")
 	fs.StringVar(&o.Image, "image", "", "the node image the load balancers run")
 	fs.StringVar(&o.DockerHost, "docker-host", "unix://"+contract.DockerSocket, "the Docker daemon")
+	fs.BoolVar(&o.NodeAddresses, "node-addresses", false, "give each Service the nodes' addresses (VM clusters; no Docker)")
 	klog.InitFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2

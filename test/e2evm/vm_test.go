@@ -375,6 +375,13 @@ func TestVMCluster(t *testing.T) {
 		}
 	})
 
+	// LoadBalancer Services get the node's address on the cluster's libvirt network; the same
+	// Service answers again after stop/start (below), then stops answering when deleted.
+	var lb *vmLB
+	t.Run("a LoadBalancer Service answers at the node's address", func(t *testing.T) {
+		lb = newVMLoadBalancer(ctx, t, e, cs, st.Nodes[0].IP)
+	})
+
 	t.Run("ssh reaches a VM of its own", func(t *testing.T) {
 		// Each `kubeforge ssh` is a new process, so a new SSH handshake with the emulated node:
 		// the time it took is logged (a handshake with a busy node once took over 10 s).
@@ -438,6 +445,16 @@ func TestVMCluster(t *testing.T) {
 		if out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "pods", "--name", "vm-pod", "-q").Stdout; strings.TrimSpace(out) == "" {
 			t.Errorf("crictl pods --name vm-pod after stop/start: nothing")
 		}
+		if lb != nil {
+			lb.answer(ctx, t, "after stop/start")
+		}
+	})
+
+	t.Run("a deleted LoadBalancer Service stops answering", func(t *testing.T) {
+		if lb == nil {
+			t.Skip("no LoadBalancer Service was made")
+		}
+		lb.remove(ctx, t)
 	})
 
 	t.Run("delete --all leaves nothing", func(t *testing.T) {
