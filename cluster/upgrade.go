@@ -112,6 +112,9 @@ func (c *Cluster) Upgrade(ctx context.Context, version string, o UpgradeOptions)
 	for _, n := range append(cps, workers...) {
 		steps = append(steps, stepUpgradeNode(l, rp, n, o, &res))
 	}
+	if hasCloudProvider(next.Driver) {
+		steps = append(steps, stepUpgradeCloudProvider())
+	}
 	steps = append(steps, stepUpgradeAddons(), step{name: "Record", run: func(_ context.Context, b *build) error {
 		c.rec.Spec.KubernetesVersion, c.rec.Image = target.Kubernetes, b.image
 		return c.dir.Save(c.rec)
@@ -356,5 +359,26 @@ func stepUpgradeAddons() step {
 		actx, cancel := context.WithTimeout(ctx, addonGrace)
 		defer cancel()
 		return addons.ApplyUntil(actx, dyn, objs, pollInterval(b.spec))
+	}}
+}
+
+// stepUpgradeCloudProvider makes the cloud-provider machine anew from the new node image. It
+// makes the Services' load-balancer machines again from that image (their configuration hash
+// holds the image), keeping their addresses and host ports.
+func stepUpgradeCloudProvider() step {
+	return step{name: "Cloud provider", run: func(ctx context.Context, b *build) error {
+		name := contract.CloudProviderName(b.spec.Name)
+		nodes, err := b.driver.Nodes(ctx, b.spec.Name)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.Name() == name {
+				if err := b.driver.DeleteNode(ctx, b.spec.Name, name); err != nil {
+					return fmt.Errorf("removing the old cloud-provider machine: %w", err)
+				}
+			}
+		}
+		return b.makeCloudProvider(ctx)
 	}}
 }

@@ -92,7 +92,7 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 		return nil, err
 	}
 	name := l.name(svc)
-	hash := configHash(ports, ips, asked)
+	hash := configHash(l.Image, ports, ips, asked)
 	c, ok, err := l.inspect(ctx, name)
 	if err != nil {
 		return nil, err
@@ -450,8 +450,9 @@ func servicePorts(svc *v1.Service) ([]svcPort, error) {
 }
 
 // configHash identifies what a machine forwards.
-func configHash(ports []svcPort, nodes []netip.Addr, asked map[int]int) string {
+func configHash(image string, ports []svcPort, nodes []netip.Addr, asked map[int]int) string {
 	h := sha256.New()
+	fmt.Fprintln(h, image)
 	for _, p := range ports {
 		fmt.Fprintln(h, p)
 		if hp, ok := asked[p.port]; ok {

@@ -63,14 +63,17 @@ func TestServicePorts(t *testing.T) {
 	if _, err := servicePorts(svc); err == nil {
 		t.Fatal("SCTP: want an error")
 	}
-	a := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.2")}, nil)
-	b := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")}, nil)
+	a := configHash("node:v1", []svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.2")}, nil)
+	b := configHash("node:v1", []svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")}, nil)
 	if a == b {
 		t.Fatal("configHash ignores the nodes")
 	}
-	c := configHash([]svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")}, map[int]int{80: 8080})
+	c := configHash("node:v1", []svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")}, map[int]int{80: 8080})
 	if c == b {
 		t.Fatal("configHash ignores the host ports asked for")
+	}
+	if d := configHash("node:v2", []svcPort{{"tcp", 80, 30080}}, []netip.Addr{netip.MustParseAddr("10.0.0.3")}, map[int]int{80: 8080}); d == c {
+		t.Fatal("configHash ignores the node image (an upgrade would leave the load balancer on the old one)")
 	}
 }
 

@@ -4,12 +4,14 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/versions"
 )
 
@@ -141,6 +144,14 @@ func TestUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.writeVolume(ctx, cs, name, "data", "kept-through-the-upgrade")
+	// A LoadBalancer Service: its machine (and the cloud provider's) move to the new node image.
+	lb := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web-lb", Namespace: "default"},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt(80)}}}}
+	if _, err := cs.CoreV1().Services("default").Create(ctx, lb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	externalIP(ctx, t, cs, "default", "web-lb")
 
 	// The API, asked through the load balancer every 200 ms during the upgrade.
 	var asked, failed atomic.Int32
@@ -212,6 +223,30 @@ func TestUpgrade(t *testing.T) {
 		if n.Spec.Unschedulable {
 			t.Errorf("node %s is still cordoned", n.Name)
 		}
+	}
+	// Every machine of the cluster, the cloud provider and the Service's load balancer too, runs
+	// the new node image, and the Service answers from the host again.
+	ms, err := e.docker.ContainerList(ctx, containerListAll(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := map[string][]string{}
+	for _, m := range ms {
+		images[m.Image] = append(images[m.Image], strings.TrimPrefix(m.Names[0], "/"))
+	}
+	if len(images) != 1 || !slices.ContainsFunc(ms, func(m container.Summary) bool { return m.Labels[contract.LabelRole] == contract.RoleCloudProvider }) {
+		t.Errorf("after the upgrade the machines run %d node images (want 1, the cloud provider among them): %v", len(images), images)
+	}
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		r := e.run(ctx, nil, "service", "web-lb", "--name", name, "--url")
+		if r.Code != 0 {
+			return false, nil
+		}
+		body, err := httpGet(ctx, strings.TrimSpace(r.Stdout))
+		return err == nil && strings.HasPrefix(body, "web-"), nil
+	})
+	if err != nil {
+		t.Errorf("the LoadBalancer Service does not answer from the host after the upgrade: %v", err)
 	}
 	// Running it again changes nothing and says so.
 	if r := e.run(ctx, nil, "upgrade", "--name", name, "--kubernetes-version", to.Minor()); r.Code != 2 || !strings.Contains(r.Stderr, "already") {

@@ -452,7 +452,7 @@ func TestVMCluster(t *testing.T) {
 
 	t.Run("a deleted LoadBalancer Service stops answering", func(t *testing.T) {
 		if lb == nil {
-			t.Skip("no LoadBalancer Service was made")
+			t.Fatal("no LoadBalancer Service was made (see the failure above)")
 		}
 		lb.remove(ctx, t)
 	})
