@@ -149,14 +149,17 @@ func index(steps []trace.Step, from int, ok func(trace.Step) bool) int {
 // deployment web --replicas=3` on a 3-node cluster yields, in causal order, kubectl's create, the
 // deployment controller's ReplicaSet, the replicaset controller's 3 Pods, the scheduler's 3
 // bindings to the nodes the pods really run on and a Running report by each of those nodes'
-// kubelets; a container killed in its node yields its kubelet's restart report.
+// kubelets; a container killed in its node yields its kubelet's restart report; a stopped node
+// yields the node lifecycle controller's NotReady, the eviction of its pod, the replicaset
+// controller's new pod and the scheduler's binding of it to another node.
 func TestTrace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	e := newEnv(t)
 	const name = "kf-trace"
 	e.deleteOnCleanup(name)
-	e.ok(ctx, "start", "--name", name, "--nodes", "3")
+	// Pods of a stopped node are evicted 20 s after it stops answering (the subtest below).
+	e.ok(ctx, "start", "--name", name, "--nodes", "3", "--pod-eviction-timeout", "20s")
 	buildBusybox(ctx, t, e.docker)
 	e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
 
@@ -278,5 +281,59 @@ func TestTrace(t *testing.T) {
 			t.Fatalf("no restart report of pod %s by the kubelet of %s: %v\n%s", pod, node, err, dump(steps[from:]))
 		}
 		t.Logf("after the kill:\n%s", dump(steps[from:]))
+	})
+
+	t.Run("a stopped node yields NotReady, the eviction, a new pod and its binding elsewhere", func(t *testing.T) {
+		e := e.sub(t)
+		var pod, node string
+		for p, n := range nodeOf {
+			if n != name { // a worker: the control plane keeps answering
+				pod, node = p, n
+				break
+			}
+		}
+		if pod == "" {
+			t.Fatalf("no web pod on a worker: %v", nodeOf)
+		}
+		from := len(tr.snapshot())
+		e.ok(ctx, "node", "stop", node, "--name", name)
+		var notReady, evicted, created, bound int
+		steps, err := tr.waitFor(ctx, 3*time.Minute, func(steps []trace.Step) bool {
+			notReady = index(steps, from, func(s trace.Step) bool {
+				return s.Component == trace.ComponentNodeLifecycle && s.Kind == "Node" && s.Name == node &&
+					strings.Contains(s.Message, "Ready=Unknown")
+			})
+			if notReady < 0 {
+				return false
+			}
+			evicted = index(steps, notReady+1, func(s trace.Step) bool {
+				return s.Resource == "pods" && s.Verb == "delete" && s.Name == pod
+			})
+			if evicted < 0 {
+				return false
+			}
+			created = index(steps, evicted+1, func(s trace.Step) bool {
+				return s.Component == trace.ComponentReplicaSetController && s.Verb == "create" && s.Resource == "pods" &&
+					strings.HasPrefix(s.Name, "web-")
+			})
+			if created < 0 {
+				return false
+			}
+			bound = index(steps, created+1, func(s trace.Step) bool {
+				return s.Resource == "pods/binding" && s.Name == steps[created].Name
+			})
+			return bound >= 0
+		})
+		if err != nil {
+			t.Fatalf("after node %s stopped, no NotReady by the node lifecycle controller, eviction of pod %s, new pod by the replicaset controller and its binding, in that order: %v\n%s",
+				node, pod, err, dump(steps[from:]))
+		}
+		t.Logf("after the node stop:\n%s", dump(steps[from:]))
+		if ev := steps[evicted]; ev.Component == trace.ComponentKubectl || ev.Component == trace.ComponentKubeforge {
+			t.Errorf("pod %s deleted by %s, want a controller of the control plane", pod, trace.Who(ev))
+		}
+		if b := steps[bound]; b.Component != trace.ComponentScheduler || b.Node == node || b.Node == "" {
+			t.Errorf("the new pod %s bound by %s to %q, want the scheduler and a node other than the stopped %s", b.Name, b.Component, b.Node, node)
+		}
 	})
 }
