@@ -372,3 +372,28 @@ func CoreDNS(c Config) []runtime.Object {
 		svc,
 	}
 }
+
+// systemDeployment is an add-on's Deployment in kube-system: pods of the system-cluster-critical
+// class, run by the ServiceAccount of the same name, tolerating the control plane's taint, and
+// rolled without ever having fewer ready than wanted. pod is the rest of the pod's spec.
+func systemDeployment(name string, labels map[string]string, pod corev1.PodSpec) *appsv1.Deployment {
+	pod.ServiceAccountName = name
+	pod.PriorityClassName = "system-cluster-critical"
+	pod.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
+	pod.Tolerations = append(pod.Tolerations,
+		corev1.Toleration{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
+		corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule},
+	)
+	return &appsv1.Deployment{
+		TypeMeta:   tm("apps/v1", "Deployment"),
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Strategy: appsv1.DeploymentStrategy{
+				Type:          appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(0))},
+			},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
+		},
+	}
+}

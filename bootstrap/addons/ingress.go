@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -99,61 +98,40 @@ func Traefik(image string, httpPort, httpsPort int) []runtime.Object {
 			PeriodSeconds: period, FailureThreshold: failures,
 		}
 	}
-	dep := &appsv1.Deployment{
-		TypeMeta:   tm("apps/v1", "Deployment"),
-		ObjectMeta: metav1.ObjectMeta{Name: TraefikName, Namespace: ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Strategy: appsv1.DeploymentStrategy{
-				Type:          appsv1.RollingUpdateDeploymentStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(0))},
-			},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: TraefikName,
-					PriorityClassName:  "system-cluster-critical",
-					NodeSelector:       map[string]string{"kubernetes.io/os": "linux"},
-					Tolerations: []corev1.Toleration{
-						{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
-						{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule},
-					},
-					TerminationGracePeriodSeconds: ptr.To[int64](10),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					Containers: []corev1.Container{{
-						Name:            TraefikName,
-						Image:           image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Args:            args,
-						Env: []corev1.EnvVar{
-							// A soft limit: the Go heap stays small on a laptop's cluster.
-							{Name: "GOMEMLIMIT", Value: "200MiB"},
-						},
-						Ports: []corev1.ContainerPort{
-							{Name: "web", ContainerPort: TraefikHTTPPort, Protocol: corev1.ProtocolTCP},
-							{Name: "websecure", ContainerPort: TraefikHTTPSPort, Protocol: corev1.ProtocolTCP},
-							{Name: "traefik", ContainerPort: traefikPingPort, Protocol: corev1.ProtocolTCP},
-						},
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-						},
-						ReadinessProbe: probe(2, 1),
-						LivenessProbe:  probe(10, 3),
-						SecurityContext: &corev1.SecurityContext{
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							AllowPrivilegeEscalation: ptr.To(false),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
-					}},
-					Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
-				},
-			},
+	dep := systemDeployment(TraefikName, labels, corev1.PodSpec{
+		TerminationGracePeriodSeconds: ptr.To[int64](10),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
-	}
+		Containers: []corev1.Container{{
+			Name:            TraefikName,
+			Image:           image,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Args:            args,
+			Env: []corev1.EnvVar{
+				// A soft limit: the Go heap stays small on a laptop's cluster.
+				{Name: "GOMEMLIMIT", Value: "200MiB"},
+			},
+			Ports: []corev1.ContainerPort{
+				{Name: "web", ContainerPort: TraefikHTTPPort, Protocol: corev1.ProtocolTCP},
+				{Name: "websecure", ContainerPort: TraefikHTTPSPort, Protocol: corev1.ProtocolTCP},
+				{Name: "traefik", ContainerPort: traefikPingPort, Protocol: corev1.ProtocolTCP},
+			},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			},
+			ReadinessProbe: probe(2, 1),
+			LivenessProbe:  probe(10, 3),
+			SecurityContext: &corev1.SecurityContext{
+				ReadOnlyRootFilesystem:   ptr.To(true),
+				AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+			VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+		}},
+		Volumes: []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+	})
 	svc := &corev1.Service{
 		TypeMeta: tm("v1", "Service"),
 		ObjectMeta: metav1.ObjectMeta{Name: TraefikName, Namespace: ns, Labels: labels,

@@ -1,7 +1,6 @@
 package addons
 
 import (
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -50,57 +49,36 @@ func MetricsServer(image string) []runtime.Object {
 			PeriodSeconds: period, FailureThreshold: 3,
 		}
 	}
-	dep := &appsv1.Deployment{
-		TypeMeta:   tm("apps/v1", "Deployment"),
-		ObjectMeta: metav1.ObjectMeta{Name: MetricsServerName, Namespace: ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Strategy: appsv1.DeploymentStrategy{
-				Type:          appsv1.RollingUpdateDeploymentStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: ptr.To(intstr.FromInt32(0))},
+	dep := systemDeployment(MetricsServerName, labels, corev1.PodSpec{
+		Containers: []corev1.Container{{
+			Name:            MetricsServerName,
+			Image:           image,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Args: []string{
+				"--cert-dir=/tmp",
+				"--secure-port=10250",
+				"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+				"--kubelet-use-node-status-port",
+				"--kubelet-certificate-authority=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+				"--metric-resolution=15s",
 			},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: MetricsServerName,
-					PriorityClassName:  "system-cluster-critical",
-					NodeSelector:       map[string]string{"kubernetes.io/os": "linux"},
-					Tolerations: []corev1.Toleration{
-						{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
-						{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule},
-					},
-					Containers: []corev1.Container{{
-						Name:            MetricsServerName,
-						Image:           image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Args: []string{
-							"--cert-dir=/tmp",
-							"--secure-port=10250",
-							"--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
-							"--kubelet-use-node-status-port",
-							"--kubelet-certificate-authority=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
-							"--metric-resolution=15s",
-						},
-						Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: 10250, Protocol: corev1.ProtocolTCP}},
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("200Mi")},
-						},
-						ReadinessProbe: probe("/readyz", 2),
-						LivenessProbe:  probe("/livez", 10),
-						SecurityContext: &corev1.SecurityContext{
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							RunAsNonRoot:             ptr.To(true),
-							RunAsUser:                ptr.To[int64](1000),
-							AllowPrivilegeEscalation: ptr.To(false),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "tmp-dir", MountPath: "/tmp"}},
-					}},
-					Volumes: []corev1.Volume{{Name: "tmp-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
-				},
+			Ports: []corev1.ContainerPort{{Name: "https", ContainerPort: 10250, Protocol: corev1.ProtocolTCP}},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("200Mi")},
 			},
-		},
-	}
+			ReadinessProbe: probe("/readyz", 2),
+			LivenessProbe:  probe("/livez", 10),
+			SecurityContext: &corev1.SecurityContext{
+				ReadOnlyRootFilesystem:   ptr.To(true),
+				RunAsNonRoot:             ptr.To(true),
+				RunAsUser:                ptr.To[int64](1000),
+				AllowPrivilegeEscalation: ptr.To(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+			VolumeMounts: []corev1.VolumeMount{{Name: "tmp-dir", MountPath: "/tmp"}},
+		}},
+		Volumes: []corev1.Volume{{Name: "tmp-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+	})
 	svc := &corev1.Service{
 		TypeMeta:   tm("v1", "Service"),
 		ObjectMeta: metav1.ObjectMeta{Name: MetricsServerName, Namespace: ns, Labels: labels},

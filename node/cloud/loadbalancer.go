@@ -37,6 +37,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"kubeforge.dev/kubeforge/contract"
+	"kubeforge.dev/kubeforge/node/nodelb"
 )
 
 // LoadBalancers implements cloudprovider.LoadBalancer with one container per Service.
@@ -340,23 +341,11 @@ func (l *LoadBalancers) nodeIPs(nodes []*v1.Node) ([]netip.Addr, error) {
 		}
 		nodes = all
 	}
-	var ips []netip.Addr
-	for _, n := range nodes {
-		for _, a := range n.Status.Addresses {
-			if a.Type != v1.NodeInternalIP {
-				continue
-			}
-			if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() {
-				ips = append(ips, ip)
-				break
-			}
-		}
-	}
+	ips := nodelb.InternalIPs(nodes)
 	if len(ips) == 0 {
 		return nil, errors.New("no node has an InternalIP yet")
 	}
-	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
-	return slices.Compact(ips), nil
+	return ips, nil
 }
 
 // freeIP is the highest address of the network's upper half that no container has (see pickIP):

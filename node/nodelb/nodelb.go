@@ -115,6 +115,16 @@ func (l *LoadBalancers) nodes(chosen []*v1.Node) ([]*v1.Node, error) {
 // Status is the load-balancer status of nodes: each one's first IPv4 InternalIP, sorted, with
 // ipMode VIP (kube-proxy also short-cuts in-cluster traffic to those addresses).
 func Status(nodes []*v1.Node) *v1.LoadBalancerStatus {
+	st := &v1.LoadBalancerStatus{}
+	for _, ip := range InternalIPs(nodes) {
+		vip := v1.LoadBalancerIPModeVIP
+		st.Ingress = append(st.Ingress, v1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip})
+	}
+	return st
+}
+
+// InternalIPs are nodes' addresses: each one's first IPv4 InternalIP, sorted, without repeats.
+func InternalIPs(nodes []*v1.Node) []netip.Addr {
 	var ips []netip.Addr
 	for _, n := range nodes {
 		for _, a := range n.Status.Addresses {
@@ -128,13 +138,7 @@ func Status(nodes []*v1.Node) *v1.LoadBalancerStatus {
 		}
 	}
 	slices.SortFunc(ips, netip.Addr.Compare)
-	ips = slices.Compact(ips)
-	st := &v1.LoadBalancerStatus{}
-	for _, ip := range ips {
-		vip := v1.LoadBalancerIPModeVIP
-		st.Ingress = append(st.Ingress, v1.LoadBalancerIngress{IP: ip.String(), IPMode: &vip})
-	}
-	return st
+	return slices.Compact(ips)
 }
 
 // nodePort is a port a node serves on its own address.
