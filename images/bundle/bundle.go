@@ -48,7 +48,7 @@ type Manifest struct {
 	// Name is the bundle's name (the saved file's base name): `bundle load` writes its config
 	// to $KUBEFORGE_HOME/bundles.d/<Name>/cluster.yaml.
 	Name string `json:"name"`
-	// KubernetesVersion is the node image's release (exact, e.g. v1.37.2).
+	// KubernetesVersion is the node image's release (exact: a row of internal/versions).
 	KubernetesVersion string `json:"kubernetesVersion"`
 	// ClusterName is the config's cluster name, empty for the default.
 	ClusterName string    `json:"clusterName,omitempty"`

@@ -26,8 +26,8 @@ func write(t *testing.T, dir string) (string, Manifest) {
 	add("program-registry.tar", "registry")
 	add("cluster.yaml", "apiVersion: kubeforge.dev/v1alpha1\nkind: Cluster\n")
 	m := Manifest{
-		Created: time.Unix(1700000000, 0).UTC(), Name: "class", KubernetesVersion: "v1.37.2",
-		NodeImage: Image{Ref: "kubeforge.local/node:v1.37.2-abc", ID: "sha256:1", Member: "node.tar"},
+		Created: time.Unix(1700000000, 0).UTC(), Name: "class", KubernetesVersion: "v1.99.0",
+		NodeImage: Image{Ref: "kubeforge.local/node:v1.99.0-abc", ID: "sha256:1", Member: "node.tar"},
 		Images:    []Image{{Ref: "busybox:e2e", ID: "sha256:2", Member: "image-1.tar"}},
 		Programs:  []Program{{Program: "registry", Version: "v3.0.0", Ref: "kubeforge.local/registry:v3.0.0", ID: "sha256:3", Member: "program-registry.tar"}},
 		Config:    "cluster.yaml",
@@ -212,7 +212,7 @@ func TestDamagedBundles(t *testing.T) {
 }
 
 func TestCheckRefusesIncompleteManifests(t *testing.T) {
-	ok := Manifest{Format: Format, Version: Version, KubernetesVersion: "v1.37.2",
+	ok := Manifest{Format: Format, Version: Version, KubernetesVersion: "v1.99.0",
 		NodeImage: Image{Ref: "n", ID: "i", Member: "node.tar"},
 		Members:   []Member{{Name: "node.tar", Size: 1, SHA256: strings.Repeat("a", 64)}}}
 	if err := ok.Check(); err != nil {
