@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -320,12 +321,8 @@ func (p *Provider) enableAddon(ctx context.Context, nodes []provision.Node, k *k
 // addonImages builds add-on a's images when missing and imports them into the nodes that lack
 // them.
 func (p *Provider) addonImages(ctx context.Context, nodes []provision.Node, a addon) error {
-	artifacts, err := p.ArtifactsDir()
-	if err != nil {
-		return err
-	}
 	for _, im := range a.images {
-		archive, id, err := images.EnsureProgramImage(ctx, artifacts, im, p.log)
+		archive, id, err := p.programImage(ctx, im)
 		if err != nil {
 			return err
 		}
@@ -454,4 +451,24 @@ func equalIngress(a, b *spec.IngressPorts) bool {
 	ah, ahs := a.Ports()
 	bh, bhs := b.Ports()
 	return ah == bh && ahs == bhs
+}
+
+// programImage is the archive and ID of a program image: built (or found cached) from its binary
+// when the binary is here or can be built, else the one a classroom bundle loaded
+// (`kubeforge bundle load`, on a machine without the source tree or Go).
+func (p *Provider) programImage(ctx context.Context, im images.ProgramImage) (archive, id string, err error) {
+	artifacts, aerr := p.ArtifactsDir()
+	if aerr == nil {
+		if _, err := os.Stat(images.ProgramBinary(artifacts, im)); err == nil {
+			return images.EnsureProgramImage(ctx, artifacts, im, p.log)
+		}
+	}
+	if archive, id, ok := images.BundledProgramImage(im); ok {
+		p.log.Debugf("image %s: from a bundle (%s)", im.Ref(), archive)
+		return archive, id, nil
+	}
+	if aerr != nil {
+		return "", "", aerr
+	}
+	return images.EnsureProgramImage(ctx, artifacts, im, p.log)
 }

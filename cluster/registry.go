@@ -247,12 +247,8 @@ func (p *Provider) ensureRegistry(ctx context.Context, d *docker.Driver, port in
 // registryImageInDocker builds the registry's image when missing and loads it into the host's
 // Docker (the registry is a host-level container, not a pod); it returns its name.
 func (p *Provider) registryImageInDocker(ctx context.Context, d *docker.Driver) (string, error) {
-	artifacts, err := p.ArtifactsDir()
-	if err != nil {
-		return "", err
-	}
 	im := registryImage()
-	archive, id, err := images.EnsureProgramImage(ctx, artifacts, im, p.log)
+	archive, id, err := p.programImage(ctx, im)
 	if err != nil {
 		return "", err
 	}

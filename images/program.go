@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,4 +119,54 @@ func ensureMade(ctx context.Context, artifacts, bin, target, what, estimate stri
 		return nil
 	}
 	return runMake(ctx, artifacts, []string{target}, what, estimate, log)
+}
+
+// BundledProgramArchive is where `kubeforge bundle load` puts the archive of program image
+// program-version ($KUBEFORGE_CACHE/programs/<program>-<version>-bundled.tar, its image ID in
+// the same name + ".id"): found by name and version alone, for a machine that has no binary of
+// the program to hash (no source tree, no Go toolchain).
+func BundledProgramArchive(program, version string) string {
+	return filepath.Join(rootfs.CacheDir(), "programs", program+"-"+version+"-bundled.tar")
+}
+
+// BundledProgramImage is the archive and image ID a bundle loaded for a, if any.
+func BundledProgramImage(a ProgramImage) (archive, id string, ok bool) {
+	archive = BundledProgramArchive(a.Program, a.Version)
+	b, err := os.ReadFile(archive + ".id")
+	if err != nil {
+		return "", "", false
+	}
+	if _, err := os.Stat(archive); err != nil {
+		return "", "", false
+	}
+	return archive, strings.TrimSpace(string(b)), true
+}
+
+// SaveBundledProgram writes a bundle's program image archive (image ID id) where
+// BundledProgramImage finds it, by temporary file and rename; remove undoes it.
+func SaveBundledProgram(program, version, id string, content io.Reader) (remove func(), err error) {
+	archive := BundledProgramArchive(program, version)
+	if err := os.MkdirAll(filepath.Dir(archive), 0o755); err != nil {
+		return nil, kferr.Environment("set KUBEFORGE_CACHE to a writable directory", "making the program image cache: %v", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(archive), ".tmp-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := io.Copy(tmp, content)
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("writing %s: %w", archive, werr)
+	}
+	if err := os.Rename(tmp.Name(), archive); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(archive+".id", []byte(id+"\n"), 0o644); err != nil {
+		os.Remove(archive)
+		return nil, err
+	}
+	return func() { os.Remove(archive + ".id"); os.Remove(archive) }, nil
 }

@@ -245,7 +245,11 @@ func bench(bin, out string, n, multi, perVersion, addons int, idle time.Duration
 	if _, err := kf("delete", "--name", name); err != nil {
 		return err
 	}
-	return writeResults(ctx, cli, out, results, multiResults, versionResults, addonResults, idle)
+	bundleResults, err := benchBundle(ctx, cli, bin, tmp, env, *bundleRuns)
+	if err != nil {
+		return err
+	}
+	return writeResults(ctx, cli, out, results, multiResults, versionResults, addonResults, bundleResults, idle)
 }
 
 // nodeStats returns the node container's total CPU time and its memory use in MiB as docker
@@ -288,7 +292,7 @@ type addonRun struct {
 	Enable     time.Duration // addons enable NAME on the running cluster (after a disable)
 }
 
-func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, vs []versionRun, as []addonRun, idle time.Duration) error {
+func writeResults(ctx context.Context, cli *client.Client, out string, rs []run, ms []multiRun, vs []versionRun, as []addonRun, bs []bundleRun, idle time.Duration) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# kubeforge benchmark\n\nMeasured %s by `make bench` (%d runs).\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), len(rs))
 	fmt.Fprintf(&b, "## Machine\n%s\n", machine(ctx, cli))
@@ -366,6 +370,7 @@ func writeResults(ctx context.Context, cli *client.Client, out string, rs []run,
 		}
 		fmt.Fprintf(&b, "\n`kubeforge start --kubernetes-version V` with V's node image built beforehand (not measured).\n")
 	}
+	writeBundle(&b, bs)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}

@@ -150,7 +150,7 @@ control-plane pods in the kubeadm layout, a kubeconfig context merged for you.
 	root.AddCommand(
 		newStart(g), newStop(g), newDelete(g), newStatus(g), newList(g), newKubeconfig(g),
 		newKubectl(g), newImage(g), newAddons(g), newRegistry(g), newSSH(g), newVersion(g), newNode(g), newService(g), newConfig(g), newLogs(g), newExport(g), newEtcd(g),
-		newCompletion(g), newUpgrade(g), newTrace(g),
+		newCompletion(g), newUpgrade(g), newTrace(g), newBundle(g),
 	)
 	var nodeArgs []*cobra.Command
 	for _, path := range [][]string{{"ssh"}, {"node", "stop"}, {"node", "start"}, {"node", "delete"}} {
