@@ -55,8 +55,8 @@ func workshop(t0 time.Time, nodes []string) []trace.Step {
 func TestPageInBrowser(t *testing.T) {
 	nodeNames := []string{"kf", "kf-m02", "kf-m03"}
 	s := New(Options{Cluster: "kf", Scope: "namespace default", Nodes: func(context.Context) ([]Node, error) {
-		return []Node{{Name: "kf", Role: "control-plane", State: "Running"}, {Name: "kf-m02", Role: "worker", State: "Running"},
-			{Name: "kf-m03", Role: "worker", State: "Running"}}, nil
+		return []Node{{Name: "kf", Role: "control-plane", State: "running"}, {Name: "kf-m02", Role: "worker", State: "running"},
+			{Name: "kf-m03", Role: "worker", State: "running"}}, nil
 	}})
 	// Some steps before the page opens: it must show them (the replay of the last minutes).
 	for _, st := range recorded(t) {

@@ -47,7 +47,7 @@ const keepAlive = 15 * time.Second
 type Node struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
-	// State is the machine's state (Running, Stopped...).
+	// State is the machine's state as its driver says it (running, stopped...).
 	State string `json:"state"`
 }
 

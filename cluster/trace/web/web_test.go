@@ -363,7 +363,7 @@ func TestLocalOnly(t *testing.T) {
 
 // TestAssetsAndAPI checks the embedded page and the JSON endpoints.
 func TestAssetsAndAPI(t *testing.T) {
-	nodes := []Node{{Name: "c", Role: "control-plane", State: "Running"}, {Name: "c-m02", Role: "worker", State: "Stopped"}}
+	nodes := []Node{{Name: "c", Role: "control-plane", State: "running"}, {Name: "c-m02", Role: "worker", State: "stopped"}}
 	s := New(Options{Cluster: "c", Scope: "namespace default", Nodes: func(context.Context) ([]Node, error) { return nodes, nil }})
 	s.Publish(trace.Step{Verb: "create", Resource: "pods", Name: "p"})
 	ts := httptest.NewServer(s.Handler())

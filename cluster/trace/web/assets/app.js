@@ -160,13 +160,16 @@
         const x = 20 + i * (w + gap);
         geo["node:" + n.name] = { x: x, y: y, w: w, h: rowH };
         geo["kubelet:" + n.name] = { x: x + 10, y: y + 34, w: w - 20, h: 26 };
-        const down = n.state && n.state !== "Running" || (n.ready && n.ready !== "True");
+        // The machine's state as the driver says it (running, stopped...), then the node's Ready
+        // condition as the node controller last wrote it.
+        const stopped = n.state && n.state.toLowerCase() !== "running";
+        const down = stopped || (n.ready && n.ready !== "True");
         const ng = el("g", { class: "node" + (down ? " down" : ""), "data-node": n.name, "data-role": n.role || "", id: "node-" + n.name }, g);
         el("rect", { class: "frame", x: x, y: y, width: w, height: rowH }, ng);
         text(ng, x + 12, y + 22, n.name, "title");
         text(ng, x + w - 12, y + 22, n.role === "control-plane" ? "control plane" : "worker", "sub").setAttribute("text-anchor", "end");
         if (down) {
-          const why = n.state && n.state !== "Running" ? "machine " + n.state : "NotReady (Ready=" + n.ready + ")";
+          const why = stopped ? "machine " + n.state : "NotReady (Ready=" + n.ready + ")";
           text(ng, x + 12, y + rowH - 8, why, "node-state");
         }
         el("rect", { class: "kubelet", x: x + 10, y: y + 34, width: w - 20, height: 24 }, ng);
