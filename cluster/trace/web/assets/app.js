@@ -163,13 +163,13 @@
         // The machine's state as the driver says it (running, stopped...), then the node's Ready
         // condition as the node controller last wrote it.
         const stopped = n.state && n.state.toLowerCase() !== "running";
-        const down = stopped || (n.ready && n.ready !== "True");
+        const down = stopped || n.tainted || (n.ready && n.ready !== "True");
         const ng = el("g", { class: "node" + (down ? " down" : ""), "data-node": n.name, "data-role": n.role || "", id: "node-" + n.name }, g);
         el("rect", { class: "frame", x: x, y: y, width: w, height: rowH }, ng);
         text(ng, x + 12, y + 22, n.name, "title");
         text(ng, x + w - 12, y + 22, n.role === "control-plane" ? "control plane" : "worker", "sub").setAttribute("text-anchor", "end");
         if (down) {
-          const why = stopped ? "machine " + n.state : "NotReady (Ready=" + n.ready + ")";
+          const why = stopped ? "machine " + n.state : n.ready && n.ready !== "True" ? "NotReady (Ready=" + n.ready + ")" : "tainted: unreachable";
           text(ng, x + 12, y + rowH - 8, why, "node-state");
         }
         el("rect", { class: "kubelet", x: x + 10, y: y + 34, width: w - 20, height: 24 }, ng);
@@ -249,6 +249,18 @@
         nodeSeen(s.name);
         const n = nodes.get(s.name);
         if (n) n.ready = m[1];
+      }
+      // The node controller taints a node it lost (unreachable, not-ready) and lifts the taints
+      // once its kubelet reports Ready again (the kubelet's own status writes are not audited).
+      const tm = /taints ([^;]*)/.exec(s.message || "");
+      if (tm && s.name) {
+        nodeSeen(s.name);
+        const n = nodes.get(s.name);
+        const lost = /node\.kubernetes\.io\/(unreachable|not-ready)/.test(tm[1]);
+        if (n) {
+          n.tainted = lost;
+          if (!lost && n.ready && n.ready !== "True") n.ready = "True";
+        }
       }
     } else if (s.component === "kubelet" && s.node) {
       nodeSeen(s.node);
@@ -463,9 +475,7 @@
     return fetch("/api/nodes").then((r) => r.json()).then((a) => {
       for (const n of a.nodes || []) {
         const old = nodes.get(n.name) || { ready: "" };
-        nodes.set(n.name, { name: n.name, role: n.role, state: n.state, ready: old.ready });
-        // A machine that runs again starts NotReady until its kubelet says otherwise; one
-        // stopped is down whatever its last condition was.
+        nodes.set(n.name, { name: n.name, role: n.role, state: n.state, ready: old.ready, tainted: old.tainted });
       }
       scheduleDraw();
     }).catch(() => {});
