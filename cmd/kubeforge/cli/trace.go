@@ -66,6 +66,9 @@ going when the cluster is stopped ("cluster stopped, waiting") and follows it ag
 			if !webPage && cmd.Flags().Changed("web-port") {
 				return kferr.Usage("--web-port is the port of --web's page: add --web")
 			}
+			if webPort < 0 || webPort > 65535 {
+				return kferr.Usage("--web-port must be between 0 (any free port) and 65535, got %d", webPort)
+			}
 			if len(args) == 1 {
 				o.Object = args[0]
 			}
