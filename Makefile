@@ -108,9 +108,11 @@ test: unit fuzz e2e e2e-vm
 unit:
 	$(GO) test -count=1 ./...
 
-# The e2e tier needs Docker and root; hack/ensure-docker.sh installs and starts it when missing.
+# The e2e tier needs Docker and root; hack/ensure-docker.sh installs and starts it when missing,
+# hack/ensure-chromium.sh the headless Chromium of the trace --web browser tests.
 e2e: build
 	hack/ensure-docker.sh
+	hack/ensure-chromium.sh >/dev/null
 	$(GO) test -count=1 -p 1 -tags e2e -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') $(E2E_PKGS)
 
 # The VM tier: real libvirt and qemu (software emulation), one VM cluster through an SSH server on

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -145,6 +146,41 @@ func (c *Cluster) Trace(ctx context.Context, o TraceOptions, step func(trace.Ste
 		}
 	})
 	return g.Wait()
+}
+
+// TraceAgain is Trace that outlives the cluster's control plane: when Trace ends (the cluster
+// was stopped, its control plane's machine went down) or cannot begin (no control plane runs),
+// waiting is called with why and Trace is tried again every interval, until ctx ends; the
+// steps written while no control plane ran are not in any audit log followed. A usage error (a
+// bad OBJECT, an API server whose audit log was moved) or an error of step ends it.
+func (c *Cluster) TraceAgain(ctx context.Context, o TraceOptions, interval time.Duration, waiting func(error), step func(trace.Step) error) error {
+	var stepErr error
+	for {
+		err := c.Trace(ctx, o, func(s trace.Step) error {
+			if err := step(s); err != nil {
+				stepErr = err
+				return err
+			}
+			return nil
+		})
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case stepErr != nil:
+			return stepErr
+		case kferr.Code(err) == kferr.ExitUsage:
+			return err
+		}
+		if err == nil {
+			err = errors.New("the audit log's stream ended")
+		}
+		waiting(err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
 }
 
 // auditLogEnd returns the size of n's audit log: where following it starts.

@@ -41,6 +41,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"registry", "list", "-o", "yaml"}, 2, "text or json"},
 		{[]string{"registry", "delete", "x"}, 2, "takes no arguments"},
 		{[]string{"start", "--registry", "--driver", "kvm"}, 2, "Docker-only"},
+		{[]string{"trace", "--web", "-o", "json"}, 2, "-o json is for the terminal"},
+		{[]string{"trace", "--web-port", "8080"}, 2, "add --web"},
+		{[]string{"trace", "--web", "--web-port", "70000"}, 2, "--web-port must be between 0"},
 		// Docker unreachable: an environment error with advice.
 		{[]string{"status"}, 3, "docker is not reachable"},
 		{[]string{"registry", "list"}, 3, "docker is not reachable"},
