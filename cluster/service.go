@@ -205,7 +205,8 @@ func (c *Cluster) waitServiceLB(ctx context.Context, k *kube, namespace, name st
 		if err := json.Unmarshal(raw, &desc); err != nil {
 			return false, fmt.Errorf("inspecting %s: %w", machine, err)
 		}
-		if desc.Config.Labels[contract.LabelServiceHostPorts] != svc.Annotations[contract.AnnotationHostPorts] || !desc.State.Running {
+		if desc.Config.Labels[contract.LabelServiceHostPorts] != svc.Annotations[contract.AnnotationHostPorts] ||
+			desc.Config.Labels[contract.LabelServiceLBFinal] == "false" || !desc.State.Running {
 			last = "the load-balancer machine " + machine + " is being made again"
 			return false, nil
 		}

@@ -163,6 +163,10 @@ const (
 	// LabelServiceHostPorts is the Service's AnnotationHostPorts a service load-balancer machine
 	// was made for: once it equals the Service's, the machine publishes what was asked.
 	LabelServiceHostPorts = "dev.kubeforge.service-host-ports"
+	// LabelServiceLBFinal is "false" on a service load-balancer machine that is about to be made
+	// again with the host ports Docker picked for it pinned (so a stop/start keeps them), "true"
+	// once it stays.
+	LabelServiceLBFinal = "dev.kubeforge.service-lb-final"
 	// AnnotationHostPorts on a LoadBalancer Service asks for the host ports (127.0.0.1) its
 	// ports are published on, as "PORT=HOSTPORT,..." (e.g. "80=8080,443=8443"); the others are
 	// published on their own number. A host port that is not free is replaced by one Docker picks.

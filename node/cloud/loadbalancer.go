@@ -128,7 +128,7 @@ func (l *LoadBalancers) EnsureLoadBalancer(ctx context.Context, _ string, svc *v
 	klog.InfoS("making the load balancer", "service", klog.KObj(svc), "machine", name, "ip", keepIP, "ports", fmt.Sprint(ports), "nodes", fmt.Sprint(ips))
 	want := wantedHostPorts(ports, asked, keepPorts)
 	for {
-		err := l.create(ctx, svc, name, hash, keepIP, ports, ips, want)
+		err := l.create(ctx, svc, name, hash, keepIP, ports, ips, want, !slices.Contains(slices.Collect(maps.Values(want)), ""))
 		if err == nil {
 			break
 		}
@@ -167,9 +167,9 @@ func (l *LoadBalancers) pin(ctx context.Context, svc *v1.Service, name, hash str
 		klog.ErrorS(err, "pinning the load balancer's host ports", "service", klog.KObj(svc), "machine", name)
 		return
 	}
-	if err := l.create(ctx, svc, name, hash, ip, ports, nodes, given); err != nil {
+	if err := l.create(ctx, svc, name, hash, ip, ports, nodes, given, true); err != nil {
 		klog.InfoS("the host ports Docker picked were taken meanwhile; publishing on new ones", "service", klog.KObj(svc), "err", err)
-		if err := l.create(ctx, svc, name, hash, ip, ports, nodes, want); err != nil {
+		if err := l.create(ctx, svc, name, hash, ip, ports, nodes, want, true); err != nil {
 			klog.ErrorS(err, "making the load balancer again", "service", klog.KObj(svc), "machine", name)
 		}
 	}
@@ -252,7 +252,9 @@ func (l *LoadBalancers) EnsureLoadBalancerDeleted(ctx context.Context, _ string,
 
 // create makes and starts the machine, publishing its ports on the host ports of hostPorts (by
 // "PORT/proto"; "" lets Docker pick one).
-func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash string, ip netip.Addr, ports []svcPort, nodes []netip.Addr, hostPorts map[string]string) error {
+// create makes the machine; final says it stays (it is not about to be made again to pin the
+// host ports Docker picks).
+func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash string, ip netip.Addr, ports []svcPort, nodes []netip.Addr, hostPorts map[string]string, final bool) error {
 	args := []string{"svclb"}
 	exposed, bindings := nat.PortSet{}, nat.PortMap{}
 	for _, p := range ports {
@@ -278,6 +280,7 @@ func (l *LoadBalancers) create(ctx context.Context, svc *v1.Service, name, hash 
 			contract.LabelService:          svc.Namespace + "/" + svc.Name,
 			contract.LabelServiceConfig:    hash,
 			contract.LabelServiceHostPorts: svc.Annotations[contract.AnnotationHostPorts],
+			contract.LabelServiceLBFinal:   strconv.FormatBool(final),
 		},
 	}
 	host := &container.HostConfig{
