@@ -109,8 +109,10 @@ unit:
 	$(GO) test -count=1 ./...
 
 # The e2e tier needs Docker and root; hack/ensure-docker.sh installs and starts it when missing,
-# hack/ensure-chromium.sh the headless Chromium of the trace --web browser tests.
-e2e: build
+# hack/ensure-chromium.sh the headless Chromium of the trace --web browser tests. The add-ons'
+# and the registry's programs are built first (Traefik takes 15-20 min cold on 2 cores): a test's
+# bounded `addons enable` or `start --addons` then times the cluster, not the compiler.
+e2e: build programs
 	hack/ensure-docker.sh
 	hack/ensure-chromium.sh >/dev/null
 	$(GO) test -count=1 -p 1 -tags e2e -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') $(E2E_PKGS)

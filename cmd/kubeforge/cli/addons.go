@@ -124,7 +124,7 @@ func newAddonsChange(g *globals, enable bool) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&name, "name", spec.DefaultName, "cluster name")
-	c.Flags().DurationVar(&wait, "wait", 10*time.Minute, "how long to wait, a wait for another kubeforge on the cluster and a first build of the add-on included")
+	c.Flags().DurationVar(&wait, "wait", 30*time.Minute, "how long to wait, a wait for another kubeforge on the cluster and a first build of the add-on included (Traefik's takes 15-20 min on 2 cores)")
 	if enable {
 		c.Flags().StringVar(&ingressPorts, "ingress-ports", "80,443", ingressPortsUsage)
 	}
