@@ -21,6 +21,7 @@ import (
 
 	"kubeforge.dev/kubeforge/contract"
 	"kubeforge.dev/kubeforge/internal/versions"
+	"kubeforge.dev/kubeforge/provision"
 )
 
 // checkVersion checks that the API server and every kubelet report version.
@@ -225,13 +226,17 @@ func TestUpgrade(t *testing.T) {
 		}
 	}
 	// Every machine of the cluster, the cloud provider and the Service's load balancer too, runs
-	// the new node image, and the Service answers from the host again.
+	// the new node image, and the Service answers from the host again. The API server's load
+	// balancer of an HA cluster stays: it keeps the API answering through the upgrade.
 	ms, err := e.docker.ContainerList(ctx, containerListAll(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	images := map[string][]string{}
 	for _, m := range ms {
+		if m.Labels[contract.LabelRole] == provision.RoleLoadBalancer {
+			continue
+		}
 		images[m.Image] = append(images[m.Image], strings.TrimPrefix(m.Names[0], "/"))
 	}
 	if len(images) != 1 || !slices.ContainsFunc(ms, func(m container.Summary) bool { return m.Labels[contract.LabelRole] == contract.RoleCloudProvider }) {
