@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -34,19 +35,8 @@ type tracer struct {
 func (e *env) startTrace(ctx context.Context, args ...string) *tracer {
 	e.t.Helper()
 	tr := &tracer{done: make(chan struct{})}
-	tr.cmd = exec.CommandContext(ctx, e.Bin, append([]string{"trace", "-o", "json"}, args...)...)
-	tr.cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.Home, "KUBECONFIG="+e.Kubeconfig)
-	stdout, err := tr.cmd.StdoutPipe()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	stderr, err := tr.cmd.StderrPipe()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := tr.cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
+	var stdout, stderr io.Reader
+	tr.cmd, stdout, stderr = e.startBackground(ctx, append([]string{"trace", "-o", "json"}, args...)...)
 	following := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -90,6 +80,25 @@ func (tr *tracer) stderrText() string {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	return tr.stderr.String()
+}
+
+// startBackground starts `kubeforge ARGS...` of this env and returns it with its output.
+func (e *env) startBackground(ctx context.Context, args ...string) (cmd *exec.Cmd, stdout, stderr io.Reader) {
+	e.t.Helper()
+	cmd = exec.CommandContext(ctx, e.Bin, args...)
+	cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.Home, "KUBECONFIG="+e.Kubeconfig)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	stderr, err = cmd.StderrPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	return cmd, stdout, stderr
 }
 
 // snapshot returns the steps so far.

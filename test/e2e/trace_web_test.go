@@ -5,7 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"os"
+	"io"
 	"os/exec"
 	"strings"
 	"sync"
@@ -37,19 +37,8 @@ func (w *webTracer) stderrText() string {
 func (e *env) startTraceWeb(ctx context.Context, args ...string) *webTracer {
 	e.t.Helper()
 	w := &webTracer{done: make(chan struct{})}
-	w.cmd = exec.CommandContext(ctx, e.Bin, append([]string{"trace", "--web"}, args...)...)
-	w.cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.Home, "KUBECONFIG="+e.Kubeconfig)
-	stdout, err := w.cmd.StdoutPipe()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	stderr, err := w.cmd.StderrPipe()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := w.cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
+	var stdout, stderr io.Reader
+	w.cmd, stdout, stderr = e.startBackground(ctx, append([]string{"trace", "--web"}, args...)...)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
