@@ -8,8 +8,10 @@ import (
 	"io"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/docker/docker/client"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	cloudprovider "k8s.io/cloud-provider"
 	servicecontroller "k8s.io/cloud-provider/controllers/service"
@@ -55,6 +57,17 @@ func Run(ctx context.Context, o Options) error {
 		return errors.New("kubeforge-cloud: -cluster, -network and -image are required (or -node-addresses)")
 	}
 	cs, err := kubeclient.New(o.Kubeconfig, kubeclient.UserAgent("kubeforge-cloud"))
+	if err != nil {
+		return err
+	}
+	// Wait, asking every 2 s, until the API server is ready: informers and the event recorder
+	// started earlier retry on their own, and on an emulated VM each retry is a TLS handshake
+	// the starting API server must answer.
+	err = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return cs.Discovery().RESTClient().Get().AbsPath("/readyz").Do(rctx).Error() == nil, nil
+	})
 	if err != nil {
 		return err
 	}
