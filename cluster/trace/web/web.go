@@ -390,9 +390,24 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		case st := <-sub.state:
+			// SetState sends the state, then the nodes' refresh: the page gets them in that order.
 			err = writeEvent(w, "state", 0, st)
+			select {
+			case <-sub.nodes:
+				if err == nil {
+					err = writeEvent(w, "nodes", 0, struct{}{})
+				}
+			default:
+			}
 		case <-sub.nodes:
-			err = writeEvent(w, "nodes", 0, struct{}{})
+			select {
+			case st := <-sub.state:
+				err = writeEvent(w, "state", 0, st)
+			default:
+			}
+			if err == nil {
+				err = writeEvent(w, "nodes", 0, struct{}{})
+			}
 		case <-tick.C:
 			_, err = fmt.Fprint(w, ": keep-alive\n\n")
 		}
