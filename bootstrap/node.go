@@ -356,13 +356,24 @@ func NodeFiles(c spec.Cluster, n Node, auth *pki.Authorities) (Files, error) {
 			Env:  gcEnv,
 		})
 	}
-	sb, err := json.MarshalIndent(services.Config{Services: svcs}, "", "  ")
+	sc := services.Config{Services: svcs}
+	if slow {
+		// An emulated CPU is starved while the control plane starts (the API server's start
+		// hooks fail after 30 s and it restarts): its pods come before the node's agents.
+		sc.NodeCPUWeight = EmulatedNodeCPUWeight
+	}
+	sb, err := json.MarshalIndent(sc, "", "  ")
 	if err != nil {
 		return f, fmt.Errorf("rendering the node's services: %w", err)
 	}
 	f.add(contract.ServicesPath, sb, 0o644)
 	return f, nil
 }
+
+// EmulatedNodeCPUWeight is the cgroup cpu.weight of an emulated node's own processes (kubelet,
+// containerd and its shims, the node's services): a quarter of the pods' 79 on 2 CPUs, so the
+// API server and etcd get most of a starved CPU.
+const EmulatedNodeCPUWeight = 20
 
 // runsNodeLoadBalancers says whether node n of cluster c runs the cloud provider that gives
 // LoadBalancer Services the nodes' addresses: the first control plane of a VM cluster (Docker

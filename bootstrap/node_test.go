@@ -871,3 +871,29 @@ func TestNodeLoadBalancersOnVMs(t *testing.T) {
 		}
 	}
 }
+
+// An emulated VM's own processes (kubelet, containerd, its shims) get a low CPU weight, so its
+// control-plane pods come first on a starved CPU; VMs with KVM and Docker nodes keep the default.
+func TestEmulatedNodeCPUWeight(t *testing.T) {
+	cp := bootstrap.Node{Name: "test", Role: spec.RoleControlPlane, IP: cpIP, ControlPlane: cpIP}
+	weight := func(c spec.Cluster) int {
+		t.Helper()
+		cfg, err := services.ParseConfig(file(t, nodeFiles(t, c, cp), contract.ServicesPath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.NodeCPUWeight
+	}
+	tcg := spec.Default("test")
+	tcg.Driver, tcg.Accel = spec.DriverKVM, spec.AccelTCG
+	if got := weight(tcg); got != bootstrap.EmulatedNodeCPUWeight {
+		t.Errorf("emulated VM: nodeCPUWeight %d, want %d", got, bootstrap.EmulatedNodeCPUWeight)
+	}
+	kvm := spec.Default("test")
+	kvm.Driver, kvm.Accel = spec.DriverKVM, spec.AccelKVM
+	for what, c := range map[string]spec.Cluster{"a KVM VM": kvm, "a Docker node": spec.Default("test")} {
+		if got := weight(c); got != 0 {
+			t.Errorf("%s: nodeCPUWeight %d, want 0 (the default)", what, got)
+		}
+	}
+}

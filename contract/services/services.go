@@ -43,6 +43,12 @@ type Config struct {
 	// ("10s" when empty). Services are stopped in reverse dependency order, those without a
 	// dependency between them in parallel, so a full stop can take one grace period per level.
 	StopGracePeriod Duration `json:"stopGracePeriod,omitempty"`
+	// NodeCPUWeight is the cgroup v2 cpu.weight (1-10000) of the node's own processes: the
+	// supervisor, its services and what they start outside the pods' cgroups (containerd's
+	// shims). 0 leaves the default, 100. The kubelet gives all pods together a weight of about
+	// 40 per CPU (79 on 2 CPUs), so on a starved node the node's agents come first; an emulated
+	// VM sets this low so that the control plane's pods do (see bootstrap.NodeFiles).
+	NodeCPUWeight int `json:"nodeCPUWeight,omitempty"`
 }
 
 // Service is one process the supervisor runs.
@@ -153,6 +159,9 @@ func (c *Config) Marshal() ([]byte, error) {
 // Validate checks names, paths, policies and the dependency graph (unknown names, cycles).
 func (c *Config) Validate() error {
 	var errs []error
+	if c.NodeCPUWeight < 0 || c.NodeCPUWeight > 10000 {
+		errs = append(errs, fmt.Errorf("nodeCPUWeight %d: want 1 to 10000, or 0 for the default", c.NodeCPUWeight))
+	}
 	seen := map[string]bool{}
 	for i, s := range c.Services {
 		what := fmt.Sprintf("service %d (%q)", i, s.Name)

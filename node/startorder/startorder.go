@@ -32,6 +32,8 @@ const Bound = 30 * time.Second
 const (
 	dialEvery  = 50 * time.Millisecond
 	readyEvery = 100 * time.Millisecond
+	// readyTimeout bounds one /readyz request.
+	readyTimeout = 10 * time.Second
 )
 
 // Wait waits for what component needs, as its args name it, and says on log what it waited for.
@@ -98,7 +100,10 @@ func EtcdListening(ctx context.Context, servers []string) error {
 // kubeconfig's identity. /readyz includes the API server's bootstrap of its RBAC roles, so from
 // then on the component's requests are authorized.
 func APIServerReady(ctx context.Context, kubeconfig string) error {
-	cs, err := kubeclient.New(kubeconfig, kubeclient.Timeout(2*time.Second))
+	// An answer takes milliseconds and a closed port fails at once: the timeout only matters
+	// while the API server is starved (an emulated VM), where a short one abandons each TLS
+	// handshake half done and starts another, taking CPU from the API server it waits for.
+	cs, err := kubeclient.New(kubeconfig, kubeclient.Timeout(readyTimeout))
 	if err != nil {
 		return err
 	}

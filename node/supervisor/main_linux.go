@@ -127,6 +127,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	if doSetup && cfg.NodeCPUWeight > 0 {
+		if err := setNodeCPUWeight(cgroupRoot, cfg.NodeCPUWeight); err != nil {
+			con.logf("setup: %v (the node's services keep the default CPU weight)", err)
+		} else {
+			con.logf("setup: node services' cpu.weight %d", cfg.NodeCPUWeight)
+		}
+	}
 	sup, err := New(cfg, Options{StatusPath: *statusPath, LogDir: *logDir, Stdout: stdout, KillAll: os.Getpid() == 1, reaper: reap, console: con})
 	if err != nil {
 		con.logf("%v", err)

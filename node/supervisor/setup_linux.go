@@ -231,6 +231,19 @@ func (realFS) Mkdir(p string) error { return os.Mkdir(p, 0o755) }
 // processes" rule), as kind's entrypoint does.
 const Cgroup2InitGroup = "init"
 
+// setNodeCPUWeight sets the cpu.weight of the cgroup the node's own processes live in
+// (root/init, see cgroup2Init). Only on cgroup v2: v1 nodes (Docker on a v1 host) keep theirs.
+func setNodeCPUWeight(root string, weight int) error {
+	if v, err := CgroupVersion(); err != nil || v != 2 {
+		return fmt.Errorf("cpu.weight %d: not a cgroup v2 node", weight)
+	}
+	p := filepath.Join(root, Cgroup2InitGroup, "cpu.weight")
+	if err := os.WriteFile(p, []byte(strconv.Itoa(weight)), 0o644); err != nil {
+		return fmt.Errorf("setting %s: %w", p, err)
+	}
+	return nil
+}
+
 // cgroup2Init moves every process of the root cgroup into root/init and enables all available
 // controllers in root's cgroup.subtree_control. Controllers that cannot be enabled are reported,
 // not fatal: the kubelet says precisely what it misses.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 
@@ -82,6 +83,8 @@ func newKubectl(g *globals) *cobra.Command {
 				c.UserAgent = "kubectl/" + ver
 				return c
 			}
+			// kubectl's own warnings and -v output go through klog, to stderr as upstream's binary.
+			klog.ClearLogger()
 			streams := genericiooptions.IOStreams{In: g.streams.In, Out: g.streams.Out, ErrOut: g.streams.Err}
 			k := kubectlcmd.NewKubectlCommand(kubectlcmd.KubectlOptions{
 				Arguments: append([]string{"kubectl"}, args...), ConfigFlags: flags.WithWarningPrinter(streams), IOStreams: streams,

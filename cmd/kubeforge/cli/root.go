@@ -14,7 +14,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"kubeforge.dev/kubeforge/internal/kferr"
 	"kubeforge.dev/kubeforge/internal/safe"
@@ -91,6 +93,15 @@ func runMain(args []string, s Streams, exit func(int)) (code int) {
 	}()
 
 	g := &globals{streams: s}
+	// client-go reports through klog (a response cut short while an API server restarts, a
+	// retried watch): kubeforge reports what fails itself, so these are details for -v only,
+	// never lines in the middle of its progress. `kubeforge kubectl` gives kubectl klog back.
+	klog.SetLogger(funcr.New(func(prefix, args string) {
+		if g.verbose {
+			fmt.Fprintln(s.Err, "   client-go:", prefix, args)
+		}
+	}, funcr.Options{}))
+	defer klog.ClearLogger()
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetIn(s.In)
