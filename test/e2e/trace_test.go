@@ -23,33 +23,22 @@ import (
 
 // tracer is a `kubeforge trace -o json` running in the background, its steps collected.
 type tracer struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	steps  []trace.Step
-	bad    []string // lines that are not a step
-	stderr strings.Builder
-	done   chan struct{}
+	*background
+	steps []trace.Step // under background.mu
+	bad   []string     // lines that are not a step
 }
 
 // startTrace runs `kubeforge trace -o json ARGS...` and returns once it follows the audit log.
 func (e *env) startTrace(ctx context.Context, args ...string) *tracer {
 	e.t.Helper()
-	tr := &tracer{done: make(chan struct{})}
-	var stdout, stderr io.Reader
-	tr.cmd, stdout, stderr = e.startBackground(ctx, append([]string{"trace", "-o", "json"}, args...)...)
 	following := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := sync.Once{}
-		for sc.Scan() {
-			tr.mu.Lock()
-			tr.stderr.WriteString(sc.Text() + "\n")
-			tr.mu.Unlock()
-			if strings.HasPrefix(sc.Text(), "Tracing cluster") {
-				once.Do(func() { close(following) })
-			}
+	once := sync.Once{}
+	bg, stdout := e.startBackground(ctx, func(line string) {
+		if strings.HasPrefix(line, "Tracing cluster") {
+			once.Do(func() { close(following) })
 		}
-	}()
+	}, append([]string{"trace", "-o", "json"}, args...)...)
+	tr := &tracer{background: bg}
 	go func() {
 		defer close(tr.done)
 		sc := bufio.NewScanner(stdout)
@@ -76,29 +65,67 @@ func (e *env) startTrace(ctx context.Context, args ...string) *tracer {
 	return tr
 }
 
-func (tr *tracer) stderrText() string {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.stderr.String()
+// background is a kubeforge command running in the background (trace, trace --web): its stderr
+// is collected; whoever reads its stdout closes done at the end of it.
+type background struct {
+	what   string
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr strings.Builder
+	done   chan struct{}
 }
 
-// startBackground starts `kubeforge ARGS...` of this env and returns it with its output.
-func (e *env) startBackground(ctx context.Context, args ...string) (cmd *exec.Cmd, stdout, stderr io.Reader) {
+// startBackground starts `kubeforge ARGS...` of this env, collects its stderr (onStderr, if not
+// nil, sees each line) and returns it with its stdout.
+func (e *env) startBackground(ctx context.Context, onStderr func(string), args ...string) (*background, io.Reader) {
 	e.t.Helper()
-	cmd = exec.CommandContext(ctx, e.Bin, args...)
-	cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.Home, "KUBECONFIG="+e.Kubeconfig)
-	stdout, err := cmd.StdoutPipe()
+	b := &background{what: "kubeforge " + strings.Join(args, " "), done: make(chan struct{})}
+	b.cmd = exec.CommandContext(ctx, e.Bin, args...)
+	b.cmd.Env = append(os.Environ(), "KUBEFORGE_HOME="+e.Home, "KUBECONFIG="+e.Kubeconfig)
+	stdout, err := b.cmd.StdoutPipe()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	stderr, err = cmd.StderrPipe()
+	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := b.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	return cmd, stdout, stderr
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			b.mu.Lock()
+			b.stderr.WriteString(sc.Text() + "\n")
+			b.mu.Unlock()
+			if onStderr != nil {
+				onStderr(sc.Text())
+			}
+		}
+	}()
+	return b, stdout
+}
+
+func (b *background) stderrText() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stderr.String()
+}
+
+// stop interrupts it as Ctrl-C does: it must end with exit 0.
+func (b *background) stop(t *testing.T) {
+	t.Helper()
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		_ = b.cmd.Process.Kill()
+		t.Errorf("%s did not end 30 s after SIGINT", b.what)
+	}
+	if err := b.cmd.Wait(); err != nil {
+		t.Errorf("%s after SIGINT: %v\n%s", b.what, err, b.stderrText())
+	}
 }
 
 // snapshot returns the steps so far.
@@ -118,19 +145,10 @@ func (tr *tracer) waitFor(ctx context.Context, within time.Duration, ok func([]t
 	return steps, err
 }
 
-// stop interrupts the trace as Ctrl-C does: it must end with exit 0.
+// stop interrupts the trace as Ctrl-C does: it must end with exit 0, having printed only steps.
 func (tr *tracer) stop(t *testing.T) {
 	t.Helper()
-	_ = tr.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-tr.done:
-	case <-time.After(30 * time.Second):
-		_ = tr.cmd.Process.Kill()
-		t.Errorf("kubeforge trace did not end 30 s after SIGINT")
-	}
-	if err := tr.cmd.Wait(); err != nil {
-		t.Errorf("kubeforge trace after SIGINT: %v\n%s", err, tr.stderrText())
-	}
+	tr.background.stop(t)
 	if len(tr.bad) > 0 {
 		t.Errorf("lines of trace -o json that are no step:\n%s", strings.Join(tr.bad, "\n"))
 	}

@@ -5,11 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"io"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,33 +16,15 @@ import (
 
 // webTracer is a `kubeforge trace --web` running in the background.
 type webTracer struct {
-	cmd    *exec.Cmd
-	url    string
-	mu     sync.Mutex
-	stderr strings.Builder
-	done   chan struct{}
-}
-
-func (w *webTracer) stderrText() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stderr.String()
+	*background
+	url string
 }
 
 // startTraceWeb runs `kubeforge trace --web ARGS...` and returns once it printed its page's URL.
 func (e *env) startTraceWeb(ctx context.Context, args ...string) *webTracer {
 	e.t.Helper()
-	w := &webTracer{done: make(chan struct{})}
-	var stdout, stderr io.Reader
-	w.cmd, stdout, stderr = e.startBackground(ctx, append([]string{"trace", "--web"}, args...)...)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			w.mu.Lock()
-			w.stderr.WriteString(sc.Text() + "\n")
-			w.mu.Unlock()
-		}
-	}()
+	bg, stdout := e.startBackground(ctx, nil, append([]string{"trace", "--web"}, args...)...)
+	w := &webTracer{background: bg}
 	urls := make(chan string, 1)
 	go func() {
 		defer close(w.done)
@@ -70,21 +48,6 @@ func (e *env) startTraceWeb(ctx context.Context, args ...string) *webTracer {
 		e.t.Fatalf("kubeforge trace --web printed %q, want http://127.0.0.1:PORT/", w.url)
 	}
 	return w
-}
-
-// stop interrupts it as Ctrl-C does: it must end with exit 0.
-func (w *webTracer) stop(t *testing.T) {
-	t.Helper()
-	_ = w.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-w.done:
-	case <-time.After(30 * time.Second):
-		_ = w.cmd.Process.Kill()
-		t.Errorf("kubeforge trace --web did not end 30 s after SIGINT")
-	}
-	if err := w.cmd.Wait(); err != nil {
-		t.Errorf("kubeforge trace --web after SIGINT: %v\n%s", err, w.stderrText())
-	}
 }
 
 // TestTraceWeb loads `kubeforge trace --web`'s page in a real headless Chromium (Debian's
