@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kubeforge.dev/kubeforge/bootstrap/ready"
+	"kubeforge.dev/kubeforge/test/netcheck"
 )
 
 // TestSideBySide: two clusters started at the same time run side by side, each with its own
@@ -189,7 +190,7 @@ func TestDockerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	lbAddr := net.JoinHostPort(externalIP(ctx, t, cs, "kube-system", "dns"), "53")
-	if err := answers(ctx, "DNS at the load balancer "+lbAddr, "10.96.0.1", func() (string, error) { return dnsAsk(ctx, "udp", lbAddr) }); err != nil {
+	if err := answers(ctx, "DNS at the load balancer "+lbAddr, "10.96.0.1", func() (string, error) { return netcheck.DNSAsk(ctx, "udp", lbAddr) }); err != nil {
 		t.Error(err)
 	}
 
@@ -219,7 +220,7 @@ func TestDockerRestart(t *testing.T) {
 		t.Errorf("DNS from a pod after the daemon restart: %v", r)
 	}
 	t.Logf("DNS answers %.1fs after dockerd", time.Since(since).Seconds())
-	if err := answers(ctx, "DNS at the load balancer "+lbAddr+" after the daemon restart", "10.96.0.1", func() (string, error) { return dnsAsk(ctx, "udp", lbAddr) }); err != nil {
+	if err := answers(ctx, "DNS at the load balancer "+lbAddr+" after the daemon restart", "10.96.0.1", func() (string, error) { return netcheck.DNSAsk(ctx, "udp", lbAddr) }); err != nil {
 		t.Error(err)
 	}
 	if out := e.ok(ctx, "status", "--name", name, "-o", "json").Stdout; !strings.Contains(out, `"state": "Running"`) {

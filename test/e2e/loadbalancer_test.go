@@ -16,23 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-)
 
-// dnsAsk resolves the kubernetes Service's name through the DNS server at addr, over network
-// (udp or tcp), and returns the first address.
-func dnsAsk(ctx context.Context, network, addr string) (string, error) {
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		return d.DialContext(ctx, network, addr)
-	}}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	ips, err := r.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
-	if err != nil || len(ips) == 0 {
-		return "", fmt.Errorf("lookup via %s %s: %v", network, addr, err)
-	}
-	return ips[0], nil
-}
+	"kubeforge.dev/kubeforge/test/netcheck"
+)
 
 // answers polls until get returns something starting with want.
 func answers(ctx context.Context, what, want string, get func() (string, error)) error {
@@ -148,7 +134,7 @@ func TestLoadBalancer(t *testing.T) {
 			network := map[string]string{"udp": "udp", "http": "tcp"}[proto]
 			for _, url := range []string{u.LoadBalancer, u.URL} {
 				addr := url[strings.Index(url, "://")+3:]
-				if err := answers(ctx, when+": DNS over "+network+" at "+addr, "10.96.0.1", func() (string, error) { return dnsAsk(ctx, network, addr) }); err != nil {
+				if err := answers(ctx, when+": DNS over "+network+" at "+addr, "10.96.0.1", func() (string, error) { return netcheck.DNSAsk(ctx, network, addr) }); err != nil {
 					t.Error(err)
 				}
 			}

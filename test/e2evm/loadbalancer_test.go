@@ -5,7 +5,6 @@ package e2evm
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"kubeforge.dev/kubeforge/test/netcheck"
 )
 
 // vmLB is a LoadBalancer Service of the VM cluster in front of CoreDNS (running already, so the
@@ -152,7 +153,7 @@ func (l *vmLB) answer(ctx context.Context, t *testing.T, when string) {
 		var lastErr error
 		begin := time.Now()
 		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-			got, lastErr = dnsAsk(ctx, network, addr)
+			got, lastErr = netcheck.DNSAsk(ctx, network, addr)
 			return lastErr == nil && got == "10.96.0.1", nil
 		})
 		if err != nil {
@@ -173,7 +174,7 @@ func (l *vmLB) remove(ctx context.Context, t *testing.T) {
 	for what, addr := range l.addrs() {
 		network := strings.Fields(what)[0]
 		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			_, err := dnsAsk(ctx, network, addr)
+			_, err := netcheck.DNSAsk(ctx, network, addr)
 			return err != nil, nil
 		})
 		if err != nil {
@@ -189,19 +190,4 @@ func (l *vmLB) remove(ctx context.Context, t *testing.T) {
 	if err != nil {
 		t.Errorf("service %s is still there a minute after its deletion", vmLBName)
 	}
-}
-
-// dnsAsk looks up the kubernetes Service's name through the DNS server at addr over network.
-func dnsAsk(ctx context.Context, network, addr string) (string, error) {
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		return d.DialContext(ctx, network, addr)
-	}}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	ips, err := r.LookupHost(ctx, "kubernetes.default.svc.cluster.local")
-	if err != nil || len(ips) == 0 {
-		return "", fmt.Errorf("lookup via %s %s: %v", network, addr, err)
-	}
-	return ips[0], nil
 }
