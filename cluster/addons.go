@@ -334,6 +334,23 @@ func (p *Provider) addonImages(ctx context.Context, nodes []provision.Node, a ad
 	return nil
 }
 
+// prepareAddonImages makes the images of the named add-ons that are missing (nothing to do when
+// they are cached or come from a bundle): `start --addons` does it before its wait starts.
+func (p *Provider) prepareAddonImages(ctx context.Context, names []string) error {
+	as, err := findAddons(names)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		for _, im := range a.images {
+			if _, _, err := p.programImage(ctx, im); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // stepAddons enables the spec's add-ons at the end of a start (the images into every node, the
 // objects applied; wait: until they serve).
 func stepAddons(s *spec.Cluster, wait bool) step {

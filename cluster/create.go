@@ -92,6 +92,12 @@ func (p *Provider) Create(ctx context.Context, c spec.Cluster, o CreateOptions) 
 	if err != nil {
 		return res, err
 	}
+	// The add-ons' programs are built first (once: then cached, or from a bundle), outside the
+	// wait: a first Traefik build takes 15-20 min on 2 cores, and --wait bounds the cluster's
+	// start, not the compiler.
+	if err := p.prepareAddonImages(ctx, c.Addons); err != nil {
+		return res, err
+	}
 	// The wait bounds the whole start, a wait for another kubeforge on the cluster included.
 	started := time.Now()
 	lockCtx, cancelLock := withWait(ctx, c.Wait)
