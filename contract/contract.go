@@ -107,6 +107,11 @@ const (
 	// then idles, where a smaller heap headroom saves memory for little CPU. Set on every
 	// component the node binary runs (static pods, kube-proxy, the kubelet...).
 	SteadyGCEnv = "KUBEFORGE_STEADY_GOGC"
+	// StartWaitEnv is how long (a Go duration) a control-plane component of the node binary
+	// waits at most for what it needs (node/startorder) before it runs anyway; 30 s when unset.
+	// Emulated nodes set it longer: their API server takes minutes to be ready, and a
+	// controller-manager that starts before gives up on it and restarts.
+	StartWaitEnv = "KUBEFORGE_START_WAIT"
 )
 
 // LBConfig is the load balancer's config file (LBConfigPath), written by the host, read by

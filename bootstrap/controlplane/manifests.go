@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -301,10 +302,11 @@ func pod(c Config, component string, args map[string]string, mounts []mount, pr 
 	}
 	ready := pr.probe(pr.ready, 3)
 	startup := pr.probe(pr.startup, 240)
-	// Memory is traded for CPU once started (SteadyGCEnv), except where CPU is what is short.
-	gcEnv := []corev1.EnvVar{{Name: contract.SteadyGCEnv, Value: SteadyGCPercent}}
+	// Memory is traded for CPU once started (SteadyGCEnv), except where CPU is what is short;
+	// there the components wait longer for what they need (StartWaitEnv).
+	env := []corev1.EnvVar{{Name: contract.SteadyGCEnv, Value: SteadyGCPercent}}
 	if c.SlowMachine {
-		gcEnv = nil
+		env = []corev1.EnvVar{{Name: contract.StartWaitEnv, Value: EmulatedStartWait.String()}}
 		for _, p := range []*corev1.Probe{ready, startup} {
 			if p != nil {
 				p.PeriodSeconds = 5
@@ -338,7 +340,7 @@ func pod(c Config, component string, args map[string]string, mounts []mount, pr 
 				Image:           ComponentsImage(c.KubernetesVersion),
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				Command:         cmd,
-				Env:             gcEnv,
+				Env:             env,
 				Resources:       corev1.ResourceRequirements{Requests: corev1.ResourceList{}},
 				VolumeMounts:    vms,
 				LivenessProbe:   live,
@@ -356,6 +358,11 @@ func hostPort(host string, port int) string {
 	}
 	return fmt.Sprintf("%s:%d", host, port)
 }
+
+// EmulatedStartWait is how long the scheduler and the controller-manager of an emulated node wait
+// for the API server to be ready before they run anyway (contract.StartWaitEnv): its start takes
+// minutes there.
+const EmulatedStartWait = 10 * time.Minute
 
 // SteadyGCPercent is the GC percentage (contract.SteadyGCEnv) the components switch to once
 // started.

@@ -454,8 +454,14 @@ func TestSlowMachine(t *testing.T) {
 		if ctr.LivenessProbe != nil && ctr.LivenessProbe.FailureThreshold != 30 {
 			t.Errorf("%s liveness probe on a slow machine: %+v", name, ctr.LivenessProbe)
 		}
-		if len(ctr.Env) != 0 {
-			t.Errorf("%s: no GC trade on a slow machine: %v", name, ctr.Env)
+		// No GC trade; a long wait for what the component needs (node/startorder).
+		if len(ctr.Env) != 1 || ctr.Env[0].Name != contract.StartWaitEnv || ctr.Env[0].Value != "10m0s" {
+			t.Errorf("%s: on a slow machine the environment is %v, want only %s=10m0s", name, ctr.Env, contract.StartWaitEnv)
+		}
+		for _, e := range fast[name].Spec.Containers[0].Env {
+			if e.Name == contract.StartWaitEnv {
+				t.Errorf("%s: %s on a normal machine", name, e.Name)
+			}
 		}
 		if fast[name].Spec.Containers[0].StartupProbe.PeriodSeconds != 1 {
 			t.Errorf("%s: the normal probes changed", name)

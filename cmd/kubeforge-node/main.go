@@ -34,7 +34,8 @@ func main() {
 		os.Exit(2)
 	}
 	steadyGC(os.Getenv(contract.SteadyGCEnv))
-	startorder.Wait(context.Background(), name, args, os.Stderr)
+	bound, _ := time.ParseDuration(os.Getenv(contract.StartWaitEnv)) // 0 (the default) when unset
+	startorder.Wait(context.Background(), name, args, bound, os.Stderr)
 	os.Exit(run(args))
 }
 

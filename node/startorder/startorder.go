@@ -26,7 +26,8 @@ import (
 	"kubeforge.dev/kubeforge/node/kubeclient"
 )
 
-// Bound is how long a component waits at most before it runs anyway.
+// Bound is how long a component waits at most before it runs anyway, unless its
+// contract.StartWaitEnv says otherwise.
 const Bound = 30 * time.Second
 
 const (
@@ -36,10 +37,13 @@ const (
 	readyTimeout = 10 * time.Second
 )
 
-// Wait waits for what component needs, as its args name it, and says on log what it waited for.
-// Components without a dependency to wait for return at once.
-func Wait(ctx context.Context, component string, args []string, log io.Writer) {
-	ctx, cancel := context.WithTimeout(ctx, Bound)
+// Wait waits for what component needs, as its args name it, at most bound (Bound when 0), and
+// says on log what it waited for. Components without a dependency to wait for return at once.
+func Wait(ctx context.Context, component string, args []string, bound time.Duration, log io.Writer) {
+	if bound <= 0 {
+		bound = Bound
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	start := time.Now()
 	var what string

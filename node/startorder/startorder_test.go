@@ -81,15 +81,7 @@ func TestAPIServerReady(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	kc := filepath.Join(t.TempDir(), "scheduler.conf")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: srv.URL, InsecureSkipTLSVerify: true}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t"}
-	cfg.Contexts["x"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "x"
-	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
-		t.Fatal(err)
-	}
+	kc := kubeconfigFor(t, srv.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := APIServerReady(ctx, kc); err != nil {
@@ -100,7 +92,7 @@ func TestAPIServerReady(t *testing.T) {
 	}
 
 	var log bytes.Buffer
-	Wait(context.Background(), "kube-scheduler", []string{"--kubeconfig=" + kc, "--leader-elect=true"}, &log)
+	Wait(context.Background(), "kube-scheduler", []string{"--kubeconfig=" + kc, "--leader-elect=true"}, 0, &log)
 	if !strings.Contains(log.String(), "kube-scheduler: waited") {
 		t.Fatalf("Wait said %q", log.String())
 	}
@@ -109,9 +101,43 @@ func TestAPIServerReady(t *testing.T) {
 // TestWaitOthers: components without a dependency do not wait or say anything.
 func TestWaitOthers(t *testing.T) {
 	var log bytes.Buffer
-	Wait(context.Background(), "kubelet", []string{"--kubeconfig=/nonexistent"}, &log)
-	Wait(context.Background(), "etcd", nil, &log)
+	Wait(context.Background(), "kubelet", []string{"--kubeconfig=/nonexistent"}, 0, &log)
+	Wait(context.Background(), "etcd", nil, 0, &log)
 	if log.Len() != 0 {
 		t.Fatalf("Wait said %q", log.String())
 	}
+}
+
+// TestWaitBound: a component whose dependency never comes runs after the bound it was given,
+// saying so.
+func TestWaitBound(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "[-]etcd failed", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	kc := kubeconfigFor(t, srv.URL)
+	var log bytes.Buffer
+	start := time.Now()
+	Wait(context.Background(), "kube-controller-manager", []string{"--kubeconfig", kc}, 700*time.Millisecond, &log)
+	if took := time.Since(start); took < 700*time.Millisecond || took > 5*time.Second {
+		t.Errorf("Wait with a bound of 700ms took %s", took)
+	}
+	if !strings.Contains(log.String(), "kube-controller-manager: starting without the API server's /readyz after 7") {
+		t.Errorf("Wait said %q", log.String())
+	}
+}
+
+// kubeconfigFor writes a component's kubeconfig for the API server at url.
+func kubeconfigFor(t *testing.T, url string) string {
+	t.Helper()
+	kc := filepath.Join(t.TempDir(), "component.conf")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: url, InsecureSkipTLSVerify: true}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t"}
+	cfg.Contexts["x"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "x"
+	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
+		t.Fatal(err)
+	}
+	return kc
 }
