@@ -30,6 +30,7 @@ import (
 	"github.com/docker/docker/client"
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -352,7 +353,8 @@ func TestVMCluster(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "vm-pod"},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{
 				{Name: "pause", Image: info.Images["pause"], ImagePullPolicy: corev1.PullNever},
-				{Name: "busybox", Image: testimage.Busybox, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}},
+				{Name: "busybox", Image: testimage.Busybox, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"},
+					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}},
 			}},
 		}
 		if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -372,6 +374,14 @@ func TestVMCluster(t *testing.T) {
 		out := e.ok(ctx, "ssh", "--name", cluster, "--", "crictl", "ps", "--name", "busybox", "-o", "json").Stdout
 		if !strings.Contains(out, "vm-pod") {
 			t.Errorf("crictl in the VM does not show the pod's busybox container:\n%s", out)
+		}
+		// The VM is a cgroup v2 node (the host here is v1): the kubelet runs on it and enforces
+		// the container's memory limit through the v2 interface.
+		if fs := strings.TrimSpace(e.ok(ctx, "ssh", "--name", cluster, "--", "stat", "-fc", "%T", "/sys/fs/cgroup").Stdout); fs != "cgroup2fs" {
+			t.Errorf("the VM's /sys/fs/cgroup is %q, want cgroup2fs (cgroup v2)", fs)
+		}
+		if max := strings.TrimSpace(e.ok(ctx, "kubectl", "--name", cluster, "--", "exec", "vm-pod", "-c", "busybox", "--", "cat", "/sys/fs/cgroup/memory.max").Stdout); max != "67108864" {
+			t.Errorf("the busybox container's cgroup v2 memory.max is %q, want 67108864 (its 64Mi limit)", max)
 		}
 	})
 
