@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,9 +31,6 @@ func sleepingWith(t *testing.T, arg string) []string {
 // its sleeping child), SIGKILLs what ignores SIGTERM after the grace, and spares processes with
 // another token.
 func TestKillCmd(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("needs /proc")
-	}
 	start := func(token, script string) *exec.Cmd {
 		c := exec.Command("sh", "-c", script)
 		c.Env = append(os.Environ(), ExecTokenEnv+"="+token)
