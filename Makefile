@@ -105,8 +105,10 @@ image: docker
 
 test: unit fuzz e2e e2e-vm
 
-unit:
-	$(GO) test -count=1 ./...
+# The kubeconfig tests check kubectl's side of the lock protocol with a real kubectl: the one
+# `make kubectl` builds comes first on PATH.
+unit: kubectl
+	PATH="$(CURDIR)/bin/k8s/$(KUBE_VERSION):$$PATH" $(GO) test -count=1 ./...
 
 # The e2e tier needs Docker and root; hack/ensure-docker.sh installs and starts it when missing,
 # hack/ensure-chromium.sh the headless Chromium of the trace --web browser tests. The add-ons'
