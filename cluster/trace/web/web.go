@@ -95,7 +95,6 @@ type Server struct {
 type subscriber struct {
 	steps   chan event
 	state   chan State
-	nodes   chan struct{}
 	dropped chan struct{} // closed when the page lagged too far behind
 }
 
@@ -174,10 +173,6 @@ func (s *Server) SetState(st State) {
 		default:
 		}
 		sub.state <- st
-		select {
-		case sub.nodes <- struct{}{}:
-		default:
-		}
 	}
 }
 
@@ -195,7 +190,6 @@ func (s *Server) subscribe(lastID uint64) ([]event, State, *subscriber) {
 	sub := &subscriber{
 		steps:   make(chan event, subscriberBuffer),
 		state:   make(chan State, 1),
-		nodes:   make(chan struct{}, 1),
 		dropped: make(chan struct{}),
 	}
 	s.subs[sub] = struct{}{}
@@ -390,22 +384,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		case st := <-sub.state:
-			// SetState sends the state, then the nodes' refresh: the page gets them in that order.
-			err = writeEvent(w, "state", 0, st)
-			select {
-			case <-sub.nodes:
-				if err == nil {
-					err = writeEvent(w, "nodes", 0, struct{}{})
-				}
-			default:
-			}
-		case <-sub.nodes:
-			select {
-			case st := <-sub.state:
-				err = writeEvent(w, "state", 0, st)
-			default:
-			}
-			if err == nil {
+			// A state change also has the page list the nodes again, after the state.
+			if err = writeEvent(w, "state", 0, st); err == nil {
 				err = writeEvent(w, "nodes", 0, struct{}{})
 			}
 		case <-tick.C:
