@@ -136,7 +136,8 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 				"create network %s: every candidate subnet 192.168.49.0/24 ... 192.168.247.0/24 overlaps a Docker network or a host address or route", name)
 		}
 		gw := subnet.Addr().Next()
-		created, err := d.cli.NetworkCreate(ctx, name, network.CreateOptions{
+		sctx, cancel := settling(ctx) // made or not, never left half-known; the step's undo removes it
+		created, err := d.cli.NetworkCreate(sctx, name, network.CreateOptions{
 			Driver: "bridge",
 			IPAM: &network.IPAM{
 				Driver: "default",
@@ -145,6 +146,7 @@ func (d *Driver) EnsureNetwork(ctx context.Context, cluster string) (provision.N
 			Options: opts,
 			Labels:  map[string]string{provision.LabelCluster: cluster},
 		})
+		cancel()
 		switch {
 		case err == nil:
 			return d.settleDuplicates(ctx, cluster, name, created.ID, provision.Network{Name: name, Subnet: subnet, Gateway: gw, Created: true})

@@ -193,7 +193,15 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	netConf := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 		cfg.Network.Name: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: cfg.IP.String()}},
 	}}
-	resp, err := d.cli.ContainerCreate(ctx, conf, host, netConf, nil, cfg.Name)
+	sctx, cancel := settling(ctx)
+	resp, err := d.cli.ContainerCreate(sctx, conf, host, netConf, nil, cfg.Name)
+	cancel()
+	if err == nil && ctx.Err() != nil { // made, but the create was interrupted meanwhile
+		if rerr := d.removeContainer(context.WithoutCancel(ctx), resp.ID); rerr != nil {
+			d.log.Warnf("removing container %s, made as the create was interrupted: %v", cfg.Name, rerr)
+		}
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		cleanup()
 		if cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image") {
@@ -204,6 +212,17 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 	}
 	return &Node{d: d, id: resp.ID, name: cfg.Name, role: cfg.Role, cluster: cfg.Cluster,
 		ip: cfg.IP, apiPort: cfg.APIServerHostPort}, nil
+}
+
+// settleTimeout bounds a Docker call that makes something (see settling).
+const settleTimeout = 2 * time.Minute
+
+// settling is the context of a Docker call that makes a container or a volume: it is not cut
+// short when ctx ends (Ctrl-C), because the daemon goes on with a request its client has left,
+// and what it made then would be known to nobody (a rollback removes only what a create
+// returned). The caller checks ctx once the call has returned and removes what it made.
+func settling(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 }
 
 func validate(cfg provision.NodeConfig) error {
@@ -290,9 +309,17 @@ func (d *Driver) newVolume(ctx context.Context, cfg provision.NodeConfig, name s
 	case !cerrdefs.IsNotFound(err):
 		return fmt.Errorf("create node %s: inspect volume %s: %w", cfg.Name, name, err)
 	}
-	v, err = d.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: labels})
+	sctx, cancel := settling(ctx)
+	v, err = d.cli.VolumeCreate(sctx, volume.CreateOptions{Name: name, Labels: labels})
+	cancel()
 	if err != nil {
 		return fmt.Errorf("create node %s: create volume %s: %w", cfg.Name, name, err)
+	}
+	if ctx.Err() != nil { // made, but the create was interrupted meanwhile
+		if ownedVolume(v, cfg.Cluster, cfg.Name) {
+			_ = d.cli.VolumeRemove(context.WithoutCancel(ctx), name, false)
+		}
+		return fmt.Errorf("create node %s: %w", cfg.Name, context.Cause(ctx))
 	}
 	// Docker answers a create of a volume that exists (made since it was inspected) with that
 	// volume and its own labels.
