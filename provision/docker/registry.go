@@ -149,7 +149,13 @@ func (d *Driver) CreateRegistry(ctx context.Context, image string, hostPort int)
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: RegistryVolume, Target: RegistryDataDir,
 			VolumeOptions: &mount.VolumeOptions{Labels: labels}}},
 	}
-	resp, err := d.cli.ContainerCreate(ctx, conf, host, nil, nil, RegistryName)
+	sctx, cancel := settling(ctx)
+	resp, err := d.cli.ContainerCreate(sctx, conf, host, nil, nil, RegistryName)
+	cancel()
+	if err == nil && ctx.Err() != nil { // made, but interrupted meanwhile: no container left unstarted
+		_ = d.removeContainer(context.WithoutCancel(ctx), resp.ID)
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		return Registry{}, fmt.Errorf("create container %s: %w", RegistryName, err)
 	}
