@@ -333,11 +333,11 @@ func writeResults(ctx context.Context, cli *client.Client, out string, rs []run,
 		base := median(mem)
 		for _, addon := range benchAddons {
 			var u, m, e []float64
-			for i, r := range as {
+			for _, r := range as {
 				if r.Addon != addon {
 					continue
 				}
-				fmt.Fprintf(&b, "| %s | %d | %.1f s | %.0f MiB | %+.0f MiB | %.1f s |\n", addon, i+1, r.Usable.Seconds(), r.IdleMemMiB, r.IdleMemMiB-base, r.Enable.Seconds())
+				fmt.Fprintf(&b, "| %s | %d | %.1f s | %.0f MiB | %+.0f MiB | %.1f s |\n", addon, len(u)+1, r.Usable.Seconds(), r.IdleMemMiB, r.IdleMemMiB-base, r.Enable.Seconds())
 				u, m, e = append(u, r.Usable.Seconds()), append(m, r.IdleMemMiB), append(e, r.Enable.Seconds())
 			}
 			if len(u) > 0 {
