@@ -10,6 +10,7 @@
 #                   (BENCH_FLAGS="-only scale": only the 10- and 20-node rows, rewriting their section)
 #   make lint       gofmt, go vet of every build configuration (hack/vet.sh), go.mod/go.sum tidy
 #   make tidy-check fails when `go mod tidy` would change go.mod or go.sum
+#   make conformance  upstream's conformance tests against a cluster of KUBE_VERSION (about an hour)
 #   make fuzz       fuzz the config file parser, names read from labels and the kubeconfig merge, FUZZTIME (default 20s) each
 #
 # The supported Kubernetes versions are internal/versions/kubernetes.tsv, newest (the default)
@@ -61,7 +62,7 @@ E2E_TIMEOUT ?= 60m
 E2E_PKGS ?= ./...
 E2E_RUN ?=
 
-.PHONY: all build cli node kubectl init cluster image test unit e2e e2e-vm bench lint tidy-check fuzz check-version docker clean
+.PHONY: all build cli node kubectl init cluster conformance image test unit e2e e2e-vm bench lint tidy-check fuzz check-version docker clean
 all: build
 
 build: check-version cli node init tools
@@ -79,6 +80,13 @@ node:
 kubectl:
 	$(GO) build $(KUBE_MODFLAG) $(GOFLAGS_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o bin/k8s/$(KUBE_VERSION)/kubectl k8s.io/kubernetes/cmd/kubectl
 
+# Upstream's conformance tests of KUBE_VERSION ([Conformance] of k8s.io/kubernetes/test/e2e, built
+# from test/conformance/v1.NN.mod) against a 2-node cluster of it, the test images built here
+# (hack/conformance.sh, test/conformance/README.md): about an hour; not part of make test.
+# CONFORMANCE_FOCUS=regex narrows it, CONFORMANCE_PROCS=N runs N at once (the ginkgo CLI).
+conformance: build
+	hack/conformance.sh $(KUBE_VERSION)
+
 init:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags '-s -w' -o $(BIN_DIR)/kubeforge-init ./cmd/kubeforge-init
 
@@ -87,6 +95,9 @@ check-version:
 	  flag=; [ "$$mod" = go.mod ] || flag=-modfile=$$mod; \
 	  got=$$($(GO) list $$flag -m -f '{{.Version}}' k8s.io/kubernetes) || exit 1; \
 	  [ "$$got" = "$$v" ] || { echo "$$mod has k8s.io/kubernetes $$got but $(VERSIONS_TABLE) says $$v: change both together" >&2; exit 1; }; \
+	  cmod=test/conformance/$$(echo $$v | cut -d. -f1,2).mod; \
+	  got=$$($(GO) list -modfile=$$cmod -m -f '{{.Version}}' k8s.io/kubernetes) || exit 1; \
+	  [ "$$got" = "$$v" ] || { echo "$$cmod has k8s.io/kubernetes $$got but $(VERSIONS_TABLE) says $$v: change both together" >&2; exit 1; }; \
 	done
 
 # What `kubeforge start` needs from the host: a Docker daemon that answers (started, as root, when

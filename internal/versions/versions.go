@@ -36,6 +36,11 @@ func (r Release) Minor() string {
 }
 
 // IsDefault tells whether r is the default release (built with go.mod, linked by the host).
+// ConformanceModfile is the module file upstream's conformance tests of the release are built
+// with (hack/conformance.sh): the release's own plus the tests' requirements (ginkgo, gomega...),
+// apart so that the node binary's module files stay tidy.
+func (r Release) ConformanceModfile() string { return "test/conformance/v" + r.Minor() + ".mod" }
+
 func (r Release) IsDefault() bool { return r.Kubernetes == Default().Kubernetes }
 
 var parsed = sync.OnceValues(func() ([]Release, error) { return parse(tableTSV) })

@@ -113,6 +113,29 @@ func TestModfiles(t *testing.T) {
 	}
 }
 
+// TestConformanceModfiles: each release has the module file its conformance tests build with,
+// pinning the same release and staging modules, with the tests' requirements and a .sum.
+func TestConformanceModfiles(t *testing.T) {
+	for _, r := range All() {
+		b, err := os.ReadFile(filepath.Join(root(t), r.ConformanceModfile()))
+		if err != nil {
+			t.Errorf("%s: %v (make it: cp %s %s, then go get -modfile=%s -t k8s.io/kubernetes/test/e2e@%s)",
+				r.Kubernetes, err, r.Modfile, r.ConformanceModfile(), r.ConformanceModfile(), r.Kubernetes)
+			continue
+		}
+		mod := string(b)
+		staging := "v0." + strings.TrimPrefix(r.Kubernetes, "v1.")
+		for _, want := range []string{"k8s.io/kubernetes " + r.Kubernetes, "k8s.io/api => k8s.io/api " + staging, "github.com/onsi/ginkgo/v2 "} {
+			if !strings.Contains(mod, want) {
+				t.Errorf("%s: %s does not require %q", r.Kubernetes, r.ConformanceModfile(), want)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root(t), strings.TrimSuffix(r.ConformanceModfile(), ".mod")+".sum")); err != nil {
+			t.Errorf("%s: no .sum next to %s: %v", r.Kubernetes, r.ConformanceModfile(), err)
+		}
+	}
+}
+
 // kubeVersion is a Kubernetes (or a k8s.io staging module's) release number as code would
 // write it.
 var kubeVersion = regexp.MustCompile(`\bv?1\.3\d\.\d+\b`)
@@ -147,7 +170,7 @@ func sourceFiles(t *testing.T) []string {
 // (module files, their sums and the benchmark's history aside); code, scripts and tests read it.
 func TestNoVersionElsewhere(t *testing.T) {
 	files := sourceFiles(t)
-	exempt := regexp.MustCompile(`^(go\.(mod|sum)|versions/.*\.(mod|sum)|internal/versions/kubernetes\.tsv|bench/results\.md|docs/.*|.*testdata/.*)$`)
+	exempt := regexp.MustCompile(`^(go\.(mod|sum)|(test/conformance|versions)/.*\.(mod|sum)|internal/versions/kubernetes\.tsv|bench/results\.md|docs/.*|.*testdata/.*)$`)
 	checked := 0
 	for _, f := range files {
 		if exempt.MatchString(f) || !(strings.HasSuffix(f, ".go") || strings.HasSuffix(f, ".sh") || strings.HasSuffix(f, ".mk") ||
