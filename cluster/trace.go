@@ -29,6 +29,10 @@ type TraceOptions struct {
 	// Following, when set, is called once the audit log of every running control plane is
 	// followed: every write the API servers answer from then on is a step.
 	Following func(controlPlanes []string)
+	// Why adds the scheduler's reasons: a step of verb trace.VerbSchedule per scheduling
+	// attempt, read from the scheduler's own log, whose verbosity is raised to
+	// trace.SchedulerVerbosity while the trace runs (and set back to the cluster's when it ends).
+	Why bool
 }
 
 // maxAuditLine bounds one audit event (a pod with its request and response is a few KiB; a
@@ -127,6 +131,17 @@ func (c *Cluster) Trace(ctx context.Context, o TraceOptions, step func(trace.Ste
 			return nil
 		})
 	}
+	if o.Why {
+		level := "0" // klog's default: kubeforge sets none
+		if c.hasRec {
+			if v, ok := c.rec.Spec.ExtraArgs[spec.ComponentScheduler]["v"]; ok {
+				level = v
+			}
+		}
+		for _, cp := range cps {
+			safe.Go(g, func() error { return followScheduler(ctx, cp.n, level, steps) })
+		}
+	}
 	if o.Following != nil {
 		o.Following(names)
 	}
@@ -200,4 +215,80 @@ func auditLogEnd(ctx context.Context, cluster string, n provision.Node) (int64, 
 		return 0, fmt.Errorf("the size of the audit log of %s: %q: %w", n.Name(), out, err)
 	}
 	return size, nil
+}
+
+// schedulerRaise is how often followScheduler sets the scheduler's verbosity again: another
+// trace ending may have set it back, a restarted scheduler starts at its flag's.
+const schedulerRaise = 15 * time.Second
+
+// followScheduler raises the verbosity of the scheduler of control plane n to
+// trace.SchedulerVerbosity, follows its log (crictl logs -f, through the driver's exec; again
+// when the scheduler restarts) and sends a step per scheduling attempt, until ctx ends; then it
+// sets the verbosity back to level. Only the leader schedules: the other control planes' logs
+// have no attempts.
+func followScheduler(ctx context.Context, n provision.Node, level string, steps chan<- trace.Step) error {
+	setV := func(ctx context.Context, v string) error {
+		_, err := provision.Output(ctx, n, contract.NodeBinary, "verbosity", spec.ComponentScheduler, v)
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+		defer cancel()
+		_ = setV(rctx, level)
+	}()
+	parser := trace.NewSchedulerLog(time.Now().UTC().Year())
+	for ctx.Err() == nil {
+		id, err := latestContainer(ctx, n, spec.ComponentScheduler)
+		if err == nil && id != "" {
+			err = setV(ctx, trace.SchedulerVerbosity)
+		}
+		if err != nil && strings.Contains(err.Error(), "unknown component") {
+			return kferr.Environment("make the cluster again with this kubeforge (kubeforge delete, then start), or trace without --why",
+				"trace --why: node %s was made by an older kubeforge, whose node binary cannot change the scheduler's verbosity", n.Name())
+		}
+		if err != nil || id == "" { // the scheduler is (re)starting
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		fctx, stop := context.WithCancel(ctx)
+		pr, pw := io.Pipe()
+		go func() {
+			// klog writes to stderr: crictl logs prints the container's stderr on its own.
+			err := n.Run(fctx, provision.Cmd{Args: []string{"crictl", "logs", "-f", "--tail", "0", id}, Stdout: pw, Stderr: pw})
+			pw.CloseWithError(err)
+		}()
+		go func() {
+			t := time.NewTicker(schedulerRaise)
+			defer t.Stop()
+			for {
+				select {
+				case <-fctx.Done():
+					return
+				case <-t.C:
+					_ = setV(fctx, trace.SchedulerVerbosity)
+				}
+			}
+		}()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 0, 64<<10), maxAuditLine)
+		for sc.Scan() {
+			s, ok := parser.Line(sc.Text())
+			if !ok {
+				continue
+			}
+			select {
+			case steps <- s:
+			case <-ctx.Done():
+			}
+		}
+		stop()
+		pr.Close()
+		if ctx.Err() == nil {
+			time.Sleep(time.Second) // the container ended: look for its successor
+		}
+	}
+	return nil
 }

@@ -67,6 +67,9 @@ const (
 	// the directory of its audit log, AuditLogPath (JSON lines, rotated by the API server), which
 	// `kubeforge trace` follows.
 	AuditPolicyPath = "/etc/kubernetes/audit-policy.yaml"
+	// AdminKubeconfig is a control-plane node's admin kubeconfig (kubeadm's admin.conf), with
+	// which `kubeforge-node verbosity` (node/verbosity) talks to the node's components.
+	AdminKubeconfig = "/etc/kubernetes/admin.conf"
 	AuditLogDir     = "/var/log/kubernetes/audit"
 	AuditLogPath    = AuditLogDir + "/audit.log"
 )

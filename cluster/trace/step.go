@@ -23,7 +23,7 @@ type Step struct {
 	Component string `json:"component"`
 	// Actor is the authenticated user name (system:node:NODE, system:serviceaccount:...).
 	Actor string `json:"actor"`
-	// Verb is the API verb: create, update, patch, delete.
+	// Verb is the API verb: create, update, patch, delete; or VerbSchedule.
 	Verb string `json:"verb"`
 	// Resource is the resource written, with its subresource (pods/binding, pods/status...).
 	// For events (resource "events"), Namespace and Name are the object the event is about.
@@ -51,6 +51,8 @@ type Step struct {
 	Message string `json:"message,omitempty"`
 	// Code is the HTTP status of a request the API server refused (409 Conflict...); 0 for success.
 	Code int `json:"code,omitempty"`
+	// Decision is the scheduler's reasoning, in a step of verb VerbSchedule (`trace --why`).
+	Decision *Decision `json:"decision,omitempty"`
 }
 
 // Ref names an object.
@@ -97,6 +99,10 @@ func What(s Step) string {
 		sub = s.Resource[i+1:]
 	}
 	switch {
+	case s.Verb == VerbSchedule && s.Node != "":
+		fmt.Fprintf(&b, "chose node %s for %s", s.Node, obj)
+	case s.Verb == VerbSchedule:
+		fmt.Fprintf(&b, "found no node for %s", obj)
 	case s.Resource == "events":
 		fmt.Fprintf(&b, "event on %s: %s", obj, s.Reason)
 	case sub == "binding":

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,8 +25,9 @@ import (
 // tracer is a `kubeforge trace -o json` running in the background, its steps collected.
 type tracer struct {
 	*background
-	steps []trace.Step // under background.mu
-	bad   []string     // lines that are not a step
+	steps   []trace.Step // under background.mu
+	bad     []string     // lines that are not a step
+	stopped bool
 }
 
 // startTrace runs `kubeforge trace -o json ARGS...` and returns once it follows the audit log.
@@ -148,6 +150,10 @@ func (tr *tracer) waitFor(ctx context.Context, within time.Duration, ok func([]t
 // stop interrupts the trace as Ctrl-C does: it must end with exit 0, having printed only steps.
 func (tr *tracer) stop(t *testing.T) {
 	t.Helper()
+	if tr.stopped {
+		return
+	}
+	tr.stopped = true
 	tr.background.stop(t)
 	if len(tr.bad) > 0 {
 		t.Errorf("lines of trace -o json that are no step:\n%s", strings.Join(tr.bad, "\n"))
@@ -190,7 +196,8 @@ func TestTrace(t *testing.T) {
 	buildBusybox(ctx, t, e.docker)
 	e.ok(ctx, "image", "load", "--name", name, BusyboxImage)
 
-	tr := e.startTrace(ctx, "--name", name)
+	// --why: the scheduler's reasons too (its verbosity raised while the trace runs).
+	tr := e.startTrace(ctx, "--name", name, "--why")
 	defer tr.stop(t)
 	e.ok(ctx, "kubectl", "--name", name, "--", "create", "deployment", "web", "--image="+BusyboxImage, "--replicas=3",
 		"--", "sleep", "1000000")
@@ -280,6 +287,27 @@ func TestTrace(t *testing.T) {
 			t.Errorf("pod %s: Running at %s before its create at %s", pod, steps[ri].Time, steps[pi].Time)
 		}
 	}
+	// --why: each pod's decision, by the scheduler: the two workers fit and are scored (the
+	// chosen one highest), the tainted control plane is filtered out, and the chosen node is the
+	// one the pod runs on.
+	for pod, node := range nodeOf {
+		di := index(steps, 0, func(s trace.Step) bool { return s.Verb == trace.VerbSchedule && s.Name == pod })
+		if di < 0 {
+			t.Errorf("no scheduling decision for pod %s (trace --why):\n%s", pod, dump(steps))
+			continue
+		}
+		s, d := steps[di], steps[di].Decision
+		if s.Component != trace.ComponentScheduler || s.Node != node || d == nil || d.Evaluated != 3 || d.Feasible != 2 || len(d.Scores) != 2 {
+			t.Errorf("pod %s runs on %s; the scheduler's decision: %s %+v", pod, node, trace.What(s), d)
+			continue
+		}
+		if d.Scores[0].Node != node || d.Scores[0].Total < d.Scores[1].Total || len(d.Scores[0].Plugins) == 0 {
+			t.Errorf("pod %s on %s: scores %+v, want the chosen node first and highest, with its plugins' parts", pod, node, d.Scores)
+		}
+		if len(d.Filtered) != 1 || d.Filtered[0].Node != name || d.Filtered[0].Plugin != "TaintToleration" {
+			t.Errorf("pod %s: filtered %+v, want the control plane %s by TaintToleration", pod, d.Filtered, name)
+		}
+	}
 	for _, reason := range []string{"Scheduled", "Pulled", "Created", "Started"} {
 		if index(steps, 0, func(s trace.Step) bool { return s.Resource == "events" && s.Reason == reason }) < 0 {
 			t.Errorf("no %s event in the trace", reason)
@@ -362,5 +390,42 @@ func TestTrace(t *testing.T) {
 		if b := steps[bound]; b.Component != trace.ComponentScheduler || b.Node == node || b.Node == "" {
 			t.Errorf("the new pod %s bound by %s to %q, want the scheduler and a node other than the stopped %s", b.Name, b.Component, b.Node, node)
 		}
+		// --why: the stopped node was turned down (its unreachable taint), the other worker chosen.
+		newPod := steps[created].Name
+		steps, err = tr.waitFor(ctx, time.Minute, func(steps []trace.Step) bool {
+			return index(steps, from, func(s trace.Step) bool { return s.Verb == trace.VerbSchedule && s.Name == newPod && s.Node != "" }) >= 0
+		})
+		if err != nil {
+			t.Fatalf("no scheduling decision for the new pod %s: %v\n%s", newPod, err, dump(steps[from:]))
+		}
+		d := steps[index(steps, from, func(s trace.Step) bool { return s.Verb == trace.VerbSchedule && s.Name == newPod && s.Node != "" })]
+		if d.Node != steps[bound].Node || !slices.ContainsFunc(d.Decision.Filtered, func(r trace.Rejection) bool { return r.Node == node }) {
+			t.Errorf("the new pod %s: decision %s, want node %s chosen and the stopped %s filtered out", newPod, trace.What(d), steps[bound].Node, node)
+		}
 	})
+
+	t.Run("the scheduler's verbosity is set back when the trace ends", func(t *testing.T) {
+		e := e.sub(t)
+		tr.stop(t)
+		e.ok(ctx, "kubectl", "--name", name, "--", "run", "after-trace", "--image="+BusyboxImage, "--", "sleep", "1000000")
+		e.ok(ctx, "kubectl", "--name", name, "--", "wait", "--for=condition=PodScheduled", "pod/after-trace", "--timeout=2m")
+		logs := e.ok(ctx, "logs", "--name", name, "-c", "kube-scheduler").Stdout
+		if !strings.Contains(logs, `"Plugin scored node for pod" pod="default/web-`) {
+			t.Fatalf("the scheduler's log has no scores of the web pods: is it the log of the scheduler that ran during the trace?")
+		}
+		if strings.Contains(logs, `pod="default/after-trace"`) {
+			t.Errorf("the scheduler still logs at verbosity 10 after the trace ended:\n%s", grepLines(logs, "after-trace"))
+		}
+	})
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

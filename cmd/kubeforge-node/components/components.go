@@ -20,6 +20,7 @@ import (
 	"kubeforge.dev/kubeforge/node/etcdmember"
 	"kubeforge.dev/kubeforge/node/etcdsnapshot"
 	"kubeforge.dev/kubeforge/node/localpv"
+	"kubeforge.dev/kubeforge/node/verbosity"
 	_ "time/tzdata" // CronJob time zones, as upstream's apiserver and controller-manager do
 )
 
@@ -52,6 +53,8 @@ var table = map[string]Runner{
 	"etcd-member": func(args []string) int { return etcdmember.Main(args, os.Stdout, os.Stderr) },
 	// etcd-snapshot saves or restores the local etcd (kubeforge etcd snapshot): see node/etcdsnapshot.
 	"etcd-snapshot": func(args []string) int { return etcdsnapshot.Main(args, os.Stdout, os.Stderr) },
+	// verbosity sets a running scheduler's or controller-manager's log level (kubeforge trace --why).
+	"verbosity": func(args []string) int { return verbosity.Main(args, os.Stdout, os.Stderr) },
 }
 
 // Lookup returns the runner of a component.

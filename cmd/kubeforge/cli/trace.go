@@ -41,6 +41,14 @@ to that object and what its controllers make from it, as it happens.
   kubeforge trace deployment/web       # then: kubectl create deployment web --image=... --replicas=3
   kubeforge trace -A -o json           # every namespace, one JSON object per line (NDJSON)
   kubeforge trace --web                # the same, live, drawn on a local web page (URL printed)
+  kubeforge trace --why                # and why the scheduler chose each pod's node
+
+--why adds, for each pod the scheduler places (or cannot place), its reasons as its own log gives
+them: the nodes evaluated and those that fit, each node's score from each plugin (TaintToleration,
+NodeResourcesFit, PodTopologySpread...), the chosen node, and the nodes a filter plugin turned
+down and why. The scheduler writes these at log verbosity 10: --why raises its verbosity while the
+trace runs and sets it back when the trace ends (a trace killed at once leaves it raised until the
+scheduler restarts).
 
 --web serves a page on 127.0.0.1 (--web-port, default any free port) drawing the diagram
 workshops teach: kubectl, the API server, etcd, the controller manager, the scheduler and one box
@@ -62,6 +70,9 @@ going when the cluster is stopped ("cluster stopped, waiting") and follows it ag
 			}
 			if webPage && output != "text" {
 				return kferr.Usage("--web shows the steps on a web page: -o %s is for the terminal", output)
+			}
+			if webPage && o.Why {
+				return kferr.Usage("--why shows the scheduler's reasons in the terminal (text or -o json), not on --web's page: leave one out")
 			}
 			if !webPage && cmd.Flags().Changed("web-port") {
 				return kferr.Usage("--web-port is the port of --web's page: add --web")
@@ -104,6 +115,7 @@ going when the cluster is stopped ("cluster stopped, waiting") and follows it ag
 	f.StringVar(&name, "name", spec.DefaultName, "cluster name")
 	f.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace to trace")
 	f.BoolVarP(&all, "all-namespaces", "A", false, "trace every namespace")
+	f.BoolVar(&o.Why, "why", false, "also show why the scheduler chose each pod's node: filters, every node's scores (raises the scheduler's log verbosity while tracing)")
 	f.BoolVar(&webPage, "web", false, "show the steps live on a local web page (127.0.0.1 only; its URL is printed)")
 	f.IntVar(&webPort, "web-port", 0, "port of --web's page on 127.0.0.1 (0: any free port)")
 	outputFlag(c, &output)
