@@ -95,9 +95,6 @@ check-version:
 	  flag=; [ "$$mod" = go.mod ] || flag=-modfile=$$mod; \
 	  got=$$($(GO) list $$flag -m -f '{{.Version}}' k8s.io/kubernetes) || exit 1; \
 	  [ "$$got" = "$$v" ] || { echo "$$mod has k8s.io/kubernetes $$got but $(VERSIONS_TABLE) says $$v: change both together" >&2; exit 1; }; \
-	  cmod=test/conformance/$$(echo $$v | cut -d. -f1,2).mod; \
-	  got=$$($(GO) list -modfile=$$cmod -m -f '{{.Version}}' k8s.io/kubernetes) || exit 1; \
-	  [ "$$got" = "$$v" ] || { echo "$$cmod has k8s.io/kubernetes $$got but $(VERSIONS_TABLE) says $$v: change both together" >&2; exit 1; }; \
 	done
 
 # What `kubeforge start` needs from the host: a Docker daemon that answers (started, as root, when

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -138,9 +139,12 @@ func (c *Cluster) Trace(ctx context.Context, o TraceOptions, step func(trace.Ste
 				level = v
 			}
 		}
+		var following sync.WaitGroup
 		for _, cp := range cps {
-			safe.Go(g, func() error { return followScheduler(ctx, cp.n, level, steps) })
+			following.Add(1)
+			safe.Go(g, func() error { return c.followScheduler(ctx, cp.n, level, steps, following.Done) })
 		}
+		following.Wait()
 	}
 	if o.Following != nil {
 		o.Following(names)
@@ -224,43 +228,71 @@ const schedulerRaise = 15 * time.Second
 // followScheduler raises the verbosity of the scheduler of control plane n to
 // trace.SchedulerVerbosity, follows its log (crictl logs -f, through the driver's exec; again
 // when the scheduler restarts) and sends a step per scheduling attempt, until ctx ends; then it
-// sets the verbosity back to level. Only the leader schedules: the other control planes' logs
+// sets the verbosity back to level. ready is called once the log is followed from before the
+// raise (or followScheduler gave up). Only the leader schedules: the other control planes' logs
 // have no attempts.
-func followScheduler(ctx context.Context, n provision.Node, level string, steps chan<- trace.Step) error {
+func (c *Cluster) followScheduler(ctx context.Context, n provision.Node, level string, steps chan<- trace.Step, ready func()) error {
+	var readyOnce sync.Once
+	defer readyOnce.Do(ready)
 	setV := func(ctx context.Context, v string) error {
 		_, err := provision.Output(ctx, n, contract.NodeBinary, "verbosity", spec.ComponentScheduler, v)
 		return err
 	}
+	raised := false
 	defer func() {
+		if !raised {
+			return
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer cancel()
-		_ = setV(rctx, level)
+		if err := setV(rctx, level); err != nil {
+			c.p.log.Warnf("the scheduler of %s may still log at verbosity %s (until it restarts): setting it back to %s: %v",
+				n.Name(), trace.SchedulerVerbosity, level, err)
+		}
 	}()
 	parser := trace.NewSchedulerLog(time.Now().UTC().Year())
-	for ctx.Err() == nil {
+	for failures := 0; ctx.Err() == nil; {
+		// The log from a little before the raise (a VM's clock may lag the host's): no attempt
+		// made once the trace says it follows is missed.
+		since := time.Now().Add(-2 * time.Second)
 		id, err := latestContainer(ctx, n, spec.ComponentScheduler)
-		if err == nil && id != "" {
-			err = setV(ctx, trace.SchedulerVerbosity)
+		if err == nil && id == "" {
+			err = errors.New("no kube-scheduler container")
+		}
+		if err == nil {
+			if err = setV(ctx, trace.SchedulerVerbosity); err == nil {
+				raised = true
+			}
 		}
 		if err != nil && strings.Contains(err.Error(), "unknown component") {
 			return kferr.Environment("make the cluster again with this kubeforge (kubeforge delete, then start), or trace without --why",
 				"trace --why: node %s was made by an older kubeforge, whose node binary cannot change the scheduler's verbosity", n.Name())
 		}
-		if err != nil || id == "" { // the scheduler is (re)starting
+		if err != nil {
+			if failures++; failures == 15 { // 30 s: the scheduler (re)starting takes less
+				c.p.log.Warnf("trace --why: cannot raise the verbosity of the scheduler of %s yet (%v); still trying", n.Name(), err)
+				readyOnce.Do(ready)
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(2 * time.Second):
 			}
 			continue
 		}
+		failures = 0
 		fctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
 		pr, pw := io.Pipe()
+		wg.Add(2)
 		go func() {
+			defer wg.Done()
 			// klog writes to stderr: crictl logs prints the container's stderr on its own.
-			err := n.Run(fctx, provision.Cmd{Args: []string{"crictl", "logs", "-f", "--tail", "0", id}, Stdout: pw, Stderr: pw})
+			err := n.Run(fctx, provision.Cmd{Args: []string{"crictl", "logs", "-f",
+				"--since", fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()), id}, Stdout: pw, Stderr: pw})
 			pw.CloseWithError(err)
 		}()
 		go func() {
+			defer wg.Done()
 			t := time.NewTicker(schedulerRaise)
 			defer t.Stop()
 			for {
@@ -272,6 +304,7 @@ func followScheduler(ctx context.Context, n provision.Node, level string, steps 
 				}
 			}
 		}()
+		readyOnce.Do(ready)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 0, 64<<10), maxAuditLine)
 		for sc.Scan() {
@@ -286,6 +319,7 @@ func followScheduler(ctx context.Context, n provision.Node, level string, steps 
 		}
 		stop()
 		pr.Close()
+		wg.Wait() // no raise after the restore
 		if ctx.Err() == nil {
 			time.Sleep(time.Second) // the container ended: look for its successor
 		}

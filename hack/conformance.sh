@@ -55,25 +55,26 @@ kubectl=bin/k8s/$version/kubectl
 [ -x "$kubectl" ] || kubectl=bin/kubectl
 
 # The names the tests ask for, as this e2e.test resolves them.
-"$out/e2e.test" --list-images >"$out/images.txt" 2>/dev/null
+"$out/e2e.test" --list-images >"$out/images.txt" 2>"$out/list-images.err" || die "e2e.test --list-images: $(cat "$out/list-images.err")"
 image() { grep -m1 "/$1:" "$out/images.txt" || die "e2e.test lists no $1 image"; }
 agnhost=$(image agnhost)
 agnhost_prev=$(grep "/agnhost:" "$out/images.txt" | grep -vx "$agnhost" | head -1 || true)
 nginx=$(grep "/nginx:" "$out/images.txt" || true)
 busybox=$(image busybox)
-pause=$(grep -m1 '/pause:' "$out/images.txt")
+pause=$(image pause)
 dns=$(grep -m1 -E '/(glibc-dns-testing|jessie-dnsutils):' "$out/images.txt" || true)
 nautilus=$(image nautilus)
 kitten=$(image kitten)
 nonewprivs=$(image nonewprivs)
 
 step "building the test images"
-hack/ensure-docker.sh
+hack/ensure-docker.sh cluster
 missing=()
-nc -h 2>&1 | grep -q OpenBSD || missing+=(netcat-openbsd)
+[[ $(nc -h 2>&1) == *OpenBSD* ]] || missing+=(netcat-openbsd)
 command -v dig >/dev/null || missing+=(bind9-dnsutils)
 command -v curl >/dev/null || missing+=(curl)
-[ -x /bin/busybox ] || missing+=(busybox-static)
+# Debian's busybox-static (the images have no libc for a dynamic one).
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || missing+=(busybox-static)
 install_missing "${missing[@]}"
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
@@ -81,7 +82,7 @@ trap 'rm -rf "$root"' EXIT
 copy_bin() {
 	for f in "$@"; do
 		install -D "$(readlink -f "$f")" "$root/rootfs$f"
-		ldd "$f" 2>/dev/null | grep -oE '/[^ ]+' | while read -r lib; do
+		for lib in $(ldd "$f" 2>/dev/null | grep -oE '/[^ ]+' || true); do
 			[ -e "$root/rootfs$lib" ] || install -D "$(readlink -f "$lib")" "$root/rootfs$lib"
 		done
 	done
@@ -93,7 +94,7 @@ copy_bin "$(command -v curl)" "$(command -v dig)" "$(command -v getent)" "$(read
 rm -f "$root/rootfs/bin/nc" && ln -s "$(readlink -f "$(command -v nc)")" "$root/rootfs/bin/nc"
 install -m 0755 "$out/agnhost" "$root/rootfs/agnhost"
 ln -s agnhost "$root/rootfs/agnhost-2"
-cp "$kmod/test/images/agnhost/localhost.crt" "$kmod/test/images/agnhost/localhost.key" "$root/rootfs/"
+cp "$kmod/test/images/agnhost/porter/localhost.crt" "$kmod/test/images/agnhost/porter/localhost.key" "$root/rootfs/"
 echo 'hosts: files dns' >"$root/rootfs/etc/nsswitch.conf"
 chmod -R u+w "$root/rootfs"
 import() { # import TAG DIR CHANGE...
@@ -107,12 +108,12 @@ import() { # import TAG DIR CHANGE...
 import "$agnhost" "$root/rootfs" 'ENTRYPOINT ["/agnhost"]' 'CMD ["pause"]'
 for t in $agnhost_prev $dns $nginx; do docker tag "$agnhost" "$t" && echo "  $t (the agnhost image)"; done
 for img in nautilus kitten; do
-	mkdir -p "$root/rootfs/html"
-	cp "$kmod/test/images/$img/html/"* "$root/rootfs/html/"
+	# test-webserver serves /: upstream copies the html files there.
+	cp "$kmod/test/images/$img/html/"* "$root/rootfs/"
 	ref=$nautilus
 	[ $img = kitten ] && ref=$kitten
 	import "$ref" "$root/rootfs" 'ENTRYPOINT ["/agnhost"]' 'CMD ["test-webserver"]'
-	rm -rf "$root/rootfs/html"
+	for f in "$kmod/test/images/$img/html/"*; do rm -f "$root/rootfs/$(basename "$f")"; done
 done
 mkdir -p "$root/busybox/bin" "$root/busybox/etc" "$root/busybox/tmp"
 install -m 0755 /bin/busybox "$root/busybox/bin/busybox"
@@ -152,5 +153,5 @@ secs=$(($(date +%s) - start))
 step "summary ($version, ${secs}s)"
 grep -E '^(Ran [0-9]+ of [0-9]+ Specs|(SUCCESS|FAIL)! --)' "$out/report/e2e.log" | tail -2 || true
 grep -E '^\s*\[FAIL\]' "$out/report/e2e.log" | sort -u || true
-if [ "${CONFORMANCE_KEEP:-}" = "" ]; then bin/kubeforge delete --name "$cluster" >/dev/null; fi
+if [ "${CONFORMANCE_KEEP:-}" = "" ]; then bin/kubeforge delete --name "$cluster" >/dev/null || true; fi
 exit "$rc"

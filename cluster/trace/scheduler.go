@@ -89,7 +89,8 @@ func (l *SchedulerLog) Line(line string) (Step, bool) {
 		l.pending[pod] = &attempt{start: kl.Time, scores: map[string]*NodeScore{}}
 		return Step{}, false
 	case "Successfully bound pod to node", "Unable to schedule pod; no fit; waiting",
-		"Unable to schedule pod; no nodes are registered to the cluster; waiting":
+		"Unable to schedule pod; no nodes are registered to the cluster; waiting",
+		"Unable to schedule pod belonging to a pod group; waiting":
 		delete(l.pending, pod)
 		return l.step(kl, ns, name, a), true
 	}
@@ -108,11 +109,38 @@ func (l *SchedulerLog) Line(line string) (Step, bool) {
 		if score, err := strconv.ParseInt(kl.KV["score"], 10, 64); err == nil {
 			a.score(node).Total = score
 		}
-	case strings.Contains(kl.KV["logger"], ".Filter."):
+	case isRejection(kl):
 		plugin := kl.KV["logger"][strings.LastIndexByte(kl.KV["logger"], '.')+1:]
-		a.filtered = append(a.filtered, Rejection{Node: node, Plugin: plugin, Reason: reason(kl)})
+		if !slices.ContainsFunc(a.filtered, func(r Rejection) bool { return r.Node == node && r.Plugin == plugin }) {
+			a.filtered = append(a.filtered, Rejection{Node: node, Plugin: plugin, Reason: reason(kl)})
+		}
 	}
 	return Step{}, false
+}
+
+// passing are messages filter plugins log about a node that fits.
+var passing = map[string]bool{
+	"FindPodVolumes": true, "PersistentVolume and node matches for pod": true,
+	"filtering based on resource claims of the pod": true, "Pod fits on node": true,
+}
+
+// isRejection says whether kl is a filter plugin's verdict that a node does not fit, in the
+// scheduling cycle (FilterWithNominatedPods.Filter.PLUGIN or Filter.PLUGIN; not preemption's
+// dry runs under PostFilter).
+func isRejection(kl klogLine) bool {
+	lg := kl.KV["logger"]
+	return (strings.HasPrefix(lg, "Filter.") || strings.HasPrefix(lg, "FilterWithNominatedPods.Filter.")) && !passing[kl.Msg]
+}
+
+// compareBool orders true first.
+func compareBool(x, y bool) int {
+	switch {
+	case x == y:
+		return 0
+	case x:
+		return -1
+	}
+	return 1
 }
 
 func (a *attempt) score(node string) *NodeScore {
@@ -150,10 +178,17 @@ func (l *SchedulerLog) step(kl klogLine, ns, name string, a *attempt) Step {
 		for _, sc := range a.scores {
 			d.Scores = append(d.Scores, *sc)
 		}
+		// Highest first; among equal totals (the scheduler picks one at random) the chosen.
+		chosen := kl.KV["node"]
 		slices.SortFunc(d.Scores, func(x, y NodeScore) int {
-			return cmp.Or(cmp.Compare(y.Total, x.Total), strings.Compare(x.Node, y.Node))
+			return cmp.Or(cmp.Compare(y.Total, x.Total), compareBool(x.Node == chosen, y.Node == chosen), strings.Compare(x.Node, y.Node))
 		})
-		d.Filtered = a.filtered
+		// A node that was scored (or chosen) passed every filter, whatever a plugin logged.
+		for _, r := range a.filtered {
+			if _, scored := a.scores[r.Node]; !scored && r.Node != chosen {
+				d.Filtered = append(d.Filtered, r)
+			}
+		}
 	}
 	s.Decision = d
 	s.Message = d.words(kl.KV["err"])

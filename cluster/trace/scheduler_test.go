@@ -83,3 +83,36 @@ func TestParseKlog(t *testing.T) {
 		}
 	}
 }
+
+// TestSchedulerLogTieAndPasses: among equal totals the chosen node comes first; a filter
+// plugin's line about a node that fits (VolumeBinding's) or about a node that was scored is no
+// rejection; preemption's dry runs are not either.
+func TestSchedulerLogTieAndPasses(t *testing.T) {
+	const h = `I1207 10:00:00.000000       1 x.go:1] `
+	lines := []string{
+		h + `"Attempting to schedule pod" pod="ns/p"`,
+		h + `"FindPodVolumes" logger="FilterWithNominatedPods.Filter.VolumeBinding" pod="ns/p" node="b"`,
+		h + `"node had untolerated taints" logger="FilterWithNominatedPods.Filter.TaintToleration" pod="ns/p" node="c" untoleratedTaint={}`,
+		h + `"node had untolerated taints" logger="FilterWithNominatedPods.Filter.TaintToleration" pod="ns/p" node="c" untoleratedTaint={}`,
+		h + `"odd" logger="PostFilter.DefaultPreemption.FilterWithNominatedPods.Filter.NodePorts" pod="ns/p" node="d"`,
+		h + `"Plugin scored node for pod" pod="ns/p" plugin="A" node="a" score=10`,
+		h + `"Plugin scored node for pod" pod="ns/p" plugin="A" node="b" score=10`,
+		h + `"Calculated node's final score for pod" pod="ns/p" node="a" score=10`,
+		h + `"Calculated node's final score for pod" pod="ns/p" node="b" score=10`,
+		h + `"Successfully bound pod to node" pod="ns/p" node="b" evaluatedNodes=3 feasibleNodes=2`,
+	}
+	l := NewSchedulerLog(2026)
+	var got []Step
+	for _, line := range lines {
+		if s, ok := l.Line(line); ok {
+			got = append(got, s)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d steps: %+v", len(got), got)
+	}
+	d := got[0].Decision
+	if d.Scores[0].Node != "b" || len(d.Filtered) != 1 || d.Filtered[0].Node != "c" {
+		t.Errorf("scores %+v filtered %+v: want b (chosen) first and only c filtered", d.Scores, d.Filtered)
+	}
+}

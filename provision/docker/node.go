@@ -121,14 +121,17 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 
 	volName := VolumeName(cfg.Name)
 	volLabels := volumeLabels(cfg.Cluster, cfg.Name)
-	if err := d.newVolume(ctx, cfg, volName, volLabels); err != nil {
+	madeVolume, err := d.newVolume(ctx, cfg, volName, volLabels)
+	if err != nil {
 		return nil, err
 	}
-	// The volume is this create's own: a failed create removes it (an in-use volume stays); a
-	// replaced machine's data stays whatever happens.
+	// A volume this create made is its own: a failed create removes it (an in-use volume
+	// stays); a replaced machine's data, found there, stays whatever happens.
 	cleanup := func() {
-		if !cfg.KeepData {
-			_ = d.cli.VolumeRemove(context.WithoutCancel(ctx), volName, false)
+		if madeVolume {
+			if err := d.cli.VolumeRemove(context.WithoutCancel(ctx), volName, false); err != nil && !cerrdefs.IsNotFound(err) {
+				d.log.Warnf("volume %s may be left (remove it with `kubeforge delete --name %s`): %v", volName, cfg.Cluster, err)
+			}
 		}
 	}
 
@@ -200,7 +203,7 @@ func (d *Driver) CreateNode(ctx context.Context, cfg provision.NodeConfig) (prov
 		if rerr := d.removeContainer(context.WithoutCancel(ctx), resp.ID); rerr != nil {
 			d.log.Warnf("removing container %s, made as the create was interrupted: %v", cfg.Name, rerr)
 		}
-		err = context.Cause(ctx)
+		err = ctx.Err()
 	}
 	if err != nil {
 		cleanup()
@@ -299,34 +302,34 @@ func ownedVolume(v volume.Volume, cluster, node string) bool {
 
 // newVolume creates the node's /var volume, labelled in the call that creates it. A volume of
 // that name that is already there is neither reused nor removed (see existingVolume).
-func (d *Driver) newVolume(ctx context.Context, cfg provision.NodeConfig, name string, labels map[string]string) error {
+func (d *Driver) newVolume(ctx context.Context, cfg provision.NodeConfig, name string, labels map[string]string) (made bool, _ error) {
 	v, err := d.cli.VolumeInspect(ctx, name)
 	switch {
 	case err == nil && cfg.KeepData && ownedVolume(v, cfg.Cluster, cfg.Name):
-		return nil // the data of the machine this one replaces
+		return false, nil // the data of the machine this one replaces
 	case err == nil:
-		return d.existingVolume(cfg, v)
+		return false, d.existingVolume(cfg, v)
 	case !cerrdefs.IsNotFound(err):
-		return fmt.Errorf("create node %s: inspect volume %s: %w", cfg.Name, name, err)
+		return false, fmt.Errorf("create node %s: inspect volume %s: %w", cfg.Name, name, err)
 	}
 	sctx, cancel := settling(ctx)
 	v, err = d.cli.VolumeCreate(sctx, volume.CreateOptions{Name: name, Labels: labels})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("create node %s: create volume %s: %w", cfg.Name, name, err)
+		return false, fmt.Errorf("create node %s: create volume %s: %w", cfg.Name, name, err)
 	}
 	if ctx.Err() != nil { // made, but the create was interrupted meanwhile
 		if ownedVolume(v, cfg.Cluster, cfg.Name) {
 			_ = d.cli.VolumeRemove(context.WithoutCancel(ctx), name, false)
 		}
-		return fmt.Errorf("create node %s: %w", cfg.Name, context.Cause(ctx))
+		return false, fmt.Errorf("create node %s: %w", cfg.Name, ctx.Err())
 	}
 	// Docker answers a create of a volume that exists (made since it was inspected) with that
 	// volume and its own labels.
 	if !ownedVolume(v, cfg.Cluster, cfg.Name) {
-		return d.existingVolume(cfg, v)
+		return false, d.existingVolume(cfg, v)
 	}
-	return nil
+	return true, nil
 }
 
 // existingVolume is the error of a create that finds the node's volume name taken, by v. A volume

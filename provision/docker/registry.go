@@ -153,8 +153,10 @@ func (d *Driver) CreateRegistry(ctx context.Context, image string, hostPort int)
 	resp, err := d.cli.ContainerCreate(sctx, conf, host, nil, nil, RegistryName)
 	cancel()
 	if err == nil && ctx.Err() != nil { // made, but interrupted meanwhile: no container left unstarted
-		_ = d.removeContainer(context.WithoutCancel(ctx), resp.ID)
-		err = context.Cause(ctx)
+		if rerr := d.removeContainer(context.WithoutCancel(ctx), resp.ID); rerr != nil {
+			d.log.Warnf("removing container %s, made as the create was interrupted: %v", RegistryName, rerr)
+		}
+		err = ctx.Err()
 	}
 	if err != nil {
 		return Registry{}, fmt.Errorf("create container %s: %w", RegistryName, err)
