@@ -142,7 +142,8 @@ args=(--kubeconfig="$PWD/$out/kubeconfig" --provider=local --kubectl-path="$PWD/
 	--ginkgo.timeout=24h --ginkgo.no-color --ginkgo.succinct)
 start=$(date +%s)
 if [ "$procs" -gt 1 ]; then
-	$GO run -modfile="$modfile" github.com/onsi/ginkgo/v2/ginkgo --procs="$procs" --timeout=24h --no-color \
+	$GO build -modfile="$modfile" -o "$out/ginkgo" github.com/onsi/ginkgo/v2/ginkgo
+	"$out/ginkgo" --procs="$procs" --timeout=24h --no-color \
 		--focus="$focus" --skip="$skip" "$out/e2e.test" -- "${args[@]:0:4}" 2>&1 | tee "$out/report/e2e.log"
 else
 	"$out/e2e.test" -test.timeout=0 "${args[@]}" 2>&1 | tee "$out/report/e2e.log"

@@ -55,7 +55,7 @@ type SchedulerLog struct {
 }
 
 type attempt struct {
-	start    time.Time
+	decided  time.Time // the last final score: when the node was chosen
 	scores   map[string]*NodeScore
 	filtered []Rejection
 }
@@ -86,7 +86,7 @@ func (l *SchedulerLog) Line(line string) (Step, bool) {
 		if len(l.pending) >= maxPending {
 			clear(l.pending)
 		}
-		l.pending[pod] = &attempt{start: kl.Time, scores: map[string]*NodeScore{}}
+		l.pending[pod] = &attempt{scores: map[string]*NodeScore{}}
 		return Step{}, false
 	case "Successfully bound pod to node", "Unable to schedule pod; no fit; waiting",
 		"Unable to schedule pod; no nodes are registered to the cluster; waiting",
@@ -108,6 +108,7 @@ func (l *SchedulerLog) Line(line string) (Step, bool) {
 	case kl.Msg == "Calculated node's final score for pod":
 		if score, err := strconv.ParseInt(kl.KV["score"], 10, 64); err == nil {
 			a.score(node).Total = score
+			a.decided = kl.Time
 		}
 	case isRejection(kl):
 		plugin := kl.KV["logger"][strings.LastIndexByte(kl.KV["logger"], '.')+1:]
@@ -174,6 +175,9 @@ func (l *SchedulerLog) step(kl klogLine, ns, name string, a *attempt) Step {
 	d := &Decision{}
 	d.Evaluated, _ = strconv.Atoi(kl.KV["evaluatedNodes"])
 	d.Feasible, _ = strconv.Atoi(kl.KV["feasibleNodes"])
+	if a != nil && !a.decided.IsZero() {
+		s.Time = a.decided // before the binding, which the log's last line follows
+	}
 	if a != nil {
 		for _, sc := range a.scores {
 			d.Scores = append(d.Scores, *sc)
