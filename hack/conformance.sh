@@ -56,11 +56,15 @@ kubectl=bin/k8s/$version/kubectl
 
 # The names the tests ask for, as this e2e.test resolves them.
 "$out/e2e.test" --list-images >"$out/images.txt" 2>"$out/list-images.err" || die "e2e.test --list-images: $(cat "$out/list-images.err")"
-image() { grep -m1 "/$1:" "$out/images.txt" || die "e2e.test lists no $1 image"; }
-agnhost=$(image agnhost)
-agnhost_prev=$(grep "/agnhost:" "$out/images.txt" | grep -vx "$agnhost" | head -1 || true)
-nginx=$(grep "/nginx:" "$out/images.txt" || true)
-busybox=$(image busybox)
+# (Its list is in no order; gcr.io/k8s-authenticated-test's agnhost is for tests that must fail
+# to pull it: not made.)
+image() { grep -m1 "^registry.k8s.io/.*/$1:" "$out/images.txt" || die "e2e.test lists no $1 image"; }
+agnhost=registry.k8s.io/e2e-test-images/agnhost:$agnver
+grep -qx "$agnhost" "$out/images.txt" || die "e2e.test does not list $agnhost, the agnhost of its module"
+agnhost_prev=$(grep "^registry.k8s.io/e2e-test-images/agnhost:" "$out/images.txt" | grep -vx "$agnhost" || true)
+nginx=$(grep "^registry.k8s.io/e2e-test-images/nginx:" "$out/images.txt" || true)
+busyboxes=$(grep "^registry.k8s.io/e2e-test-images/busybox:" "$out/images.txt" || die "e2e.test lists no busybox image")
+busybox=$(echo "$busyboxes" | head -1)
 pause=$(image pause)
 dns=$(grep -m1 -E '/(glibc-dns-testing|jessie-dnsutils):' "$out/images.txt" || true)
 nautilus=$(image nautilus)
@@ -119,6 +123,7 @@ mkdir -p "$root/busybox/bin" "$root/busybox/etc" "$root/busybox/tmp"
 install -m 0755 /bin/busybox "$root/busybox/bin/busybox"
 for a in $(/bin/busybox --list); do ln -sf busybox "$root/busybox/bin/$a"; done
 import "$busybox" "$root/busybox" 'CMD ["sh"]'
+for t in $busyboxes; do [ "$t" = "$busybox" ] || { docker tag "$busybox" "$t" && echo "  $t"; }; done
 mkdir -p "$root/busybox/usr/local/bin"
 install -m 4755 "$out/nnp" "$root/busybox/usr/local/bin/nnp" # setuid root: what no_new_privs must defeat
 import "$nonewprivs" "$root/busybox" 'CMD ["nnp"]'
@@ -130,7 +135,7 @@ step "starting cluster $cluster ($version, 2 nodes)"
 export KUBEFORGE_HOME=${KUBEFORGE_HOME:-$PWD/$out/home}
 bin/kubeforge delete --name "$cluster" >/dev/null 2>&1 || true
 bin/kubeforge start --name "$cluster" --nodes 2 --kubernetes-version "$version"
-bin/kubeforge image load --name "$cluster" $(for t in "$agnhost" $agnhost_prev $dns $nginx "$nautilus" "$kitten" "$busybox" "$nonewprivs" "$pause"; do echo "$t"; done | sort -u)
+bin/kubeforge image load --name "$cluster" $(for t in "$agnhost" $agnhost_prev $dns $nginx "$nautilus" "$kitten" $busyboxes "$nonewprivs" "$pause"; do echo "$t"; done | sort -u)
 bin/kubeforge kubeconfig --name "$cluster" >"$out/kubeconfig"
 
 step "running the conformance tests (focus $focus; this takes a while)"
