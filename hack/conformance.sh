@@ -58,7 +58,7 @@ kubectl=bin/k8s/$version/kubectl
 "$out/e2e.test" --list-images >"$out/images.txt" 2>"$out/list-images.err" || die "e2e.test --list-images: $(cat "$out/list-images.err")"
 # (Its list is in no order; gcr.io/k8s-authenticated-test's agnhost is for tests that must fail
 # to pull it: not made.)
-image() { grep -m1 "^registry.k8s.io/.*/$1:" "$out/images.txt" || die "e2e.test lists no $1 image"; }
+image() { grep -m1 -E "^registry.k8s.io/(.*/)?$1:" "$out/images.txt" || die "e2e.test lists no $1 image"; }
 agnhost=registry.k8s.io/e2e-test-images/agnhost:$agnver
 grep -qx "$agnhost" "$out/images.txt" || die "e2e.test does not list $agnhost, the agnhost of its module"
 agnhost_prev=$(grep "^registry.k8s.io/e2e-test-images/agnhost:" "$out/images.txt" | grep -vx "$agnhost" || true)
