@@ -35,7 +35,7 @@ modfile=test/conformance/v$(echo "$version" | sed -E 's/^v([0-9]+\.[0-9]+)\..*/\
 GO=${GO:-go}
 out=bin/conformance/$version
 cluster=${CONFORMANCE_CLUSTER:-kfconf}
-focus=${CONFORMANCE_FOCUS:-\[Conformance\]}
+focus=${CONFORMANCE_FOCUS:-'\[Conformance\]'}
 procs=${CONFORMANCE_PROCS:-1}
 skip=${CONFORMANCE_SKIP:-'ImageVolume should succeed with pod and pull policy of Always|should allow server and client pods to establish an mTLS connection|Sample API Server using the current Aggregator'}
 mkdir -p "$out"
