@@ -4,7 +4,7 @@
 # cluster of VERSION, with no registry: the test images are built here and loaded into the nodes
 # under the names the tests ask for (their pull policy is IfNotPresent).
 #
-#   make conformance [KUBE_VERSION=v1.36.3] [CONFORMANCE_FOCUS=regex] [CONFORMANCE_PROCS=N]
+#   make conformance [KUBE_VERSION=<a version of internal/versions/kubernetes.tsv>] [CONFORMANCE_FOCUS=regex] [CONFORMANCE_PROCS=N]
 #
 # Writes bin/conformance/<version>/report/ (junit_01.xml, the e2e log) and prints a summary.
 #
