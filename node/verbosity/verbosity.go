@@ -30,6 +30,11 @@ func Set(ctx context.Context, component string, level int, kubeconfig string) er
 	if !ok {
 		return fmt.Errorf("unknown component %q: one of kube-scheduler, kube-controller-manager", component)
 	}
+	return set(ctx, component, fmt.Sprintf("https://127.0.0.1:%d/debug/flags/v", port), level, kubeconfig)
+}
+
+// set PUTs level to url (a component's /debug/flags/v).
+func set(ctx context.Context, component, url string, level int, kubeconfig string) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", kubeconfig, err)
@@ -42,7 +47,6 @@ func Set(ctx context.Context, component string, level int, kubeconfig string) er
 	// layout): there is no CA to check it against, and no one else on that address.
 	tc = &tls.Config{Certificates: tc.Certificates, GetClientCertificate: tc.GetClientCertificate, InsecureSkipVerify: true}
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 10 * time.Second}
-	url := fmt.Sprintf("https://127.0.0.1:%d/debug/flags/v", port)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, strings.NewReader(strconv.Itoa(level)))
 	if err != nil {
 		return err
