@@ -121,7 +121,7 @@ for img in nautilus kitten; do
 done
 mkdir -p "$root/busybox/bin" "$root/busybox/etc" "$root/busybox/tmp"
 install -m 0755 /bin/busybox "$root/busybox/bin/busybox"
-for a in $(/bin/busybox --list); do ln -sf busybox "$root/busybox/bin/$a"; done
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/busybox/bin/$a"; done
 import "$busybox" "$root/busybox" 'CMD ["sh"]'
 for t in $busyboxes; do [ "$t" = "$busybox" ] || { docker tag "$busybox" "$t" && echo "  $t"; }; done
 mkdir -p "$root/busybox/usr/local/bin"
@@ -131,6 +131,12 @@ mkdir -p "$root/pause"
 install -m 0755 bin/kubeforge-pause "$root/pause/pause"
 import "$pause" "$root/pause" 'ENTRYPOINT ["/pause"]'
 
+# Each image runs what the tests run in it.
+docker run --rm "$busybox" sh -c 'true && env >/dev/null && wget --help >/dev/null 2>&1; id' >/dev/null ||
+	die "the busybox image does not run sh"
+docker run --rm --entrypoint sh "$agnhost" -c 'curl --version && nc -h 2>&1 | grep -q OpenBSD && dig -v 2>&1 && getent hosts localhost && /agnhost --help' >/dev/null ||
+	die "the agnhost image lacks a tool (curl, OpenBSD nc, dig, getent)"
+docker run --rm "$nonewprivs" >/dev/null || die "the nonewprivs image does not run"
 step "starting cluster $cluster ($version, 2 nodes)"
 export KUBEFORGE_HOME=${KUBEFORGE_HOME:-$PWD/$out/home}
 bin/kubeforge delete --name "$cluster" >/dev/null 2>&1 || true
