@@ -10,8 +10,8 @@
 #
 # The images (see test/conformance/README.md):
 #   agnhost        built from the release's test/images/agnhost, in a Debian rootfs with the
-#                  tools the tests run in it (busybox sh/seq/nslookup..., curl, OpenBSD nc, dig,
-#                  getent); also tagged as the previous agnhost the rollout tests switch to, and
+#                  tools the tests run in it (dash as sh, busybox's seq/nslookup/wget..., curl,
+#                  OpenBSD nc, dig, getent); also tagged as the previous agnhost the rollout tests switch to, and
 #                  as the DNS-probe image (whose probes run sh, seq, dig and getent), and as the
 #                  nginx images: the tests that name nginx (garbage collector, ReplicationController,
 #                  Endpoints, PodTemplates, pod generation) need a container that runs, not nginx.
@@ -96,6 +96,10 @@ install -m 0755 /bin/busybox "$root/rootfs/bin/busybox"
 for a in $(/bin/busybox --list); do [ -e "$root/rootfs/bin/$a" ] || ln -s busybox "$root/rootfs/bin/$a"; done
 copy_bin "$(command -v curl)" "$(command -v dig)" "$(command -v getent)" "$(readlink -f "$(command -v nc)")"
 rm -f "$root/rootfs/bin/nc" && ln -s "$(readlink -f "$(command -v nc)")" "$root/rootfs/bin/nc"
+# The shell is Debian's dash: busybox's sh runs its own applets before PATH's (its nc is not
+# OpenBSD's, whose flags the tests use).
+copy_bin "$(readlink -f /bin/sh)"
+rm -f "$root/rootfs/bin/sh" && ln -s "$(readlink -f /bin/sh)" "$root/rootfs/bin/sh"
 install -m 0755 "$out/agnhost" "$root/rootfs/agnhost"
 ln -s agnhost "$root/rootfs/agnhost-2"
 cp "$kmod/test/images/agnhost/porter/localhost.crt" "$kmod/test/images/agnhost/porter/localhost.key" "$root/rootfs/"
