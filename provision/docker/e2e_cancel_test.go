@@ -18,16 +18,8 @@ import (
 // leaves no process in the node, though Docker never kills exec'd processes: a plain sleep, a
 // shell with a sleeping child, and a command that ignores SIGTERM (killed after the grace).
 func TestE2ERunCancel(t *testing.T) {
-	d := newDriver(t)
+	d, img, cluster, nw := testCluster(t)
 	ctx := t.Context()
-	id := uniq(t)
-	img := testImage(t, d, id)
-	cluster := "e2e-" + id
-	t.Cleanup(func() { purge(t, d, cluster) })
-	nw, err := d.EnsureNetwork(ctx, cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n, err := d.CreateNode(ctx, provision.NodeConfig{Cluster: cluster, Name: cluster + "-control-plane", Role: "control-plane", Image: img,
 		Network: nw, IP: Network(nw).NodeIP(0)})
 	if err != nil {
@@ -96,16 +88,8 @@ func TestE2ERunCancel(t *testing.T) {
 // goes on with a create whose client has left, and a rollback removes only what a create
 // returned (CI once found kfs-int and kfs-int-var left by an interrupted start).
 func TestE2ECreateNodeCancel(t *testing.T) {
-	d := newDriver(t)
+	d, img, cluster, nw := testCluster(t)
 	ctx := t.Context()
-	id := uniq(t)
-	img := testImage(t, d, id)
-	cluster := "e2e-" + id
-	t.Cleanup(func() { purge(t, d, cluster) })
-	nw, err := d.EnsureNetwork(ctx, cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := func(i int) provision.NodeConfig {
 		return provision.NodeConfig{Cluster: cluster, Name: fmt.Sprintf("%s-m%02d", cluster, i), Role: "worker", Image: img,
 			Network: nw, IP: Network(nw).NodeIP(i)}

@@ -156,6 +156,22 @@ func newDriver(t *testing.T) *Driver {
 	return d
 }
 
+// testCluster is a test's driver, its image, and a cluster name with its network (whatever
+// carries the cluster's label is purged when the test ends).
+func testCluster(t *testing.T) (d *Driver, img, cluster string, nw provision.Network) {
+	t.Helper()
+	d = newDriver(t)
+	id := uniq(t)
+	img = testImage(t, d, id)
+	cluster = "e2e-" + id
+	t.Cleanup(func() { purge(t, d, cluster) })
+	nw, err := d.EnsureNetwork(t.Context(), cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, img, cluster, nw
+}
+
 func mustTar(t *testing.T, entries ...*tar.Header) io.Reader {
 	t.Helper()
 	var b bytes.Buffer
@@ -632,17 +648,8 @@ func TestE2ENetworkRace(t *testing.T) {
 // TestE2EHalfMade checks that what an interrupted create or delete leaves is listed and removed:
 // a network alone, and a node volume without its container.
 func TestE2EHalfMade(t *testing.T) {
-	d := newDriver(t)
+	d, img, cluster, nw := testCluster(t)
 	ctx := t.Context()
-	id := uniq(t)
-	img := testImage(t, d, id)
-	cluster := "e2e-" + id
-	t.Cleanup(func() { purge(t, d, cluster) })
-
-	nw, err := d.EnsureNetwork(ctx, cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if cls, _ := d.Clusters(ctx); !slices.Contains(cls, cluster) {
 		t.Errorf("network-only cluster not listed: %v", cls)
 	}
@@ -766,20 +773,12 @@ func TestE2EDeleteNodeOfAnotherCluster(t *testing.T) {
 // TestE2EForeignVolume: a <node>-var volume that is not the node's (unlabelled, or another
 // cluster's) is refused at CreateNode, and neither CreateNode nor DeleteNode touches it.
 func TestE2EForeignVolume(t *testing.T) {
-	d := newDriver(t)
+	d, img, cluster, nw := testCluster(t)
 	ctx := t.Context()
-	id := uniq(t)
-	img := testImage(t, d, id)
-	cluster := "e2e-" + id
-	t.Cleanup(func() { purge(t, d, cluster) })
-	nw, err := d.EnsureNetwork(ctx, cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i, labels := range []map[string]string{
 		nil, // made by hand, or by Docker for a container
-		{provision.LabelCluster: "e2e-" + id + "-x", provision.LabelNode: cluster}, // another cluster's
-		{provision.LabelCluster: cluster, provision.LabelNode: cluster + "-m09"},   // another node's
+		{provision.LabelCluster: cluster + "-x", provision.LabelNode: cluster},   // another cluster's
+		{provision.LabelCluster: cluster, provision.LabelNode: cluster + "-m09"}, // another node's
 	} {
 		name := cluster
 		vol := VolumeName(name)
@@ -839,16 +838,8 @@ func TestE2EForeignVolume(t *testing.T) {
 // gone: DeleteNode by the node's name, and DeleteNetwork for the cluster (delete finds no node
 // to name).
 func TestE2EDeleteRemovesOrphanVolume(t *testing.T) {
-	d := newDriver(t)
+	d, img, cluster, nw := testCluster(t)
 	ctx := t.Context()
-	id := uniq(t)
-	img := testImage(t, d, id)
-	cluster := "e2e-" + id
-	t.Cleanup(func() { purge(t, d, cluster) })
-	nw, err := d.EnsureNetwork(ctx, cluster)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
 	for i := range 2 {
 		name := cluster
