@@ -10,13 +10,13 @@
 #
 # The images (see test/conformance/README.md):
 #   agnhost        built from the release's test/images/agnhost, in a Debian rootfs with the
-#                  tools the tests run in it (dash as sh, busybox's seq/nslookup/wget..., curl,
+#                  tools the tests run in it (bash as sh, busybox's seq/nslookup/wget..., curl,
 #                  OpenBSD nc, dig, getent); also tagged as the previous agnhost the rollout tests switch to, and
 #                  as the DNS-probe image (whose probes run sh, seq, dig and getent), and as the
 #                  nginx images: the tests that name nginx (garbage collector, ReplicationController,
 #                  Endpoints, PodTemplates, pod generation) need a container that runs, not nginx.
 #   nautilus, kitten  that rootfs plus the release's html files, CMD test-webserver.
-#   busybox        Debian's busybox-static, CMD sh.
+#   busybox        Debian's busybox-static (bash as sh: see with_bash), CMD sh.
 #   nonewprivs     that busybox plus the release's nonewprivs program, setuid root.
 #   pause          kubeforge's own pause program.
 # Tests that need what cannot be built here are skipped by name (CONFORMANCE_SKIP, below), and
@@ -82,24 +82,33 @@ command -v curl >/dev/null || missing+=(curl)
 install_missing "${missing[@]}"
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-# copy_bin FILE...: the binaries with the shared libraries ldd names, and the loader.
+# with_bash ROOT: /bin/sh in ROOT is Debian's bash, not busybox's sh (1.35 here): that one drops
+# the environment variables whose names are no shell names (data-1=..., which a Secret's keys
+# become: a test checks the container sees them; upstream's newer busybox keeps them), and runs
+# its own applets before PATH's (its nc is not OpenBSD's, whose flags the tests use).
+with_bash() {
+	copy_bin "$1" /usr/bin/bash
+	rm -f "$1/bin/sh" && ln -s /usr/bin/bash "$1/bin/sh"
+}
+# copy_bin DIR FILE...: the binaries into the root DIR, with the shared libraries ldd names and
+# the loader.
 copy_bin() {
+	local dir=$1
+	shift
 	for f in "$@"; do
-		install -D "$(readlink -f "$f")" "$root/rootfs$f"
+		install -D "$(readlink -f "$f")" "$dir$f"
 		for lib in $(ldd "$f" 2>/dev/null | grep -oE '/[^ ]+' || true); do
-			[ -e "$root/rootfs$lib" ] || install -D "$(readlink -f "$lib")" "$root/rootfs$lib"
+			[ -e "$dir$lib" ] || install -D "$(readlink -f "$lib")" "$dir$lib"
 		done
 	done
 }
 mkdir -p "$root/rootfs"/{bin,etc,tmp,uploads,var/run}
 install -m 0755 /bin/busybox "$root/rootfs/bin/busybox"
 for a in $(/bin/busybox --list); do [ -e "$root/rootfs/bin/$a" ] || ln -s busybox "$root/rootfs/bin/$a"; done
-copy_bin "$(command -v curl)" "$(command -v dig)" "$(command -v getent)" "$(readlink -f "$(command -v nc)")"
+copy_bin "$root/rootfs" "$(command -v curl)" "$(command -v dig)" "$(command -v getent)" "$(readlink -f "$(command -v nc)")"
 rm -f "$root/rootfs/bin/nc" && ln -s "$(readlink -f "$(command -v nc)")" "$root/rootfs/bin/nc"
-# The shell is Debian's dash: busybox's sh runs its own applets before PATH's (its nc is not
-# OpenBSD's, whose flags the tests use).
-copy_bin "$(readlink -f /bin/sh)"
-rm -f "$root/rootfs/bin/sh" && ln -s "$(readlink -f /bin/sh)" "$root/rootfs/bin/sh"
+# The shell is Debian's bash (see with_bash).
+with_bash "$root/rootfs"
 install -m 0755 "$out/agnhost" "$root/rootfs/agnhost"
 ln -s agnhost "$root/rootfs/agnhost-2"
 cp "$kmod/test/images/agnhost/porter/localhost.crt" "$kmod/test/images/agnhost/porter/localhost.key" "$root/rootfs/"
@@ -126,6 +135,7 @@ done
 mkdir -p "$root/busybox/bin" "$root/busybox/etc" "$root/busybox/tmp"
 install -m 0755 /bin/busybox "$root/busybox/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/busybox/bin/$a"; done
+with_bash "$root/busybox"
 import "$busybox" "$root/busybox" 'CMD ["sh"]'
 for t in $busyboxes; do [ "$t" = "$busybox" ] || { docker tag "$busybox" "$t" && echo "  $t"; }; done
 mkdir -p "$root/busybox/usr/local/bin"
