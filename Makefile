@@ -81,7 +81,7 @@ kubectl:
 	$(GO) build $(KUBE_MODFLAG) $(GOFLAGS_BUILD) -ldflags '$(KUBE_LDFLAGS)' -o bin/k8s/$(KUBE_VERSION)/kubectl k8s.io/kubernetes/cmd/kubectl
 
 # Upstream's conformance tests of KUBE_VERSION ([Conformance] of k8s.io/kubernetes/test/e2e, built
-# from test/conformance/v1.NN.mod) against a 2-node cluster of it, the test images built here
+# from test/conformance/v1.NN.mod) against a 3-node cluster (a control plane, 2 workers) of it, the test images built here
 # (hack/conformance.sh, test/conformance/README.md): about an hour; not part of make test.
 # CONFORMANCE_FOCUS=regex narrows it, CONFORMANCE_PROCS=N runs N at once (the ginkgo CLI).
 conformance: build

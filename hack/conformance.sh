@@ -151,10 +151,10 @@ docker run --rm "$busybox" sh -c 'true && env >/dev/null && wget --help >/dev/nu
 docker run --rm --entrypoint sh "$agnhost" -c 'curl --version && nc -h 2>&1 | grep -q OpenBSD && dig -v 2>&1 && getent hosts localhost && /agnhost --help' >/dev/null ||
 	die "the agnhost image lacks a tool (curl, OpenBSD nc, dig, getent)"
 docker run --rm "$nonewprivs" >/dev/null || die "the nonewprivs image does not run"
-step "starting cluster $cluster ($version, 2 nodes)"
+step "starting cluster $cluster ($version, 3 nodes: a control plane, 2 workers; some specs need 2 schedulable nodes)"
 export KUBEFORGE_HOME=${KUBEFORGE_HOME:-$PWD/$out/home}
 bin/kubeforge delete --name "$cluster" >/dev/null 2>&1 || true
-bin/kubeforge start --name "$cluster" --nodes 2 --kubernetes-version "$version"
+bin/kubeforge start --name "$cluster" --nodes 3 --kubernetes-version "$version"
 bin/kubeforge image load --name "$cluster" $(for t in "$agnhost" $agnhost_prev $dns $nginx "$nautilus" "$kitten" $busyboxes "$nonewprivs" "$pause"; do echo "$t"; done | sort -u)
 bin/kubeforge kubeconfig --name "$cluster" >"$out/kubeconfig"
 
