@@ -320,8 +320,10 @@ func (c *Cluster) followScheduler(ctx context.Context, n provision.Node, level s
 		stop()
 		pr.Close()
 		wg.Wait() // no raise after the restore
-		if ctx.Err() == nil {
-			time.Sleep(time.Second) // the container ended: look for its successor
+		// The container ended (a restart): look for its successor, unless the trace ended.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
 		}
 	}
 	return nil
